@@ -1,0 +1,57 @@
+"""Names and labels shared by the components, the stacks and the policy pack.
+
+No Pulumi import: the policy pack and the control-plane service read these too.
+"""
+
+from __future__ import annotations
+
+from .catalog import NAMESPACE_PREFIX, validate_environment_name, validate_slug
+
+PLATFORM_NAMESPACE = "cameleer-system"
+
+# Kubernetes sets this label on every namespace itself (and tenants cannot create
+# namespaces), so selecting the platform namespace by it cannot be spoofed.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+TENANT_LABEL = "cameleer.io/tenant"
+TIER_LABEL = "cameleer.io/tier"
+ENVIRONMENT_LABEL = "cameleer.io/environment"
+SUSPENDED_LABEL = "cameleer.io/suspended"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "cameleer-control-plane"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+
+TENANT_LABEL_KEYS = (TENANT_LABEL, TIER_LABEL, ENVIRONMENT_LABEL)
+
+# Pod Security Admission, pinned to the API server's minor version so a cluster upgrade
+# cannot tighten (and break) running tenants without a deliberate change here.
+POD_SECURITY_LEVEL = "restricted"
+POD_SECURITY_VERSION = "v1.34"
+POD_SECURITY_MODES = ("enforce", "audit", "warn")
+
+
+def pod_security_labels() -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for mode in POD_SECURITY_MODES:
+        labels[f"pod-security.kubernetes.io/{mode}"] = POD_SECURITY_LEVEL
+        labels[f"pod-security.kubernetes.io/{mode}-version"] = POD_SECURITY_VERSION
+    return labels
+
+
+def namespace_name(slug: str, environment: str) -> str:
+    """`tenant-<slug>-<env>`; both parts are validated so the name is always legal."""
+    return f"{NAMESPACE_PREFIX}{validate_slug(slug)}-{validate_environment_name(environment)}"
+
+
+def database_identifier(slug: str, environment: str) -> str:
+    """The PostgreSQL schema and role name of a tenant environment: `tenant_<slug>_<env>`."""
+    return namespace_name(slug, environment).replace("-", "_")
+
+
+def tenant_labels(slug: str, tier: str, environment: str) -> dict[str, str]:
+    return {
+        TENANT_LABEL: slug,
+        TIER_LABEL: tier,
+        ENVIRONMENT_LABEL: environment,
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }

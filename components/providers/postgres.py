@@ -1,0 +1,310 @@
+"""A tenant's schema and login role in the shared PostgreSQL, as a Pulumi dynamic provider.
+
+One resource is one identifier used twice: a LOGIN role and a schema it owns, with the
+role's search_path set to it and no other privilege (no role memberships, no grants in
+other schemas, no superuser/createdb/createrole/replication/bypassrls). `read` observes
+all of that, so `pulumi refresh` reports drift and the next update converges it back.
+
+Secrets: the admin URL and the role's password are secret inputs; the password is sent to
+the server only as a SCRAM-SHA-256 verifier (so it cannot appear in a server log), and no
+error raised here carries either of them.
+
+The admin role must be allowed to create roles and to create schemas owned by them: a
+superuser, as the platform's own PostgreSQL admin is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from typing import Any, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+from pulumi import Input, Output, ResourceOptions
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+INPUT_KEYS = ("admin_url", "identifier", "password", "connection_limit")
+CONNECT_TIMEOUT_SECONDS = 10
+SCRAM_ITERATIONS = 4096
+
+ROLE_ATTRIBUTES = {
+    # pg_roles column -> the value every tenant role must have
+    "rolcanlogin": True,
+    "rolsuper": False,
+    "rolcreatedb": False,
+    "rolcreaterole": False,
+    "rolreplication": False,
+    "rolbypassrls": False,
+    "rolinherit": False,
+}
+
+
+class PostgresError(Exception):
+    """A database operation failed; the message never contains a password or the admin URL."""
+
+
+def desired_state(identifier: str, connection_limit: int) -> dict[str, Any]:
+    """What `observe` returns for a tenant role that nobody has tampered with."""
+    return {
+        **ROLE_ATTRIBUTES,
+        "rolconnlimit": connection_limit,
+        "schema_owner": identifier,
+        "search_path": identifier,
+        "member_of": [],
+        "foreign_grants": [],
+        "password_matches": True,
+    }
+
+
+def drift(observed: dict[str, Any] | None, identifier: str, connection_limit: int) -> list[str]:
+    """The observed fields that differ from the desired state (all of them if unobserved).
+
+    An unchecked password (None) is not drift: the admin may lack the right to read it.
+    """
+    expected = desired_state(identifier, connection_limit)
+    if not observed:
+        return sorted(expected)
+    return sorted(key for key, value in expected.items()
+                  if observed.get(key) != value and not (key == "password_matches" and observed.get(key) is None))
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677)."""
+    salt = salt if salt is not None else os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def verifier_matches(verifier: str | None, password: str) -> bool:
+    """Whether a stored verifier was made from `password`."""
+    try:
+        scheme, rest = verifier.split("$", 1)  # type: ignore[union-attr]
+        iterations_salt, _keys = rest.split("$", 1)
+        iterations, salt = iterations_salt.split(":", 1)
+        expected = scram_verifier(password, base64.b64decode(salt), int(iterations))
+    except (AttributeError, ValueError):
+        return False
+    return scheme == "SCRAM-SHA-256" and hmac.compare_digest(expected, verifier)  # type: ignore[arg-type]
+
+
+def _role_options(password: str, connection_limit: int) -> sql.Composed:
+    return sql.SQL(
+        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
+        "CONNECTION LIMIT {limit} PASSWORD {verifier}"
+    ).format(limit=sql.Literal(connection_limit), verifier=sql.Literal(scram_verifier(password)))
+
+
+def converge(conn: psycopg.Connection, identifier: str, password: str, connection_limit: int) -> None:
+    """Create or repair the role and schema, in one transaction.
+
+    Used by create as well: a crash between creating the role and recording it in state
+    leaves a role of this exact tenant name behind, and the retry adopts it.
+    """
+    name = sql.Identifier(identifier)
+    with conn.transaction():
+        observed = observe(conn, identifier, password=None) or {"member_of": [], "foreign_grants": []}
+        verb = "ALTER" if _role_exists(conn, identifier) else "CREATE"
+        conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name) + _role_options(password, connection_limit))
+        for role in observed["member_of"]:
+            conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), name))
+        for schema in observed["foreign_grants"]:
+            _revoke_schema(conn, schema, identifier)
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {0} AUTHORIZATION {0}").format(name))
+        conn.execute(sql.SQL("ALTER SCHEMA {0} OWNER TO {0}").format(name))
+        conn.execute(sql.SQL("ALTER ROLE {0} SET search_path TO {0}").format(name))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(conn.info.dbname), name))
+
+
+def _revoke_schema(conn: psycopg.Connection, schema: str, identifier: str) -> None:
+    target, grantee = sql.Identifier(schema), sql.Identifier(identifier)
+    conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(target, grantee))
+    conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(target, grantee))
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(target, grantee))
+
+
+def drop(conn: psycopg.Connection, identifier: str) -> None:
+    name = sql.Identifier(identifier)
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
+        if _role_exists(conn, identifier):
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
+            conn.execute(sql.SQL("DROP ROLE {}").format(name))
+    # Open sessions keep working until they end; cut them so a deleted tenant is gone now.
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (identifier,))
+
+
+def _role_exists(conn: psycopg.Connection, identifier: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (identifier,)).fetchone() is not None
+
+
+def observe(conn: psycopg.Connection, identifier: str, password: str | None) -> dict[str, Any] | None:
+    """The live state of the tenant's role and schema; None when the role does not exist.
+
+    `password_matches` is None when the password was not checked (no password given, or
+    the admin may not read pg_authid).
+    """
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in [*ROLE_ATTRIBUTES, "rolconnlimit"])
+    row = conn.execute(sql.SQL("SELECT {}, oid FROM pg_roles WHERE rolname = %s").format(columns),
+                       (identifier,)).fetchone()
+    if row is None:
+        return None
+    *attributes, oid = row
+    state: dict[str, Any] = dict(zip([*ROLE_ATTRIBUTES, "rolconnlimit"], attributes))
+    state["schema_owner"] = _scalar(conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                                    identifier)
+    state["search_path"] = _search_path(conn, oid)
+    state["member_of"] = _column(conn, """
+        SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+        WHERE m.member = %s ORDER BY 1""", oid)
+    state["foreign_grants"] = _column(conn, """
+        SELECT DISTINCT n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a
+        WHERE a.grantee = %(oid)s AND n.nspname <> %(own)s
+        UNION
+        SELECT DISTINCT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+             aclexplode(c.relacl) a
+        WHERE a.grantee = %(oid)s AND n.nspname <> %(own)s
+        ORDER BY 1""", {"oid": oid, "own": identifier})
+    state["password_matches"] = _password_matches(conn, identifier, password)
+    return state
+
+
+def _search_path(conn: psycopg.Connection, oid: int) -> str | None:
+    settings = _scalar(conn, "SELECT setconfig FROM pg_db_role_setting WHERE setrole = %s AND setdatabase = 0",
+                       oid) or []
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        if key == "search_path":
+            return value.strip('"')
+    return None
+
+
+def _password_matches(conn: psycopg.Connection, identifier: str, password: str | None) -> bool | None:
+    if password is None:
+        return None
+    try:
+        with conn.transaction():
+            verifier = _scalar(conn, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", identifier)
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return verifier_matches(verifier, password)
+
+
+def _scalar(conn: psycopg.Connection, query: str, *params: Any) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _column(conn: psycopg.Connection, query: str, params: Any) -> list[Any]:
+    args = params if isinstance(params, dict) else (params,)
+    return [row[0] for row in conn.execute(query, args).fetchall()]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@contextmanager
+def connected(admin_url: str, *secrets: str) -> Iterator[psycopg.Connection]:
+    """An autocommit admin connection; any database error becomes a redacted PostgresError."""
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            yield conn
+    except psycopg.Error as error:
+        raise PostgresError(redact(describe(error), admin_url, *secrets)) from None
+
+
+def describe(error: psycopg.Error) -> str:
+    """The server's primary message and SQLSTATE, without the statement text it may quote."""
+    primary = getattr(error.diag, "message_primary", None)
+    if primary:
+        return f"PostgreSQL error {error.sqlstate or ''}: {primary}".replace("  ", " ")
+    # Connection failures have no diagnostics; their text names host, port and user only,
+    # and redaction below removes anything secret that might still appear.
+    return f"PostgreSQL connection failed: {error}"
+
+
+def redact(message: str, admin_url: str, *secrets: str) -> str:
+    sensitive = [admin_url, *secrets, *_url_password(admin_url)]
+    for value in sorted((s for s in sensitive if s), key=len, reverse=True):
+        message = message.replace(value, "***")
+    return message
+
+
+def _url_password(url: str) -> list[str]:
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return []
+    password = info.get("password")
+    return [str(password)] if password else []
+
+
+# --------------------------------------------------------------------------- provider
+
+
+class TenantSchemaProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(props["identifier"], self._apply(props))
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._apply(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with connected(props["admin_url"], props.get("password", "")) as conn:
+            observed = observe(conn, id_, props.get("password"))
+            database = conn.info.dbname
+        if observed is None:
+            return ReadResult("", {})
+        return ReadResult(id_, {**props, "identifier": id_, "database": database, "observed": observed})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["identifier"] if olds.get("identifier") != news.get("identifier") else []
+        changed_inputs = [key for key in INPUT_KEYS if olds.get(key) != news.get(key)]
+        drifted = drift(olds.get("observed"), olds.get("identifier", ""), olds.get("connection_limit", -1))
+        return DiffResult(changes=bool(changed_inputs or drifted), replaces=replaces,
+                          delete_before_replace=False)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with connected(props["admin_url"], props.get("password", "")) as conn:
+            drop(conn, id_)
+
+    def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
+        identifier, password = props["identifier"], props["password"]
+        limit = int(props["connection_limit"])
+        with connected(props["admin_url"], password) as conn:
+            converge(conn, identifier, password, limit)
+            observed = observe(conn, identifier, password)
+            database = conn.info.dbname
+        return {**props, "database": database, "observed": observed}
+
+
+class TenantSchema(Resource, module="postgres", name="TenantSchema"):
+    """Pulumi type `pulumi-python:dynamic/postgres:TenantSchema`."""
+
+    identifier: Output[str]
+    database: Output[str]
+    observed: Output[dict]
+
+    def __init__(self, resource_name: str, *, admin_url: Input[str], identifier: str,
+                 password: Input[str], connection_limit: int, opts: ResourceOptions | None = None):
+        props = {
+            "admin_url": Output.secret(admin_url),
+            "identifier": identifier,
+            "password": Output.secret(password),
+            "connection_limit": connection_limit,
+            "database": None,
+            "observed": None,
+        }
+        secret_outputs = ResourceOptions(additional_secret_outputs=["admin_url", "password"])
+        super().__init__(TenantSchemaProvider(), resource_name, props,
+                         ResourceOptions.merge(opts, secret_outputs))

@@ -1,0 +1,49 @@
+"""Per-tenant credentials: a generated password, delivered as a Kubernetes Secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pulumi
+
+from components.kube import child_object, manifest
+from components.providers.kubernetes import Cluster
+from components.providers.random import RandomPassword
+
+PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class TenantCredentialsArgs:
+    cluster: Cluster
+    namespace: str
+    secret_name: str
+    username: str
+    # Further non-secret keys for the Secret, e.g. host, port, database.
+    extra_data: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class TenantCredentials(pulumi.ComponentResource):
+    """`password` is a secret Output; the Secret holds `username`, `password` and the extras."""
+
+    password: pulumi.Output[str]
+    secret_name: str
+
+    def __init__(self, name: str, args: TenantCredentialsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cameleer:tenancy:TenantCredentials", name, None, opts)
+        generated = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH,
+                                   opts=pulumi.ResourceOptions(parent=self))
+        self.password = pulumi.Output.secret(generated.result)
+        self.secret_name = args.secret_name
+        child_object(self, f"{name}-secret", args.cluster, credentials_secret(args, self.password), secret=True)
+        self.register_outputs({"secretName": self.secret_name, "password": self.password})
+
+
+def credentials_secret(args: TenantCredentialsArgs, password: pulumi.Input[str]) -> dict:
+    return manifest(
+        "v1", "Secret", args.secret_name, namespace=args.namespace, labels=dict(args.labels),
+        type="Opaque",
+        stringData={**args.extra_data, "username": args.username, "password": password},
+    )

@@ -1,0 +1,173 @@
+"""The tenant's Cameleer server: a Deployment with its license Secret, and a Service.
+
+The pod runs with the restricted security context Pod Security `restricted` demands, a
+digest-pinned image, requests and limits from the tier, and probes. A suspended tenant
+keeps every object but runs zero replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import pulumi
+
+from components import naming
+from components.catalog import ServerSize
+from components.images import validate_pinned_image
+from components.kube import child_object, manifest
+from components.providers.kubernetes import Cluster
+from components.tenant_namespace import DATABASE_SECRET, LICENSE_SECRET, SERVER_ACCOUNT
+
+SERVER_NAME = "cameleer-server"
+HTTP_PORT = 8080
+SERVICE_PORT = 80
+RUN_AS_ID = 10001
+LICENSE_DIR = "/etc/cameleer/license"
+LICENSE_FILE = "license.jwt"
+DATABASE_ENV = {
+    # environment variable -> key in the database credentials Secret
+    "CAMELEER_DB_HOST": "host",
+    "CAMELEER_DB_PORT": "port",
+    "CAMELEER_DB_NAME": "database",
+    "CAMELEER_DB_SCHEMA": "schema",
+    "CAMELEER_DB_USER": "username",
+    "CAMELEER_DB_PASSWORD": "password",
+}
+
+
+@dataclass(frozen=True)
+class TenantServerArgs:
+    cluster: Cluster
+    namespace: str
+    image: str
+    size: ServerSize
+    # Secret: the license JWT.
+    license: pulumi.Input[str]
+    priority_class: str
+    suspended: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = SERVER_ACCOUNT
+    database_secret: str = DATABASE_SECRET
+
+    def __post_init__(self) -> None:
+        validate_pinned_image(self.image)
+
+
+class TenantServer(pulumi.ComponentResource):
+    deployment_name: str
+    service_name: str
+    replicas: int
+
+    def __init__(self, name: str, args: TenantServerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cameleer:tenancy:TenantServer", name, None, opts)
+        self.deployment_name = self.service_name = SERVER_NAME
+        self.replicas = 0 if args.suspended else 1
+
+        license_secret = child_object(self, f"{name}-license", args.cluster, license_manifest(args), secret=True)
+        child_object(self, f"{name}-deployment", args.cluster, deployment_manifest(args, self.replicas),
+                     depends_on=[license_secret])
+        child_object(self, f"{name}-service", args.cluster, service_manifest(args))
+        self.register_outputs({"deployment": self.deployment_name, "service": self.service_name,
+                               "replicas": self.replicas})
+
+
+def selector_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": SERVER_NAME}
+
+
+def license_manifest(args: TenantServerArgs) -> dict:
+    return manifest("v1", "Secret", LICENSE_SECRET, namespace=args.namespace, labels=dict(args.labels),
+                    type="Opaque", stringData={LICENSE_FILE: args.license})
+
+
+def deployment_manifest(args: TenantServerArgs, replicas: int) -> dict:
+    labels = {**args.labels, **selector_labels()}
+    # On the Deployment only: a template label change would roll the pods.
+    suspension = {naming.SUSPENDED_LABEL: "true" if args.suspended else "false"}
+    return manifest(
+        "apps/v1", "Deployment", SERVER_NAME, namespace=args.namespace, labels={**labels, **suspension},
+        spec={
+            "replicas": replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels()},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec(args)},
+        },
+    )
+
+
+def pod_spec(args: TenantServerArgs) -> dict:
+    return {
+        "serviceAccountName": args.service_account,
+        # The server reads its config maps through the API (see the namespace's Role).
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "priorityClassName": args.priority_class,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_ID,
+            "runAsGroup": RUN_AS_ID,
+            "fsGroup": RUN_AS_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [server_container(args)],
+        "volumes": [
+            {"name": "license", "secret": {"secretName": LICENSE_SECRET, "defaultMode": 0o440}},
+            # The root filesystem is read-only; the server's scratch space lives here.
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+    }
+
+
+def server_container(args: TenantServerArgs) -> dict:
+    return {
+        "name": "server",
+        "image": args.image,
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "CAMELEER_LICENSE_FILE", "value": f"{LICENSE_DIR}/{LICENSE_FILE}"},
+            *({"name": env, "valueFrom": {"secretKeyRef": {"name": args.database_secret, "key": key}}}
+              for env, key in DATABASE_ENV.items()),
+        ],
+        "resources": args.size.resources(),
+        "securityContext": restricted_security_context(),
+        "livenessProbe": _probe("/health/live", initial_delay=20, period=10),
+        "readinessProbe": _probe("/health/ready", initial_delay=5, period=5),
+        "volumeMounts": [
+            {"name": "license", "mountPath": LICENSE_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def restricted_security_context() -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_ID,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probe(path: str, *, initial_delay: int, period: int) -> dict:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+
+
+def service_manifest(args: TenantServerArgs) -> dict:
+    return manifest(
+        "v1", "Service", SERVER_NAME, namespace=args.namespace, labels=dict(args.labels),
+        spec={
+            "type": "ClusterIP",
+            "selector": selector_labels(),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    )

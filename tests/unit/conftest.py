@@ -1,0 +1,119 @@
+"""Pulumi mocks that record every registration, and helpers to run code under them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pulumi
+import pytest
+from pulumi.runtime.mocks import MockMonitor
+
+KUBE_TYPE = "pulumi-python:dynamic/kubernetes:"
+
+# Outputs a real provider would compute, keyed by the end of the resource type.
+COMPUTED_OUTPUTS = {
+    "RandomPassword": {"result": "generated-password"},
+    "TenantSchema": {"database": "cameleer", "observed": {}},
+}
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str
+    urn: str
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.inputs["manifest"]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.registered: list[Registration] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        outputs.update(COMPUTED_OUTPUTS.get(args.typ.rsplit(":", 1)[-1], {}))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+    # ----------------------------------------------------------------- queries
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registered if r.type == type_]
+
+    def kube(self, kind: str) -> list[Registration]:
+        return self.by_type(KUBE_TYPE + kind)
+
+    def manifests(self, kind: str) -> list[dict[str, Any]]:
+        return [r.manifest for r in self.kube(kind)]
+
+    def one(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        found = [m for m in self.manifests(kind) if name is None or m["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+        return found[0]
+
+    def named(self, name: str) -> Registration:
+        return next(r for r in self.registered if r.name == name)
+
+    def children_of(self, name: str) -> list[Registration]:
+        parent = self.named(name).urn
+        return [r for r in self.registered if r.parent == parent]
+
+
+class RecordingMonitor(MockMonitor):
+    """Also records each registration's parent, which MockResourceArgs leaves out."""
+
+    def __init__(self, mocks: RecordingMocks):
+        super().__init__(mocks)
+        self.recorder = mocks
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = self.resources[response.urn].state
+            self.recorder.registered.append(
+                Registration(request.type, request.name, dict(inputs), request.parent, response.urn))
+        return response
+
+
+@pytest.fixture
+def mocks() -> RecordingMocks:
+    return use_mocks()
+
+
+def use_mocks(stack: str = "tenant-demo") -> RecordingMocks:
+    recorder = RecordingMocks()
+    pulumi.runtime.set_mocks(recorder, project="cameleer", stack=stack, preview=False,
+                             monitor=RecordingMonitor(recorder))
+    return recorder
+
+
+def run(build: Callable[[], Any]) -> Any:
+    """Run `build` as a Pulumi program under the mocks; wait for every registration."""
+    result: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        result["value"] = build()
+
+    program()
+    return result.get("value")
+
+
+def resolve(output: pulumi.Output) -> Any:
+    """The value of an Output (the mocks resolve everything)."""
+    box: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        return output.apply(lambda value: box.setdefault("value", value))
+
+    program()
+    return box["value"]
