@@ -1,0 +1,532 @@
+"""The engine operations the control plane and the CLI run on stacks.
+
+    ops = StackOperations()                        # settings from the environment
+    who = UpdateMetadata(actor="signup-worker", reason="signup", operation_id=op_id)
+    ops.provision("tenant-acme", {"slug": "acme", "tier": "low", ...}, who)
+    ops.preview("dedicated-acme", config={"image": "..."})   # nothing persisted
+    ops.check_drift("tenant-acme")                 # DriftReport; never applies anything
+    ops.correct_drift("tenant-acme", who)          # up --refresh, reason recorded
+    ops.history("tenant-acme", limit=10)
+
+Each operation:
+* runs the project's own program (local program, repo root) in its own `pulumi` process;
+* holds this process's gate: at most N engine processes at once, one per stack;
+* carries who/why (`UpdateMetadata`) into the stack's history when it changes anything;
+* runs the CrossGuard pack(s) on every preview and update;
+* streams `OperationEvent`s to `on_event`;
+* recovers a stack left locked by a dead process (see recovery.py), once, and reports it;
+* retries transient failures with backoff and raises a classified `OperationError`
+  for everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pulumi.automation import Deployment, Stack
+
+from .changes import ResourceChange, changes_from_events
+from .errors import ErrorKind, OperationError, RetryPolicy, classify
+from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
+from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
+from .locks import OperationGate, backend_locks_for
+from .naming import is_stack_name, parse_stack_name, resolve_target
+from .recovery import RecoveryReport, recover
+from .settings import Settings
+from .workspace import SecretsProvider, WorkspaceFactory, config_json, qualify_key
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DRIFT_CORRECTION_REASON = "drift correction"
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class OperationResult:
+    stack: str
+    operation: str  # preview | update | refresh | destroy | drift-check | import
+    started_at: datetime
+    finished_at: datetime
+    resource_changes: dict[str, int] = field(default_factory=dict)
+    changes: list[ResourceChange] = field(default_factory=list)
+    policy_violations: list[PolicyViolation] = field(default_factory=list)
+    policy_packs: dict[str, str] = field(default_factory=dict)
+    version: int | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    recovery: RecoveryReport | None = None
+    attempts: int = 1
+    events: list[OperationEvent] = field(default_factory=list, repr=False)
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def changed(self) -> list[ResourceChange]:
+        return [c for c in self.changes if c.changed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "operation": self.operation,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "version": self.version,
+            "resource_changes": self.resource_changes,
+            "changes": [c.to_dict() for c in self.changes],
+            "policy": {
+                "packs": self.policy_packs,
+                "violations": [v.to_dict() for v in self.policy_violations],
+            },
+            "recovery": self.recovery.to_dict() if self.recovery else None,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass
+class DriftReport:
+    stack: str
+    checked_at: datetime
+    duration_seconds: float
+    resources: list[ResourceChange]  # only the drifted ones
+    resource_count: int
+    recovery: RecoveryReport | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.resources)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "checked_at": _iso(self.checked_at),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "drifted": self.drifted,
+            "resource_count": self.resource_count,
+            "resources": [r.to_dict() for r in self.resources],
+            "recovery": self.recovery.to_dict() if self.recovery else None,
+        }
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    kind: str | None
+    slug: str | None
+    tier: str | None
+    last_update: datetime | None
+    update_in_progress: bool
+    resource_count: int | None
+    last_result: str | None = None
+    last_kind: str | None = None
+    last_actor: str | None = None
+    last_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "slug": self.slug,
+            "tier": self.tier,
+            "last_update": _iso(self.last_update),
+            "update_in_progress": self.update_in_progress,
+            "resource_count": self.resource_count,
+            "last_result": self.last_result,
+            "last_kind": self.last_kind,
+            "last_actor": self.last_actor,
+            "last_reason": self.last_reason,
+        }
+
+
+# --------------------------------------------------------------------------- operations
+
+class StackOperations:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        secrets: SecretsProvider | None = None,
+        gate: OperationGate | None = None,
+        retry: RetryPolicy | None = None,
+        recover_stale_locks: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.factory = WorkspaceFactory(self.settings, secrets)
+        self.gate = gate or OperationGate(self.settings.max_concurrent_operations)
+        self.retry = retry or RetryPolicy()
+        self.recover_stale_locks = recover_stale_locks
+        self._sleep = sleep
+
+    # -- discovery -----------------------------------------------------------------
+
+    def stack_names(self) -> list[str]:
+        """Stacks in the backend (not only those with a config file), sorted."""
+        result = self.factory.run_cli(["stack", "ls", "--json"])
+        return sorted(item["name"].rsplit("/", 1)[-1] for item in json.loads(result.stdout or "[]"))
+
+    def resolve(self, target: str) -> str:
+        """A stack name, or a tenant slug resolved to its stack (see naming.resolve_target)."""
+        if is_stack_name(target):
+            return parse_stack_name(target).name
+        return resolve_target(target, set(self.stack_names()) | set(self.factory.configured_stacks()))
+
+    def list_stacks(self, *, with_last_result: bool = True, parallel: int = 4) -> list[StackInfo]:
+        """Every stack in the backend with its kind, tier and last update."""
+        result = self.factory.run_cli(["stack", "ls", "--json"])
+        raw = sorted(json.loads(result.stdout or "[]"), key=lambda item: item["name"])
+
+        def info(item: Mapping[str, Any]) -> StackInfo:
+            name = item["name"].rsplit("/", 1)[-1]
+            try:
+                ref = parse_stack_name(name)
+                kind, slug = ref.kind.value, ref.slug
+            except OperationError:
+                kind = slug = None
+            tier = self.factory.read_stack_config(name).get(qualify_key("tier"))
+            last = None
+            if with_last_result and item.get("lastUpdate"):
+                entries = self.history(name, limit=1)
+                last = entries[0] if entries else None
+            return StackInfo(
+                name=name, kind=kind, slug=slug, tier=str(tier) if tier is not None else None,
+                last_update=parse_time(item.get("lastUpdate")),
+                update_in_progress=bool(item.get("updateInProgress", False)),
+                resource_count=item.get("resourceCount"),
+                last_result=last.result if last else None,
+                last_kind=last.kind if last else None,
+                last_actor=last.actor if last else None,
+                last_reason=last.reason if last else None,
+            )
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            return list(pool.map(info, raw))
+
+    # -- read-only operations -------------------------------------------------------
+
+    def preview(
+        self,
+        stack_name: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        on_event: OnEvent | None = None,
+    ) -> OperationResult:
+        """What an update would do, with `config` overrides applied to a throwaway copy
+        of the stack's config (nothing is persisted), and the policy packs' verdicts."""
+        packs = self._policy_packs()
+
+        def body(stack: Stack, capture: EventCapture) -> OperationResult:
+            started = _now()
+            with self._config_overlay(stack_name, config) as config_file:
+                preview = stack.preview(
+                    on_event=capture, policy_packs=packs, diff=False, color="never",
+                    config_file=config_file,
+                )
+            return self._result(stack_name, "preview", started, capture,
+                                resource_changes=_ops(preview.change_summary))
+
+        return self._run(stack_name, "preview", body, on_event=on_event)
+
+    def check_drift(self, stack_name: str, *, on_event: OnEvent | None = None) -> DriftReport:
+        """Compare the live cluster with the stack's state (`refresh --preview-only`).
+
+        Never changes the state or the cluster.
+        """
+        def body(stack: Stack, capture: EventCapture) -> DriftReport:
+            started = _now()
+            stack.preview_refresh(on_event=capture, color="never")
+            changes = changes_from_events(capture.engine_events, mode="refresh")
+            return DriftReport(
+                stack=stack_name, checked_at=started,
+                duration_seconds=(_now() - started).total_seconds(),
+                resources=[c for c in changes if c.changed],
+                resource_count=len(changes),
+            )
+
+        return self._run(stack_name, "drift-check", body, on_event=on_event)
+
+    def history(self, stack_name: str, *, limit: int | None = None) -> list[HistoryEntry]:
+        """The stack's updates, newest first, with who/why parsed back."""
+        args = ["stack", "history", "--json"]
+        if limit:
+            args += ["--page-size", str(limit), "--page", "1"]
+        try:
+            result = self.factory.run_cli(args, stack=stack_name)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            raise classify(exc, stack=stack_name, operation="history") from exc
+        return parse_history(json.loads(result.stdout or "[]"))
+
+    def export_state(self, stack_name: str) -> dict[str, Any]:
+        def body(stack: Stack, capture: EventCapture) -> dict[str, Any]:
+            deployment = stack.export_stack()
+            return {"version": deployment.version, "deployment": deployment.deployment}
+
+        return self._run(stack_name, "export", body, recover_locks=False)
+
+    # -- changing operations ----------------------------------------------------------
+
+    def provision(
+        self,
+        stack_name: str,
+        config: Mapping[str, Any],
+        metadata: UpdateMetadata,
+        *,
+        on_event: OnEvent | None = None,
+    ) -> OperationResult:
+        """Create the stack if needed, write its config, and bring it up."""
+        parse_stack_name(stack_name)
+        return self.up(stack_name, metadata, config=config, create=True, on_event=on_event)
+
+    def up(
+        self,
+        stack_name: str,
+        metadata: UpdateMetadata,
+        *,
+        config: Mapping[str, Any] | None = None,
+        create: bool = False,
+        refresh: bool = False,
+        on_event: OnEvent | None = None,
+    ) -> OperationResult:
+        """Update the stack (config, when given, is written to its settings file first)."""
+        packs = self._policy_packs()
+        operation = "update"
+
+        def body(stack: Stack, capture: EventCapture) -> OperationResult:
+            started = _now()
+            if config:
+                self.factory.run_cli(["config", "set-all", "--json", config_json(config)],
+                                     stack=stack_name)
+            result = stack.up(
+                on_event=capture, policy_packs=packs, message=metadata.message(),
+                refresh=refresh or None, color="never", suppress_progress=True,
+            )
+            return self._result(
+                stack_name, operation, started, capture,
+                resource_changes=_ops(result.summary.resource_changes),
+                version=result.summary.version,
+                outputs={k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()},
+            )
+
+        return self._run(stack_name, operation, body, on_event=on_event, metadata=metadata, create=create)
+
+    def correct_drift(self, stack_name: str, metadata: UpdateMetadata | None = None, *,
+                      on_event: OnEvent | None = None) -> OperationResult:
+        """Put the cluster back to what the stack says: an update with refresh, recorded
+        with the reason "drift correction"."""
+        metadata = metadata or UpdateMetadata(self.settings.actor, DRIFT_CORRECTION_REASON,
+                                              kind="drift-correction")
+        return self.up(stack_name, metadata, refresh=True, on_event=on_event)
+
+    def refresh(self, stack_name: str, metadata: UpdateMetadata, *,
+                on_event: OnEvent | None = None) -> OperationResult:
+        """Adopt the live state into the stack's state (changes nothing in the cluster)."""
+        def body(stack: Stack, capture: EventCapture) -> OperationResult:
+            started = _now()
+            result = stack.refresh(on_event=capture, message=metadata.message(), color="never",
+                                   suppress_progress=True)
+            return self._result(stack_name, "refresh", started, capture,
+                                resource_changes=_ops(result.summary.resource_changes),
+                                version=result.summary.version, diff_mode="refresh")
+
+        return self._run(stack_name, "refresh", body, on_event=on_event, metadata=metadata)
+
+    def destroy(self, stack_name: str, metadata: UpdateMetadata, *, remove: bool = True,
+                on_event: OnEvent | None = None) -> OperationResult:
+        """Delete every resource of the stack; then remove the stack (and its config file)."""
+        def body(stack: Stack, capture: EventCapture) -> OperationResult:
+            started = _now()
+            result = stack.destroy(on_event=capture, message=metadata.message(), color="never",
+                                   suppress_progress=True)
+            outcome = self._result(stack_name, "destroy", started, capture,
+                                   resource_changes=_ops(result.summary.resource_changes),
+                                   version=result.summary.version)
+            if remove:
+                stack.workspace.remove_stack(stack_name)
+                capture.emit("removed", f"stack {stack_name} removed")
+            return outcome
+
+        return self._run(stack_name, "destroy", body, on_event=on_event, metadata=metadata)
+
+    def import_state(self, stack_name: str, state: Mapping[str, Any], *,
+                     on_event: OnEvent | None = None) -> None:
+        """Replace the stack's state with an exported one (`pulumi stack import`)."""
+        def body(stack: Stack, capture: EventCapture) -> None:
+            stack.import_stack(Deployment(version=state.get("version"), deployment=state.get("deployment")))
+            capture.emit("imported", f"state imported into {stack_name}")
+
+        self._run(stack_name, "import", body, on_event=on_event, create=True)
+
+    def recover(self, stack_name: str, metadata: UpdateMetadata | None = None, *,
+                on_event: OnEvent | None = None) -> RecoveryReport:
+        """Check the stack for stale locks and pending operations and clear them."""
+        metadata = metadata or UpdateMetadata(self.settings.actor, "recovery after an interrupted operation",
+                                              kind="recovery")
+
+        def body(stack: Stack, capture: EventCapture) -> RecoveryReport:
+            return recover(stack, capture, lock_store=self._lock_store(),
+                           stale_after_seconds=self.settings.lock_stale_after_seconds,
+                           refresh_message=metadata.message(), always_check_state=True)
+
+        return self._run(stack_name, "recover", body, on_event=on_event, metadata=metadata,
+                         recover_locks=False)
+
+    # -- machinery --------------------------------------------------------------------
+
+    def _run(
+        self,
+        stack_name: str,
+        operation: str,
+        body: Callable[[Stack, EventCapture], T],
+        *,
+        on_event: OnEvent | None = None,
+        metadata: UpdateMetadata | None = None,
+        create: bool = False,
+        recover_locks: bool = True,
+    ) -> T:
+        capture = EventCapture(stack_name, operation, on_event)
+        delays: Iterator[float] = iter(self.retry.delays())
+        recovery: RecoveryReport | None = None
+        attempt = 0
+        with self.gate.hold(stack_name, operation):
+            capture.emit("started", f"{operation} {stack_name}",
+                         data={"actor": metadata.actor, "reason": metadata.reason} if metadata else {})
+            while True:
+                attempt += 1
+                stack: Stack | None = None
+                try:
+                    stack = (self.factory.create_or_select(stack_name, metadata=metadata) if create
+                             else self.factory.select(stack_name, metadata=metadata))
+                    result = body(stack, capture)
+                except Exception as exc:  # noqa: BLE001 - every failure is classified
+                    error = classify(exc, stack=stack_name, operation=operation,
+                                     policy_violations=capture.policy_violations,
+                                     diagnostics=capture.error_diagnostics)
+                    if (error.kind is ErrorKind.CONFLICT and recover_locks and self.recover_stale_locks
+                            and recovery is None and stack is not None):
+                        try:
+                            recovery = self._recover(stack, capture, metadata, error)
+                        except OperationError as unrecoverable:
+                            error = unrecoverable
+                        else:
+                            capture.reset_engine_run()
+                            continue
+                    delay = next(delays, None) if self.retry.should_retry(error) else None
+                    if delay is not None:
+                        capture.emit("retry", f"attempt {attempt} failed ({error.message}); "
+                                     f"retrying in {delay:.0f} s", severity="warning",
+                                     data={"attempt": attempt, "error": error.to_dict()})
+                        self._sleep(delay)
+                        capture.reset_engine_run()
+                        continue
+                    capture.emit("finished", str(error), severity="error", data={"error": error.to_dict()})
+                    raise error from exc
+                break
+            if isinstance(result, (OperationResult, DriftReport)):
+                result.recovery = recovery
+                if isinstance(result, OperationResult):
+                    result.attempts = attempt
+                    result.events = list(capture.events)
+            capture.emit("finished", f"{operation} {stack_name} succeeded",
+                         data={"attempts": attempt})
+            return result
+
+    def _recover(self, stack: Stack, capture: EventCapture, metadata: UpdateMetadata | None,
+                 error: OperationError) -> RecoveryReport:
+        """The stack is locked: recover if the lock is provably stale, else re-raise CONFLICT."""
+        lock_store = self._lock_store()
+        if lock_store is None:
+            raise error
+        why = metadata or UpdateMetadata(self.settings.actor, "recovery after an interrupted operation",
+                                         kind="recovery")
+        try:
+            report = recover(stack, capture, lock_store=lock_store,
+                             stale_after_seconds=self.settings.lock_stale_after_seconds,
+                             refresh_message=why.message())
+        except OperationError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise classify(exc, stack=stack.name, operation="recover") from exc
+        if not report.locks_removed:
+            # Locked, yet no lock we could see: the engine's word stands.
+            raise error
+        return report
+
+    def _lock_store(self):
+        try:
+            return backend_locks_for(self.settings.backend_url, self.factory.project_name)
+        except OperationError:
+            return None
+
+    def _policy_packs(self) -> list[str]:
+        packs = []
+        for pack in self.settings.policy_packs:
+            if not (pack / "PulumiPolicy.yaml").is_file():
+                raise OperationError(
+                    ErrorKind.CONFIG,
+                    f"policy pack {pack} has no PulumiPolicy.yaml; every preview and update "
+                    "runs the project's CrossGuard pack",
+                )
+            packs.append(str(pack))
+        return packs
+
+    @contextmanager
+    def _config_overlay(self, stack_name: str, overrides: Mapping[str, Any] | None) -> Iterator[str | None]:
+        """A temporary copy of the stack's settings file with `overrides` applied."""
+        if not overrides:
+            yield None
+            return
+        source = self.factory.stack_config_file(stack_name)
+        with tempfile.TemporaryDirectory(prefix="cameleer-preview-") as tmp:
+            target = Path(tmp) / source.name
+            if source.exists():
+                shutil.copyfile(source, target)
+            else:
+                target.write_text("config: {}\n")
+            self.factory.run_cli(
+                ["config", "set-all", "--config-file", str(target), "--json", config_json(overrides)],
+                stack=stack_name,
+            )
+            yield str(target)
+
+    def _result(self, stack_name: str, operation: str, started: datetime, capture: EventCapture, *,
+                resource_changes: dict[str, int], version: int | None = None,
+                outputs: dict[str, Any] | None = None, diff_mode: str = "preview") -> OperationResult:
+        summary = capture.summary.data if capture.summary else {}
+        return OperationResult(
+            stack=stack_name,
+            operation=operation,
+            started_at=started,
+            finished_at=_now(),
+            resource_changes=resource_changes or dict(summary.get("resource_changes", {})),
+            changes=changes_from_events(capture.engine_events, mode=diff_mode),
+            policy_violations=list(capture.policy_violations),
+            policy_packs=dict(summary.get("policy_packs", {})),
+            version=version,
+            outputs=outputs or {},
+        )
+
+
+def _ops(summary: Mapping[Any, int] | None) -> dict[str, int]:
+    return {str(getattr(k, "value", k)): int(v) for k, v in (summary or {}).items()}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None

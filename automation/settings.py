@@ -1,0 +1,226 @@
+"""Where things are and how the engine is reached: the automation layer's settings.
+
+Everything comes from the environment, read once into a frozen `Settings`. The
+`services.env` file that `scripts/services.sh start` writes into the data directory is
+read as a fallback, so an operator can run `cameleer drift --all` right after starting the
+local services without sourcing anything; a variable set in the process always wins.
+
+| variable                               | meaning                                  | default                          |
+|----------------------------------------|------------------------------------------|----------------------------------|
+| CAMELEER_PROJECT_DIR                   | the Pulumi project (holds Pulumi.yaml)   | the repository root              |
+| CAMELEER_DATA_DIR                      | local state, passphrase, PULUMI_HOME     | `<project>/.cameleer`            |
+| CAMELEER_BACKEND_URL / PULUMI_BACKEND_URL | state backend (`file://`, `postgres://`) | `file://<data>/state`          |
+| CAMELEER_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE | passphrase secrets provider | generated once into `<data>/passphrase` |
+| CAMELEER_PULUMI_ROOT                   | directory whose `bin/` holds `pulumi` and the plugins | `<project>/.venv` if it has `bin/pulumi`, else the directory of `pulumi` on PATH |
+| PULUMI_HOME                            | the engine's home (plugins cache, credentials) | `<data>/pulumi-home`       |
+| KUBECONFIG                             | default cluster for stacks without `cameleer:kubeconfig` | unset              |
+| CAMELEER_MAX_CONCURRENT_OPERATIONS     | engine processes at once                 | 2                                |
+| CAMELEER_POLICY_PACKS                  | `os.pathsep`-separated policy pack dirs  | `<project>/policy`               |
+| CAMELEER_LOCK_STALE_AFTER              | seconds after which a lock held from another host is presumed stale | 21600 (6 h) |
+| CAMELEER_ACTOR                         | who the CLI acts as                      | `$USER@<host>` (or `$GITHUB_ACTOR` in CI) |
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import shlex
+import shutil
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SERVICES_ENV_FILE = "services.env"
+PASSPHRASE_FILE = "passphrase"
+DEFAULT_MAX_CONCURRENT_OPERATIONS = 2
+DEFAULT_LOCK_STALE_AFTER_SECONDS = 6 * 3600
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable engine setup."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    data_dir: Path
+    backend_url: str
+    passphrase: str = field(repr=False)
+    pulumi_root: Path | None
+    pulumi_home: Path
+    kubeconfig: str | None = None
+    policy_packs: tuple[Path, ...] = ()
+    max_concurrent_operations: int = DEFAULT_MAX_CONCURRENT_OPERATIONS
+    lock_stale_after_seconds: float = DEFAULT_LOCK_STALE_AFTER_SECONDS
+    actor: str = "unknown"
+    # Extra variables handed to every engine process (e.g. from services.env: PG*, VAULT_*).
+    extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default: the process environment + services.env)."""
+        process_env = dict(os.environ if environ is None else environ)
+        project_dir = Path(process_env.get("CAMELEER_PROJECT_DIR") or PROJECT_DIR).resolve()
+        data_dir = Path(process_env.get("CAMELEER_DATA_DIR") or project_dir / ".cameleer").resolve()
+
+        file_env = read_env_file(data_dir / SERVICES_ENV_FILE)
+        env = {**file_env, **process_env}
+
+        def get(*names: str) -> str | None:
+            for name in names:
+                value = env.get(name)
+                if value:
+                    return value
+            return None
+
+        backend_url = get("CAMELEER_BACKEND_URL", "PULUMI_BACKEND_URL") or (
+            "file://" + str(data_dir / "state")
+        )
+        passphrase = get("CAMELEER_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE")
+        if passphrase is None:
+            passphrase = _local_passphrase(data_dir)
+
+        packs_value = env.get("CAMELEER_POLICY_PACKS")
+        if packs_value is None:
+            policy_packs: tuple[Path, ...] = (project_dir / "policy",)
+        else:
+            policy_packs = tuple(
+                Path(p) if Path(p).is_absolute() else project_dir / p
+                for p in packs_value.split(os.pathsep)
+                if p.strip()
+            )
+
+        # Only pass through what the engine's processes need from services.env; the process
+        # environment is inherited by the CLI anyway.
+        extra_env = {k: v for k, v in file_env.items() if k not in process_env}
+
+        return cls(
+            project_dir=project_dir,
+            data_dir=data_dir,
+            backend_url=backend_url,
+            passphrase=passphrase,
+            pulumi_root=_pulumi_root(get("CAMELEER_PULUMI_ROOT"), project_dir),
+            pulumi_home=Path(get("PULUMI_HOME") or data_dir / "pulumi-home"),
+            kubeconfig=get("KUBECONFIG"),
+            policy_packs=policy_packs,
+            max_concurrent_operations=_positive_int(
+                get("CAMELEER_MAX_CONCURRENT_OPERATIONS"), DEFAULT_MAX_CONCURRENT_OPERATIONS,
+                "CAMELEER_MAX_CONCURRENT_OPERATIONS",
+            ),
+            lock_stale_after_seconds=float(
+                _positive_int(get("CAMELEER_LOCK_STALE_AFTER"), DEFAULT_LOCK_STALE_AFTER_SECONDS,
+                              "CAMELEER_LOCK_STALE_AFTER")
+            ),
+            actor=get("CAMELEER_ACTOR") or _default_actor(env),
+            extra_env=extra_env,
+        )
+
+    def with_overrides(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def backend_scheme(self) -> str:
+        return self.backend_url.split("://", 1)[0].lower() if "://" in self.backend_url else ""
+
+    @property
+    def stack_config_dir(self) -> Path:
+        """Where `Pulumi.<stack>.yaml` files live (Pulumi.yaml's `stackConfigDir`)."""
+        project_file = self.project_dir / "Pulumi.yaml"
+        try:
+            import yaml
+
+            project = yaml.safe_load(project_file.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise SettingsError(f"no Pulumi.yaml in project dir {self.project_dir}") from exc
+        config_dir = project.get("stackConfigDir")
+        return self.project_dir / config_dir if config_dir else self.project_dir
+
+    @property
+    def pulumi_executable(self) -> Path:
+        if self.pulumi_root is None:
+            raise SettingsError(
+                "the Pulumi CLI was not found: set CAMELEER_PULUMI_ROOT to the directory whose "
+                "bin/ holds `pulumi`, or put `pulumi` on PATH (tools/ builds it, see README)"
+            )
+        return self.pulumi_root / "bin" / "pulumi"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a shell-style `KEY=value` / `export KEY=value` file; missing file -> {}."""
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            continue
+        try:
+            parts = shlex.split(value, comments=True)
+        except ValueError:
+            parts = [value]
+        values[key] = " ".join(parts) if parts else ""
+    return values
+
+
+def _pulumi_root(explicit: str | None, project_dir: Path) -> Path | None:
+    if explicit:
+        return Path(explicit).resolve()
+    venv = project_dir / ".venv"
+    if (venv / "bin" / "pulumi").exists():
+        # Not resolved: .venv/bin/pulumi is a symlink and the plugins sit next to it.
+        return venv
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found).parent.parent
+    return None
+
+
+def _local_passphrase(data_dir: Path) -> str:
+    """A per-installation passphrase, created once with mode 0600 (local development only)."""
+    path = data_dir / PASSPHRASE_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its passphrase
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _positive_int(value: str | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {value!r}") from exc
+    if number < 1:
+        raise SettingsError(f"{name} must be at least 1, got {number}")
+    return number
+
+
+def _default_actor(env: Mapping[str, str]) -> str:
+    if env.get("GITHUB_ACTIONS") and env.get("GITHUB_ACTOR"):
+        return f"github:{env['GITHUB_ACTOR']}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
