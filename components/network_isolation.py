@@ -90,9 +90,13 @@ def network_policies(args: NetworkIsolationArgs) -> list[dict]:
 
 
 def internet_exceptions(cluster_cidrs: tuple[str, ...]) -> list[str]:
-    """Non-public ranges plus the cluster's own (IPv4) ranges, without duplicates."""
-    extra = [cidr for cidr in cluster_cidrs
-             if ipaddress.ip_network(cidr).version == 4 and cidr not in NON_PUBLIC_RANGES]
+    """Non-public ranges plus the cluster's own IPv4 ranges that they do not already cover."""
+    covered = [ipaddress.ip_network(cidr) for cidr in NON_PUBLIC_RANGES]
+    extra = []
+    for cidr in cluster_cidrs:
+        network = ipaddress.ip_network(cidr)
+        if network.version == 4 and not any(network.subnet_of(big) for big in covered):
+            extra.append(cidr)
     return [*NON_PUBLIC_RANGES, *extra]
 
 

@@ -1,15 +1,29 @@
-"""Pulumi mocks that record every registration, and helpers to run code under them."""
+"""Pulumi mocks that record every registration, and helpers to run code under them.
+
+A module rather than a conftest: tests/unit is shared with the other packages' tests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pulumi
-import pytest
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.sync_await import _sync_await
 
 KUBE_TYPE = "pulumi-python:dynamic/kubernetes:"
+
+
+def unwrap_secret(value: Any) -> Any:
+    """A value as the program meant it, without the wire format's secret envelope."""
+    if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        return unwrap_secret(value["value"])
+    return value
+
+
+def is_secret_value(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 # Outputs a real provider would compute, keyed by the end of the resource type.
 COMPUTED_OUTPUTS = {
@@ -26,9 +40,11 @@ class Registration:
     parent: str
     urn: str
 
+    additional_secret_outputs: list[str] = field(default_factory=list)
+
     @property
     def manifest(self) -> dict[str, Any]:
-        return self.inputs["manifest"]
+        return unwrap_secret(self.inputs["manifest"])
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -78,14 +94,10 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state
-            self.recorder.registered.append(
-                Registration(request.type, request.name, dict(inputs), request.parent, response.urn))
+            self.recorder.registered.append(Registration(
+                request.type, request.name, dict(inputs), request.parent, response.urn,
+                list(request.additionalSecretOutputs)))
         return response
-
-
-@pytest.fixture
-def mocks() -> RecordingMocks:
-    return use_mocks()
 
 
 def use_mocks(stack: str = "tenant-demo") -> RecordingMocks:
@@ -105,6 +117,10 @@ def run(build: Callable[[], Any]) -> Any:
 
     program()
     return result.get("value")
+
+
+def is_secret(output: pulumi.Output) -> bool:
+    return _sync_await(output.is_secret())
 
 
 def resolve(output: pulumi.Output) -> Any:

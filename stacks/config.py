@@ -1,0 +1,235 @@
+"""Stack names and `cameleer:` configuration, validated before any resource is registered.
+
+Everything wrong with a stack's configuration is reported at once, in one message, as a
+`StackConfigError` (a `pulumi.RunError`, so the engine prints the message, not a trace).
+
+Keys (namespace `cameleer:`):
+    slug              tenant slug; must match the stack name (defaults to it)
+    tier              low | mid | high | business
+    environments      list of environment names the tier allows
+    image             server image, pinned by digest
+    databaseEndpoint  host:port of the shared PostgreSQL as tenants reach it
+    databaseCidr      network to allow for it (default: the host as /32, if an address)
+    databaseAdminUrl  (secret) admin connection URL of that PostgreSQL
+    license           (secret) the tenant's license JWT
+    suspended         true to run no workloads
+    committed         {cpu, memory} committed resources (dedicated tiers)
+    clusterCidrs      pod and service networks of the cluster
+    kubeconfig, kubeContext   the cluster (kubeconfig falls back to env KUBECONFIG)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Callable, Mapping
+
+import pulumi
+
+from components.catalog import CatalogError, Compute, Placement, Tier, get_tier, validate_slug
+from components.endpoints import DatabaseEndpoint
+from components.images import validate_pinned_image
+
+NAMESPACE = "cameleer"
+
+
+class StackConfigError(pulumi.RunError):
+    """The stack's name or configuration is invalid; the message says what to change."""
+
+
+class StackKind(str, Enum):
+    TENANT = "tenant"  # a tenant on a shared cluster
+    DEDICATED = "dedicated"  # a customer's dedicated cluster and its tenant environments
+    SHARED = "shared"  # a shared cluster's baseline
+
+    @property
+    def placement(self) -> Placement | None:
+        return {StackKind.TENANT: Placement.SHARED, StackKind.DEDICATED: Placement.DEDICATED}.get(self)
+
+
+@dataclass(frozen=True)
+class StackName:
+    kind: StackKind
+    # The tenant slug, or the shared cluster's name.
+    subject: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}-{self.subject}"
+
+
+def parse_stack_name(stack: str) -> StackName:
+    kind_name, _, subject = stack.partition("-")
+    kinds = ", ".join(f"{kind.value}-<name>" for kind in StackKind)
+    try:
+        kind = StackKind(kind_name)
+    except ValueError:
+        raise StackConfigError(f"stack {stack!r} is not one of {kinds}") from None
+    try:
+        validate_slug(subject)
+    except CatalogError as error:
+        raise StackConfigError(f"stack {stack!r}: {error}") from None
+    return StackName(kind, subject)
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    slug: str
+    tier: Tier
+    environments: tuple[str, ...]
+    image: str
+    database: DatabaseEndpoint
+    suspended: bool
+    committed: Compute | None
+    cluster_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SharedClusterSettings:
+    cluster: str
+    cluster_cidrs: tuple[str, ...]
+
+
+class _Problems:
+    """Collects every configuration problem, so the operator fixes them in one pass."""
+
+    def __init__(self, stack: StackName):
+        self.stack = stack
+        self.messages: list[str] = []
+
+    def check(self, key: str, parse: Callable[[], Any]) -> Any:
+        try:
+            return parse()
+        except (ValueError, TypeError) as error:  # CatalogError is a ValueError
+            self.messages.append(f"{NAMESPACE}:{key}: {error}")
+            return None
+
+    def add(self, key: str, message: str) -> None:
+        self.messages.append(f"{NAMESPACE}:{key}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            listed = "\n  - ".join(self.messages)
+            raise StackConfigError(f"invalid configuration for stack {self.stack}:\n  - {listed}")
+
+
+def tenant_settings(stack: StackName, raw: Mapping[str, Any], secrets_present: Mapping[str, bool]) -> TenantSettings:
+    """Validate a tenant or dedicated stack's configuration.
+
+    `raw` holds the plain values by key (lists and objects may be JSON text, as the CLI
+    stores them); `secrets_present` says which secret keys are set, without their values.
+    """
+    problems = _Problems(stack)
+    slug = problems.check("slug", lambda: _slug(stack, raw.get("slug")))
+    tier = problems.check("tier", lambda: get_tier(_required(raw, "tier")))
+    if tier is not None and tier.placement is not stack.kind.placement:
+        problems.add("tier", _placement_message(stack, tier))
+    environments = problems.check("environments", lambda: _environments(tier, raw.get("environments")))
+    image = problems.check("image", lambda: validate_pinned_image(_required(raw, "image")))
+    database = problems.check("databaseEndpoint", lambda: DatabaseEndpoint.parse(
+        _required(raw, "databaseEndpoint"), raw.get("databaseCidr")))
+    suspended = problems.check("suspended", lambda: _bool(raw.get("suspended", False)))
+    committed = problems.check("committed", lambda: _committed(tier, raw.get("committed")))
+    cidrs = problems.check("clusterCidrs", lambda: _cidrs(raw.get("clusterCidrs")))
+    for key in ("databaseAdminUrl", "license"):
+        if not secrets_present.get(key):
+            problems.add(key, f"missing; set it with `pulumi config set --secret {NAMESPACE}:{key} ...`")
+    problems.raise_if_any()
+    return TenantSettings(slug=slug, tier=tier, environments=environments, image=image, database=database,
+                          suspended=suspended, committed=committed, cluster_cidrs=cidrs)
+
+
+def shared_cluster_settings(stack: StackName, raw: Mapping[str, Any]) -> SharedClusterSettings:
+    problems = _Problems(stack)
+    cidrs = problems.check("clusterCidrs", lambda: _cidrs(raw.get("clusterCidrs")))
+    problems.raise_if_any()
+    return SharedClusterSettings(cluster=stack.subject, cluster_cidrs=cidrs)
+
+
+def _required(raw: Mapping[str, Any], key: str) -> Any:
+    value = raw.get(key)
+    if value in (None, ""):
+        raise ValueError(f"missing; set it with `pulumi config set {NAMESPACE}:{key} ...`")
+    return value
+
+
+def _slug(stack: StackName, configured: str | None) -> str:
+    if configured is not None and configured != stack.subject:
+        raise ValueError(f"{configured!r} does not match the stack name {str(stack)!r} (slug {stack.subject!r})")
+    return validate_slug(stack.subject)
+
+
+def _placement_message(stack: StackName, tier: Tier) -> str:
+    kind = next(kind for kind in StackKind if kind.placement is tier.placement)
+    return (f"tier {tier.name!r} runs on a {tier.placement.value} cluster; "
+            f"its stack is {kind.value}-{stack.subject}, not {stack}")
+
+
+def _environments(tier: Tier | None, value: Any) -> tuple[str, ...] | None:
+    environments = _string_list(value)
+    if tier is None:
+        return None  # the tier's own problem is already reported
+    if not environments:
+        environments = ("prod",) if tier.allows_environment("prod") else ()
+    return tier.check_environments(list(environments))
+
+
+def _committed(tier: Tier | None, value: Any) -> Compute | None:
+    if tier is None or (value is None and not tier.requires_commitment):
+        return None
+    if value is None:
+        raise ValueError(f"missing; tier {tier.name!r} is billed on committed resources: "
+                         f"set {{cpu: <cores>, memory: <e.g. 32Gi>}}")
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict) or set(value) != {"cpu", "memory"}:
+        raise ValueError("give committed resources as {cpu: <cores>, memory: <e.g. 32Gi>}")
+    committed = Compute.parse(value["cpu"], value["memory"])
+    tier.check_commitment(committed)
+    return committed
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"expected a list, got {value!r}") from None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    cidrs = _string_list(value)
+    for cidr in cidrs:
+        ipaddress.ip_network(cidr)  # its ValueError names the bad value
+    return cidrs
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+# --------------------------------------------------------------------------- from pulumi.Config
+
+PLAIN_KEYS = ("slug", "tier", "environments", "image", "databaseEndpoint", "databaseCidr",
+              "suspended", "committed", "clusterCidrs")
+SECRET_KEYS = ("databaseAdminUrl", "license")
+
+
+def read_plain(config: pulumi.Config) -> dict[str, Any]:
+    """The plain keys as the engine passed them (text; lists and objects as JSON text)."""
+    return {key: value for key in PLAIN_KEYS if (value := config.get(key)) is not None}
+
+
+def secrets_present(config: pulumi.Config) -> dict[str, bool]:
+    return {key: config.get_secret(key) is not None for key in SECRET_KEYS}
