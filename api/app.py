@@ -1,0 +1,60 @@
+"""The control-plane HTTP service: ``create_app()`` builds it, ``python -m api`` serves it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import health, metrics
+from api.audit.router import router as audit_router
+from api.auth.router import router as auth_router
+from api.db.schema_state import DatabaseNotMigrated, ensure_migrated
+from api.licensing.router import router as license_router
+from api.logs import configure_logging
+from api.middleware import install_middleware
+from api.operations.router import router as operations_router
+from api.problems import install_problem_handlers
+from api.services import Services
+from api.settings import Settings, get_settings
+from api.tenants.router import router as tenants_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Signup, tenant lifecycle, licensing and audit of the Cameleer SaaS platform.
+Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = services or Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            ensure_migrated(services.db.engine)
+        except DatabaseNotMigrated as exc:
+            log.critical(str(exc))
+            raise
+        yield
+        services.db.dispose()
+
+    app = FastAPI(title="Cameleer control plane", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.services = services
+    install_problem_handlers(app)
+    install_middleware(app)
+    for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router, audit_router):
+        app.include_router(router)
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)

@@ -1,0 +1,105 @@
+"""Login, the public keys (JWKS) and signing-key rotation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, EmailStr, Field
+
+from api.audit.chain import append
+from api.auth.dependencies import RequestContext, authenticated, require_platform
+from api.auth.roles import PlatformRole
+from api.auth.tokens import Principal, issue_access_token, principal_for
+from api.auth.users import authenticate
+from api.db.models import KeyPurpose, SigningKey
+from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
+from api.problems import PROBLEM_RESPONSES, Problem, not_found
+
+router = APIRouter(responses=PROBLEM_RESPONSES)
+
+
+class LoginRequest(BaseModel):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class MeResponse(BaseModel):
+    user_id: str
+    memberships: dict[str, str]
+    platform_roles: list[str]
+
+
+class SigningKeyOut(BaseModel):
+    kid: str
+    purpose: str
+    status: str
+
+
+class RotateRequest(BaseModel):
+    purpose: KeyPurpose
+
+
+@router.post("/v1/auth/login", tags=["auth"], summary="Exchange email and password for an access token")
+def login(body: LoginRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
+    with db.begin():
+        user = authenticate(db, body.email, body.password)
+        if user is None:
+            append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
+        else:
+            principal = principal_for(db, user)
+            issued = issue_access_token(
+                db, services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
+            )
+            append(db, audit_meta(request, principal.actor), "auth.login", f"user:{user.id}")
+    mark_audited(request)
+    if user is None:
+        raise Problem(401, "invalid-credentials", "Email or password is wrong.", headers={"WWW-Authenticate": "Bearer"})
+    return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+@router.get("/v1/auth/me", tags=["auth"], summary="Who the access token belongs to")
+def me(principal: Annotated[Principal, authenticated()]) -> MeResponse:
+    return MeResponse(
+        user_id=str(principal.user_id),
+        memberships={str(t): r.value for t, r in principal.memberships.items()},
+        platform_roles=sorted(r.value for r in principal.platform_roles),
+    )
+
+
+@router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys of access tokens and licenses")
+def jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    with db.begin():
+        return services.keys.jwks(db)
+
+
+@router.get("/v1/platform/signing-keys", tags=["platform"], summary="List signing keys (never private parts)")
+def list_keys(ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR, PlatformRole.AUDITOR)]) -> list[SigningKeyOut]:
+    with ctx.db.begin():
+        rows = ctx.db.query(SigningKey).order_by(SigningKey.created_at).all()
+        return [SigningKeyOut(kid=r.kid, purpose=r.purpose, status=r.status) for r in rows]
+
+
+@router.post("/v1/platform/signing-keys/rotate", tags=["platform"], summary="New active key; the old one keeps verifying")
+def rotate_key(body: RotateRequest, ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR)]) -> SigningKeyOut:
+    with ctx.db.begin():
+        row = ctx.services.keys.rotate(ctx.db, body.purpose)
+        ctx.audit("signing_key.rotate", f"signing_key:{row.kid}", purpose=body.purpose.value)
+        return SigningKeyOut(kid=row.kid, purpose=row.purpose, status=row.status)
+
+
+@router.post("/v1/platform/signing-keys/{kid}/retire", tags=["platform"], summary="Stop verifying with a retiring key")
+def retire_key(kid: str, ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR)]) -> SigningKeyOut:
+    with ctx.db.begin():
+        row = ctx.services.keys.retire(ctx.db, kid)
+        if row is None:
+            raise not_found("Retiring signing key")
+        ctx.audit("signing_key.retire", f"signing_key:{kid}")
+        return SigningKeyOut(kid=row.kid, purpose=row.purpose, status=row.status)

@@ -1,0 +1,83 @@
+"""Short-lived access tokens: who the user is and their roles, signed with Ed25519."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth.jws import sign, verify
+from api.auth.keys import KeyStore
+from api.auth.roles import PlatformRole, TenantRole
+from api.db.models import KeyPurpose, Membership, User
+
+AUDIENCE = "cameleer-api"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID
+    memberships: dict[uuid.UUID, TenantRole] = field(default_factory=dict)
+    platform_roles: frozenset[PlatformRole] = frozenset()
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user_id}"
+
+    def role_in(self, tenant_id: uuid.UUID) -> TenantRole | None:
+        return self.memberships.get(tenant_id)
+
+    def has_platform_role(self, roles: tuple[PlatformRole, ...]) -> bool:
+        return bool(self.platform_roles.intersection(roles))
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+
+
+def principal_for(session: Session, user: User) -> Principal:
+    rows = session.scalars(select(Membership).where(Membership.user_id == user.id))
+    roles = frozenset([PlatformRole(user.platform_role)]) if user.platform_role else frozenset()
+    return Principal(
+        user_id=user.id,
+        memberships={m.tenant_id: TenantRole(m.role) for m in rows},
+        platform_roles=roles,
+    )
+
+
+def issue_access_token(session: Session, keys: KeyStore, principal: Principal, *, issuer: str, ttl: int) -> IssuedToken:
+    now = datetime.now(UTC)
+    claims = {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": str(principal.user_id),
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(seconds=ttl),
+        "jti": uuid.uuid4().hex,
+        "memberships": [{"tenant": str(t), "role": r.value} for t, r in principal.memberships.items()],
+        "platform_roles": sorted(r.value for r in principal.platform_roles),
+    }
+    material = keys.signing_key(session, KeyPurpose.ACCESS)
+    return IssuedToken(token=sign(claims, material.kid, material.private_key), expires_in=ttl)
+
+
+def principal_from_token(session: Session, keys: KeyStore, token: str, *, issuer: str) -> Principal:
+    """Verify an access token; raises ``TokenInvalid``."""
+    claims = verify(
+        token,
+        keys.verification_keys(session, KeyPurpose.ACCESS),
+        audience=AUDIENCE,
+        issuer=issuer,
+        required=("exp", "iat", "sub"),
+    )
+    return Principal(
+        user_id=uuid.UUID(claims["sub"]),
+        memberships={uuid.UUID(m["tenant"]): TenantRole(m["role"]) for m in claims.get("memberships", [])},
+        platform_roles=frozenset(PlatformRole(r) for r in claims.get("platform_roles", [])),
+    )

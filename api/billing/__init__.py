@@ -1,0 +1,1 @@
+"""Billing: the gateway Protocol the operations call, and a local implementation."""

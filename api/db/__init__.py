@@ -1,0 +1,1 @@
+"""Platform database: models, sessions with row-level-security scope, migration state."""

@@ -1,0 +1,221 @@
+"""SQLAlchemy models of the platform database.
+
+Tenant-scoped tables carry ``tenant_id`` and are protected by PostgreSQL row-level
+security (see the initial migration); the application sets the scope per transaction
+(``api.db.session``).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+class TenantStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PROVISIONING = "PROVISIONING"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    FAILED = "FAILED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class OperationKind(enum.StrEnum):
+    SIGNUP = "signup"
+    SUSPEND = "suspend"
+    REACTIVATE = "reactivate"
+    CHANGE_TIER = "change_tier"
+    DELETE = "delete"
+
+
+class OperationStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (OperationStatus.SUCCEEDED, OperationStatus.FAILED)
+
+
+class KeyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    RETIRING = "retiring"
+    RETIRED = "retired"
+
+
+class KeyPurpose(enum.StrEnum):
+    ACCESS = "access"
+    LICENSE = "license"
+
+
+class LicenseStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+def _enum_check(column: str, values: type[enum.Enum]) -> str:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=TenantStatus.PENDING)
+    placement: Mapped[str] = mapped_column(String(128))
+    billing_customer_id: Mapped[str | None] = mapped_column(String(128))
+    billing_subscription_id: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    platform_role: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now_column()
+    scrubbed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "tenant_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    algorithm: Mapped[str] = mapped_column(String(16), default="EdDSA")
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    # AES-GCM(nonce || ciphertext) of the PKCS#8 PEM, keyed from settings.secret_key.
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
+    created_at: Mapped[datetime] = _now_column()
+    retiring_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class License(Base):
+    __tablename__ = "licenses"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operations.id"))
+    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    tier: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Operation(Base):
+    __tablename__ = "operations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24), default=OperationStatus.PENDING)
+    current_step: Mapped[str | None] = mapped_column(String(32))
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StackEvent(Base):
+    __tablename__ = "stack_events"
+    __table_args__ = (Index("ix_stack_events_operation", "operation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    operation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("operations.id"))
+    step: Mapped[str] = mapped_column(String(32))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class AuditRecord(Base):
+    """One append-only, hash-chained audit entry. No FK to tenants: it outlives them."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(80))
+    tenant_id: Mapped[uuid.UUID | None]
+    action: Mapped[str] = mapped_column(String(80))
+    resource: Mapped[str] = mapped_column(String(300))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+CHECKS = {
+    "tenants": ("status", TenantStatus),
+    "operations": ("status", OperationStatus),
+    "signing_keys": ("status", KeyStatus),
+    "licenses": ("status", LicenseStatus),
+}

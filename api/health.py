@@ -1,0 +1,31 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.db.schema_state import MIGRATE_HINT, schema_state
+from api.dependencies import ServicesDep
+from api.problems import problem_response
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the database is reachable and migrated")
+def readyz(request: Request, services: ServicesDep) -> JSONResponse:
+    try:
+        with services.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        state = schema_state(services.db.engine)
+    except Exception as exc:  # any failure to reach the DB means "not ready"
+        return problem_response(request, 503, "not-ready", "Service Unavailable", f"database unreachable: {type(exc).__name__}")
+    if not state.migrated:
+        return problem_response(request, 503, "not-ready", "Service Unavailable", f"{state.describe()}; {MIGRATE_HINT}")
+    return JSONResponse({"status": "ready", "schema": sorted(state.current)})

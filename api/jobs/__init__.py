@@ -1,0 +1,1 @@
+"""The job queue (procrastinate on the platform database) and the worker's tasks."""

@@ -1,0 +1,40 @@
+"""The worker's tasks: run an operation, and recover jobs of workers that died."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import procrastinate
+from procrastinate import JobContext, RetryStrategy
+
+from api.jobs.enqueue import RUN_OPERATION_TASK
+from api.operations.runner import OperationRunner
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+RECOVER_TASK = "recover_stalled_jobs"
+
+
+def register_tasks(app: procrastinate.App, settings: Settings) -> None:
+    max_attempts = settings.job_max_attempts
+
+    @app.task(
+        name=RUN_OPERATION_TASK,
+        queue=settings.job_queue,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=max_attempts, exponential_wait=settings.job_backoff_base_seconds),
+    )
+    def run_operation(context: JobContext, operation_id: str) -> None:
+        services = context.additional_context["services"]
+        final = context.job.attempts >= max_attempts
+        OperationRunner(services).run(uuid.UUID(operation_id), final_attempt=final)
+
+    @app.periodic(cron="* * * * *", periodic_id="recover-stalled")
+    @app.task(name=RECOVER_TASK, queue=settings.job_queue, pass_context=True)
+    async def recover_stalled_jobs(context: JobContext, timestamp: int) -> None:
+        """A job whose worker stopped heart-beating is put back in the queue; it resumes
+        where it stopped because its steps are recorded and idempotent."""
+        for job in await context.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.stalled_after_seconds):
+            log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
+            await context.app.job_manager.retry_job(job)

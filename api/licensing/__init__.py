@@ -1,0 +1,1 @@
+"""Ed25519-signed license JWTs: issuing (``issue``), offline verification (``verify``)."""

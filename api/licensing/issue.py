@@ -1,0 +1,87 @@
+"""Issue license JWTs from the tier catalog; one current license per tenant."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth.jws import sign
+from api.auth.keys import KeyStore
+from api.db.models import KeyPurpose, License, LicenseStatus, Tenant
+from api.tiers import tier_named
+
+AUDIENCE = "cameleer-server"
+TOKEN_TYPE = "cameleer-license+jwt"
+
+
+def license_claims(
+    tenant: Tenant, tier_name: str, status: LicenseStatus, *, license_id: uuid.UUID, issuer: str, now: datetime, ttl: timedelta
+) -> dict:
+    tier = tier_named(tier_name)
+    return {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": str(tenant.id),
+        "jti": str(license_id),
+        "tenant_id": str(tenant.id),
+        "tenant_slug": tenant.slug,
+        "tier": tier.name,
+        "features": tier.features.as_claims(),
+        "limits": tier.limits.as_claims(),
+        "status": status.value,
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+
+
+def current_license(session: Session, tenant_id: uuid.UUID) -> License | None:
+    query = (
+        select(License)
+        .where(License.tenant_id == tenant_id, License.superseded_at.is_(None))
+        .order_by(License.issued_at.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def license_for_operation(session: Session, operation_id: uuid.UUID) -> License | None:
+    return session.scalars(select(License).where(License.operation_id == operation_id)).first()
+
+
+def issue_license(
+    session: Session,
+    keys: KeyStore,
+    tenant: Tenant,
+    *,
+    tier_name: str,
+    status: LicenseStatus,
+    issuer: str,
+    ttl: timedelta,
+    operation_id: uuid.UUID | None = None,
+) -> License:
+    """Sign a new license and supersede the tenant's previous one."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    previous = current_license(session, tenant.id)
+    if previous is not None:
+        previous.superseded_at = now
+    license_id = uuid.uuid4()
+    material = keys.signing_key(session, KeyPurpose.LICENSE)
+    claims = license_claims(tenant, tier_name, status, license_id=license_id, issuer=issuer, now=now, ttl=ttl)
+    row = License(
+        id=license_id,
+        tenant_id=tenant.id,
+        operation_id=operation_id,
+        kid=material.kid,
+        tier=tier_name,
+        status=status.value,
+        token=sign(claims, material.kid, material.private_key, typ=TOKEN_TYPE),
+        issued_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(row)
+    session.flush()
+    return row

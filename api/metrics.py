@@ -1,0 +1,32 @@
+"""Prometheus metrics of the API and the workers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "cameleer_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "cameleer_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
+)
+OPERATION_STEPS = Counter(
+    "cameleer_operation_steps_total", "Operation step attempts by outcome", ["kind", "step", "result"]
+)
+OPERATIONS_FINISHED = Counter(
+    "cameleer_operations_finished_total", "Operations that reached a final state", ["kind", "result"]
+)
+PROVISIONING_DURATION = Histogram(
+    "cameleer_provisioning_duration_seconds",
+    "Time from operation creation to its final state",
+    ["kind", "result"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600),
+)
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,35 @@
+"""Which steps each kind of operation runs, in order, and the step record format."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from api.db.models import OperationKind
+
+# "confirm" is a gate: the operation waits (AWAITING_CONFIRMATION) until confirmed.
+PLANS: dict[OperationKind, tuple[str, ...]] = {
+    OperationKind.SIGNUP: ("tenant_record", "billing", "license", "stack_up", "readiness", "activate"),
+    OperationKind.SUSPEND: ("license", "stack_up", "mark_suspended"),
+    OperationKind.REACTIVATE: ("license", "stack_up", "readiness", "activate"),
+    OperationKind.CHANGE_TIER: ("billing", "license", "stack_up", "readiness", "activate"),
+    OperationKind.DELETE: ("mark_deleting", "stack_destroy", "license", "billing", "scrub", "mark_deleted"),
+}
+
+# A tier change that moves the tenant between shared and dedicated placement.
+MOVE_PLAN: tuple[str, ...] = (
+    "preview", "confirm", "billing", "license", "stack_up", "readiness", "release_old_placement", "activate",
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def new_step(name: str) -> dict[str, Any]:
+    return {"name": name, "status": "pending", "attempts": 0, "errors": [], "started_at": None, "finished_at": None, "result": {}}
+
+
+def initial_steps(kind: OperationKind, *, moves_placement: bool = False) -> list[dict[str, Any]]:
+    names = MOVE_PLAN if kind is OperationKind.CHANGE_TIER and moves_placement else PLANS[kind]
+    return [new_step(name) for name in names]

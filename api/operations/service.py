@@ -1,0 +1,86 @@
+"""Creating operations: idempotency keys, request fingerprints, one at a time per tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.db.models import Operation, OperationKind, OperationStatus
+from api.jobs.enqueue import enqueue_operation
+from api.operations.plans import initial_steps
+from api.problems import Problem
+
+UNFINISHED = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.AWAITING_CONFIRMATION)
+
+
+def fingerprint(secret: str, payload: dict[str, Any]) -> str:
+    """HMAC of the canonical request: equal bodies match, and secrets in it are not exposed."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
+
+
+def find_by_key(session: Session, key: str) -> Operation | None:
+    return session.scalar(select(Operation).where(Operation.idempotency_key == key))
+
+
+def replay_or_conflict(existing: Operation, request_fingerprint: str) -> Operation:
+    """Same key + same request: the original operation. Same key + another request: 422."""
+    if not hmac.compare_digest(existing.request_fingerprint, request_fingerprint):
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "This Idempotency-Key was already used with a different request body; use a new key.",
+        )
+    return existing
+
+
+def unfinished_operation(session: Session, tenant_id: uuid.UUID) -> Operation | None:
+    query = select(Operation).where(Operation.tenant_id == tenant_id, Operation.status.in_(UNFINISHED))
+    return session.scalars(query).first()
+
+
+def operation_in_progress(existing: Operation) -> Problem:
+    return Problem(
+        409,
+        "operation-in-progress",
+        f"Operation {existing.id} ({existing.kind}) is still {existing.status} for this tenant; wait for it to finish.",
+        operation_url=f"/v1/operations/{existing.id}",
+    )
+
+
+def start_operation(
+    session: Session,
+    *,
+    kind: OperationKind,
+    tenant_id: uuid.UUID,
+    key: str,
+    request_fingerprint: str,
+    requested_by: str,
+    params: dict[str, Any] | None = None,
+    moves_placement: bool = False,
+    queue: str,
+) -> Operation:
+    """Record the operation and enqueue its job in the caller's transaction."""
+    existing = unfinished_operation(session, tenant_id)
+    if existing is not None:
+        raise operation_in_progress(existing)
+    operation = Operation(
+        kind=kind.value,
+        tenant_id=tenant_id,
+        idempotency_key=key,
+        request_fingerprint=request_fingerprint,
+        status=OperationStatus.PENDING.value,
+        steps=initial_steps(kind, moves_placement=moves_placement),
+        params=params or {},
+        requested_by=requested_by,
+    )
+    session.add(operation)
+    session.flush()
+    enqueue_operation(session, operation.id, tenant_id, queue=queue)
+    return operation

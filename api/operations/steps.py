@@ -1,0 +1,284 @@
+"""The steps operations are made of. Each is idempotent: running it again after a crash
+(or a retry) converges to the same state without creating anything twice.
+
+A step gets a :class:`StepContext` and returns a small JSON-able result that is stored
+in the operation's step record.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from api.billing.gateway import BillingAccount
+from api.db.models import License, LicenseStatus, Membership, OperationKind, Tenant, TenantStatus, User
+from api.db.session import Scope, ScopedSession
+from api.licensing.issue import current_license, issue_license, license_for_operation
+from api.operations.events import event_sink
+from api.services import Services
+from api.stacks.driver import TenantRef
+from api.tiers import environments_of, tier_named
+
+
+class StepNotReady(Exception):
+    """The step's precondition is not met yet; retry later."""
+
+
+class PermanentStepError(Exception):
+    """Retrying cannot help (bad input, misconfiguration): fail the operation now."""
+
+
+class AwaitConfirmation(Exception):
+    """The operation stops here until someone confirms it."""
+
+
+@dataclass
+class StepContext:
+    services: Services
+    operation_id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: OperationKind
+    params: dict[str, Any]
+    step: str
+
+    @contextmanager
+    def tx(self, scope: Scope | None = None) -> Iterator[ScopedSession]:
+        with self.services.db.transaction(scope or Scope.tenant(self.tenant_id)) as session:
+            yield session
+
+    def tenant(self, session: ScopedSession) -> Tenant:
+        tenant = session.get(Tenant, self.tenant_id)
+        if tenant is None:
+            raise PermanentStepError(f"tenant {self.tenant_id} does not exist")
+        return tenant
+
+    def target_tier(self, tenant: Tenant) -> str:
+        return self.params.get("tier") or tenant.tier
+
+    def target_placement(self, tenant: Tenant) -> str:
+        return self.params.get("placement") or tenant.placement
+
+    def target_ref(self, tenant: Tenant) -> TenantRef:
+        return TenantRef(id=tenant.id, slug=tenant.slug, placement=self.target_placement(tenant))
+
+    def events(self):
+        return event_sink(self.services.db, self.tenant_id, self.operation_id, self.step)
+
+
+StepFunction = Callable[[StepContext], dict[str, Any]]
+STEPS: dict[str, StepFunction] = {}
+
+
+def step(name: str) -> Callable[[StepFunction], StepFunction]:
+    def register(function: StepFunction) -> StepFunction:
+        STEPS[name] = function
+        return function
+
+    return register
+
+
+def _set_status(ctx: StepContext, status: TenantStatus, *, only_from: tuple[TenantStatus, ...] = ()) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        if not only_from or tenant.status in only_from:
+            tenant.status = status.value
+        return {"tenant_status": tenant.status}
+
+
+@step("tenant_record")
+def tenant_record(ctx: StepContext) -> dict[str, Any]:
+    return _set_status(ctx, TenantStatus.PROVISIONING, only_from=(TenantStatus.PENDING, TenantStatus.FAILED))
+
+
+def _owner_email(session: ScopedSession, tenant_id: uuid.UUID) -> str:
+    query = (
+        select(User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.tenant_id == tenant_id, Membership.role == "owner")
+        .limit(1)
+    )
+    return session.scalar(query) or ""
+
+
+@step("billing")
+def billing(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        tier, name, email = ctx.target_tier(tenant), tenant.name, _owner_email(session, tenant.id)
+        account = (
+            BillingAccount(tenant.billing_customer_id, tenant.billing_subscription_id or "")
+            if tenant.billing_customer_id
+            else None
+        )
+    gateway = ctx.services.billing
+    if ctx.kind is OperationKind.DELETE:
+        if account is not None:
+            gateway.cancel(ctx.tenant_id, account)
+        return {"cancelled": account is not None}
+    if account is None:
+        account = gateway.ensure_subscription(ctx.tenant_id, tier=tier, email=email, name=name)
+    elif ctx.kind is OperationKind.CHANGE_TIER:
+        account = gateway.change_plan(ctx.tenant_id, account, tier=tier)
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        tenant.billing_customer_id = account.customer_id
+        tenant.billing_subscription_id = account.subscription_id
+    return {"customer_id": account.customer_id, "subscription_id": account.subscription_id}
+
+
+LICENSE_STATUS_FOR = {OperationKind.SUSPEND: LicenseStatus.SUSPENDED, OperationKind.DELETE: LicenseStatus.REVOKED}
+
+
+@step("license")
+def license_step(ctx: StepContext) -> dict[str, Any]:
+    settings = ctx.services.settings
+    with ctx.tx() as session:
+        row = license_for_operation(session, ctx.operation_id)
+        if row is None:
+            tenant = ctx.tenant(session)
+            row = issue_license(
+                session,
+                ctx.services.keys,
+                tenant,
+                tier_name=ctx.target_tier(tenant),
+                status=LICENSE_STATUS_FOR.get(ctx.kind, LicenseStatus.ACTIVE),
+                issuer=settings.issuer,
+                ttl=timedelta(days=settings.license_ttl_days),
+                operation_id=ctx.operation_id,
+            )
+        return {"license_id": str(row.id), "kid": row.kid, "status": row.status, "expires_at": row.expires_at.isoformat()}
+
+
+def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        license_row = current_license(session, tenant.id)
+        if license_row is None:
+            raise PermanentStepError("the tenant has no license to deploy")
+        return ctx.target_ref(tenant), ctx.target_tier(tenant), license_row
+
+
+@step("stack_up")
+def stack_up(ctx: StepContext) -> dict[str, Any]:
+    ref, tier, license_row = _desired_stack(ctx)
+    result = ctx.services.driver.provision(
+        ref,
+        tier,
+        environments_of(tier_named(tier)),
+        license_row.token,
+        ctx.kind is OperationKind.SUSPEND,
+        ctx.events(),
+    )
+    return {"stack": result.stack, "summary": result.summary}
+
+
+@step("preview")
+def preview(ctx: StepContext) -> dict[str, Any]:
+    ref, tier, license_row = _desired_stack(ctx)
+    result = ctx.services.driver.preview(ref, tier, environments_of(tier_named(tier)), license_row.token, ctx.events())
+    return {"stack": result.stack, "changes": result.changes, "policy_violations": result.policy_violations}
+
+
+@step("confirm")
+def confirm(ctx: StepContext) -> dict[str, Any]:
+    if not ctx.params.get("confirmed_by"):
+        raise AwaitConfirmation("review the preview step, then POST /v1/operations/{id}/confirm")
+    return {"confirmed_by": ctx.params["confirmed_by"]}
+
+
+@step("readiness")
+def readiness(ctx: StepContext) -> dict[str, Any]:
+    settings = ctx.services.settings
+    with ctx.tx() as session:
+        ref = ctx.target_ref(ctx.tenant(session))
+    deadline = time.monotonic() + settings.readiness_timeout_seconds
+    while True:
+        state = ctx.services.driver.readiness(ref)
+        if state.ready:
+            return {"detail": state.detail}
+        if time.monotonic() >= deadline:
+            raise StepNotReady(f"tenant not ready after {settings.readiness_timeout_seconds:g}s: {state.detail}")
+        time.sleep(settings.readiness_poll_seconds)
+
+
+@step("activate")
+def activate(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        tenant.tier = ctx.target_tier(tenant)
+        tenant.placement = ctx.target_placement(tenant)
+        tenant.status = TenantStatus.ACTIVE.value
+        tenant.failure_reason = None
+        return {"tenant_status": tenant.status, "tier": tenant.tier, "placement": tenant.placement}
+
+
+@step("mark_suspended")
+def mark_suspended(ctx: StepContext) -> dict[str, Any]:
+    return _set_status(ctx, TenantStatus.SUSPENDED)
+
+
+@step("release_old_placement")
+def release_old_placement(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        old = TenantRef(id=tenant.id, slug=tenant.slug, placement=ctx.params["from_placement"])
+    ctx.services.driver.destroy(old, ctx.events())
+    return {"released": old.placement}
+
+
+@step("mark_deleting")
+def mark_deleting(ctx: StepContext) -> dict[str, Any]:
+    return _set_status(ctx, TenantStatus.DELETING)
+
+
+@step("stack_destroy")
+def stack_destroy(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        ref = ctx.target_ref(ctx.tenant(session))
+    ctx.services.driver.destroy(ref, ctx.events())
+    return {"destroyed": ref.placement}
+
+
+def _scrub_user(user: User, now: datetime) -> None:
+    user.email = f"scrubbed+{user.id.hex}@invalid"
+    user.password_hash = "!"
+    user.display_name = None
+    user.scrubbed_at = now
+
+
+@step("scrub")
+def scrub(ctx: StepContext) -> dict[str, Any]:
+    """Remove personal data; the audit log (which holds ids only) stays."""
+    now = datetime.now(UTC)
+    # System scope: whether a user belongs to other tenants is not visible from this one.
+    with ctx.tx(Scope.system()) as session:
+        members = session.scalars(select(Membership).where(Membership.tenant_id == ctx.tenant_id)).all()
+        scrubbed = 0
+        for membership in members:
+            others = session.scalar(
+                select(func.count()).where(Membership.user_id == membership.user_id, Membership.tenant_id != ctx.tenant_id)
+            )
+            user = session.get(User, membership.user_id)
+            session.delete(membership)
+            if user and not others and not user.platform_role and user.scrubbed_at is None:
+                _scrub_user(user, now)
+                scrubbed += 1
+        tenant = ctx.tenant(session)
+        tenant.name = "[deleted]"
+        return {"memberships_removed": len(members), "users_scrubbed": scrubbed}
+
+
+@step("mark_deleted")
+def mark_deleted(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        tenant.status = TenantStatus.DELETED.value
+        tenant.deleted_at = tenant.deleted_at or datetime.now(UTC)
+        return {"tenant_status": tenant.status}

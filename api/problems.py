@@ -1,0 +1,116 @@
+"""RFC 9457 problem details (``application/problem+json``) for every error the API returns."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class ProblemDetails(BaseModel):
+    """The OpenAPI shape of an error response."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(code).phrase}
+    for code in (400, 401, 403, 404, 409, 422)
+}
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document. ``code`` becomes the type URI ``/problems/<code>``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or code)
+        self.status = status
+        self.code = code
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.headers = headers
+        self.extensions = extensions
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "not-found", f"{what} does not exist or you have no access to it.")
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "forbidden", detail)
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "instance": request.url.path}
+    if detail:
+        body["detail"] = detail
+    body.update(extensions)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extensions)
+
+
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return problem_response(request, exc.status_code, code, title, detail, getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"location": list(map(str, err.get("loc", ()))), "message": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    summary = "; ".join(f"{'.'.join(e['location'])}: {e['message']}" for e in errors)
+    return problem_response(request, 422, "validation-error", "Request validation failed", summary, errors=errors)
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, "internal-error", "Internal Server Error", "An unexpected error occurred.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

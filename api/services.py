@@ -1,0 +1,52 @@
+"""The long-lived collaborators of the API and the workers, built once per process."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.auth.keys import KeyStore
+from api.billing.gateway import BillingGateway
+from api.db.session import Database
+from api.settings import Settings
+from api.stacks.driver import StackDriver
+
+
+def load_object(path: str) -> Any:
+    """Import ``module:attribute`` (settings name implementations this way)."""
+    module_name, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    billing: BillingGateway
+    _driver: StackDriver | None = field(default=None, repr=False)
+
+    @property
+    def driver(self) -> StackDriver:
+        """The stack driver, created on first use (the engine adapter imports lazily)."""
+        if self._driver is None:
+            self._driver = load_object(self.settings.stack_driver)()
+        return self._driver
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        driver: StackDriver | None = None,
+        billing: BillingGateway | None = None,
+        db: Database | None = None,
+    ) -> Services:
+        return cls(
+            settings=settings,
+            db=db or Database(settings.app_dsn()),
+            keys=KeyStore(settings.secret_key.get_secret_value()),
+            billing=billing or load_object(settings.billing_gateway)(),
+            _driver=driver,
+        )

@@ -1,0 +1,73 @@
+"""Service configuration, read from the environment (prefix ``CAMELEER_``).
+
+Secrets are ``SecretStr`` so that they never show up in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAMELEER_", extra="ignore")
+
+    # The app role's DSN (postgresql+psycopg://...). RLS applies to this role.
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql+psycopg://cameleer_app@127.0.0.1:5432/cameleer")
+    )
+    # The owner role's DSN, used only by migrations. Falls back to database_url.
+    database_admin_url: SecretStr | None = None
+    # The role the migrations grant privileges to; defaults to the user in database_url.
+    database_app_role: str | None = None
+
+    # Key-encryption key for signing keys at rest, and HMAC key for request fingerprints.
+    secret_key: SecretStr = Field(default=SecretStr("dev-only-insecure-secret-key-change-me"))
+
+    issuer: str = "cameleer-control-plane"
+    access_token_ttl_seconds: int = 900
+    license_ttl_days: int = 30
+    license_expiry_grace_days: int = 7
+    license_offline_grace_hours: int = 24
+
+    stack_driver: str = "api.stacks.automation_adapter:AutomationStackDriver"
+    billing_gateway: str = "api.billing.local:LocalBillingGateway"
+
+    job_queue: str = "operations"
+    job_max_attempts: int = 6
+    job_backoff_base_seconds: int = 2
+    worker_concurrency: int = 1
+    # A worker that has not sent a heartbeat for this long is dead; its job is retried.
+    stalled_after_seconds: float = 30.0
+    worker_metrics_port: int | None = None
+
+    readiness_timeout_seconds: float = 300.0
+    readiness_poll_seconds: float = 5.0
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "INFO"
+
+    def app_dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+    def admin_dsn(self) -> str:
+        url = self.database_admin_url or self.database_url
+        return url.get_secret_value()
+
+    def app_role(self) -> str:
+        return self.database_app_role or make_url(self.app_dsn()).username or "cameleer_app"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    """Turn ``postgresql+psycopg://`` into a plain libpq URL for psycopg/procrastinate."""
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)

@@ -1,0 +1,1 @@
+"""The boundary to the automation layer (Pulumi Automation API) in ``automation/``."""

@@ -1,0 +1,96 @@
+"""What operations need from the automation layer.
+
+``automation/`` implements the engine side; ``api.stacks.automation_adapter`` maps this
+Protocol onto it. Every method must be idempotent: a retried step calls it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    id: uuid.UUID
+    slug: str
+    placement: str
+
+
+@dataclass(frozen=True)
+class StackEventData:
+    """One engine event (resource pre/outcome, diagnostic, summary) for progress display."""
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+EventSink = Callable[[StackEventData], None]
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    stack: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    stack: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    policy_violations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StackUpdate:
+    """One entry of a stack's history (``pulumi stack history``)."""
+
+    stack: str
+    kind: str
+    result: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    message: str = ""
+    resource_changes: dict[str, int] = field(default_factory=dict)
+
+
+class StackUnavailable(Exception):
+    """The automation layer cannot be used (not installed, misconfigured)."""
+
+
+class StackDriver(Protocol):
+    def provision(
+        self,
+        tenant: TenantRef,
+        tier: str,
+        environments: Sequence[str],
+        license_jwt: str,
+        suspended: bool,
+        on_event: EventSink,
+    ) -> ProvisionResult:
+        """Create or update the tenant's stack to this desired state (``pulumi up``)."""
+        ...
+
+    def preview(
+        self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, on_event: EventSink
+    ) -> PreviewResult:
+        """What ``provision`` would change, without changing anything."""
+        ...
+
+    def readiness(self, tenant: TenantRef) -> Readiness: ...
+
+    def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
+        """Destroy the tenant's resources and remove the stack; a missing stack is success."""
+        ...
+
+    def history(self, tenant: TenantRef) -> list[StackUpdate]: ...

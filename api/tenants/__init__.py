@@ -1,0 +1,1 @@
+"""Tenants: signup, lifecycle requests, history."""

@@ -1,0 +1,103 @@
+"""Lifecycle requests (suspend, reactivate, change tier, delete) and operation control
+(confirm, retry). The API records and enqueues; the worker does the work."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from api.auth.dependencies import TenantContext
+from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
+from api.jobs.enqueue import enqueue_operation
+from api.operations.service import (
+    find_by_key,
+    fingerprint,
+    operation_in_progress,
+    replay_or_conflict,
+    start_operation,
+    unfinished_operation,
+)
+from api.problems import Problem, not_found
+from api.tiers import placement_for, tier_named
+
+ALLOWED_FROM: dict[OperationKind, set[TenantStatus]] = {
+    OperationKind.SUSPEND: {TenantStatus.ACTIVE},
+    OperationKind.REACTIVATE: {TenantStatus.SUSPENDED},
+    OperationKind.CHANGE_TIER: {TenantStatus.ACTIVE},
+    OperationKind.DELETE: {TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.FAILED, TenantStatus.PENDING},
+}
+
+
+def _check_transition(tenant: Tenant, kind: OperationKind) -> None:
+    allowed = ALLOWED_FROM[kind]
+    if TenantStatus(tenant.status) not in allowed:
+        names = ", ".join(sorted(s.value for s in allowed))
+        raise Problem(409, "invalid-state", f"Cannot {kind.value.replace('_', ' ')} a tenant that is {tenant.status}; it must be {names}.")
+
+
+def _tier_change_params(tenant: Tenant, tier_name: str) -> tuple[dict[str, Any], bool]:
+    tier = tier_named(tier_name)
+    if tier.name == tenant.tier:
+        raise Problem(422, "same-tier", f"The tenant is already on tier {tier.name!r}.")
+    placement = placement_for(tier, tenant.slug)
+    moves = placement.split(":", 1)[0] != tenant.placement.split(":", 1)[0]
+    return {"tier": tier.name, "placement": placement, "from_placement": tenant.placement}, moves
+
+
+def request_operation(
+    ctx: TenantContext, kind: OperationKind, idempotency_key: str | None, body: dict[str, Any] | None = None
+) -> tuple[Tenant, Operation]:
+    body = body or {}
+    key = f"tenant:{ctx.tenant_id}:{kind.value}:{idempotency_key or uuid.uuid4().hex}"
+    request_fingerprint = fingerprint(ctx.services.settings.secret_key.get_secret_value(), {"kind": kind.value, **body})
+    with ctx.db.begin():
+        tenant = ctx.db.get(Tenant, ctx.tenant_id)
+        if tenant is None:
+            raise not_found("Tenant")
+        existing = find_by_key(ctx.db, key)
+        if existing is not None:
+            return tenant, replay_or_conflict(existing, request_fingerprint)
+        _check_transition(tenant, kind)
+        params, moves = _tier_change_params(tenant, body["tier"]) if kind is OperationKind.CHANGE_TIER else ({}, False)
+        operation = start_operation(
+            ctx.db, kind=kind, tenant_id=tenant.id, key=key, request_fingerprint=request_fingerprint,
+            requested_by=ctx.principal.actor, params=params, moves_placement=moves, queue=ctx.services.settings.job_queue,
+        )
+        ctx.audit(f"tenant.{kind.value}.requested", f"tenant:{tenant.id}", operation_id=str(operation.id), **params)
+        return tenant, operation
+
+
+def _requeue(ctx: TenantContext, operation: Operation) -> None:
+    operation.status = OperationStatus.PENDING.value
+    enqueue_operation(ctx.db, operation.id, operation.tenant_id, queue=ctx.services.settings.job_queue)
+
+
+def confirm_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
+    """Apply a previewed placement change."""
+    with ctx.db.begin():
+        operation = ctx.db.get(Operation, operation_id, with_for_update=True)
+        if operation.status != OperationStatus.AWAITING_CONFIRMATION:
+            raise Problem(409, "not-awaiting-confirmation", f"Operation {operation_id} is {operation.status}; only an operation awaiting confirmation can be confirmed.")
+        operation.params = {**operation.params, "confirmed_by": ctx.principal.actor}
+        _requeue(ctx, operation)
+        ctx.audit("operation.confirm", f"operation:{operation_id}")
+        return operation
+
+
+def retry_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
+    """Operator: run a FAILED operation again from its failed step."""
+    with ctx.db.begin():
+        operation = ctx.db.get(Operation, operation_id, with_for_update=True)
+        if operation.status != OperationStatus.FAILED:
+            raise Problem(409, "not-failed", f"Operation {operation_id} is {operation.status}; only a FAILED operation can be retried.")
+        other = unfinished_operation(ctx.db, operation.tenant_id)
+        if other is not None:
+            raise operation_in_progress(other)
+        operation.steps = [{**s, "status": "pending"} if s["status"] == "failed" else s for s in operation.steps]
+        operation.error = None
+        operation.finished_at = None
+        tenant = ctx.db.get(Tenant, operation.tenant_id)
+        tenant.failure_reason = None
+        _requeue(ctx, operation)
+        ctx.audit("operation.retry", f"operation:{operation_id}")
+        return operation

@@ -1,0 +1,121 @@
+"""Tenant endpoints: signup, reading, lifecycle requests, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from sqlalchemy import select
+
+from api.auth.dependencies import TenantContext, authenticated, require
+from api.auth.roles import READERS, TenantRole
+from api.auth.tokens import Principal
+from api.db.models import Membership, Operation, OperationKind, Tenant, User
+from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
+from api.problems import PROBLEM_RESPONSES, not_found
+from api.tenants.history import tenant_history
+from api.tenants.lifecycle import request_operation
+from api.tenants.schemas import (
+    AcceptedOperation,
+    ChangeTierRequest,
+    MemberOut,
+    OperationRef,
+    SignupRequest,
+    TenantHistory,
+    TenantOut,
+)
+from api.tenants.signup import signup
+
+router = APIRouter(tags=["tenants"], responses=PROBLEM_RESPONSES)
+
+IdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", min_length=8, max_length=200, description="Unique per intended signup; retries reuse it")
+]
+OptionalIdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=200)]
+
+
+def _accepted(response: Response, tenant: Tenant, operation: Operation) -> AcceptedOperation:
+    ref = OperationRef.of(operation)
+    response.headers["Location"] = ref.url
+    return AcceptedOperation(tenant=TenantOut.of(tenant), operation=ref)
+
+
+@router.post("/v1/signup", status_code=status.HTTP_202_ACCEPTED, summary="Sign up an organisation; provisioning runs in the background")
+def post_signup(
+    body: SignupRequest, request: Request, response: Response, services: ServicesDep, db: SystemDb, idempotency_key: IdempotencyKey
+) -> AcceptedOperation:
+    result = signup(db, services, body, idempotency_key, audit_meta(request))
+    mark_audited(request)
+    return _accepted(response, result.tenant, result.operation)
+
+
+@router.get("/v1/tenants", summary="Tenants the caller belongs to (all of them for platform roles)")
+def list_tenants(principal: Annotated[Principal, authenticated()], services: ServicesDep, db: SystemDb) -> list[TenantOut]:
+    query = select(Tenant).order_by(Tenant.created_at)
+    if not principal.has_platform_role(READERS):
+        query = query.where(Tenant.id.in_(list(principal.memberships)))
+    with db.begin():
+        return [TenantOut.of(t) for t in db.scalars(query)]
+
+
+@router.get("/v1/tenants/{tenant_id}", summary="One tenant")
+def get_tenant(ctx: Annotated[TenantContext, require(TenantRole.VIEWER, platform=READERS)]) -> TenantOut:
+    with ctx.db.begin():
+        tenant = ctx.db.get(Tenant, ctx.tenant_id)
+        if tenant is None:
+            raise not_found("Tenant")
+        return TenantOut.of(tenant)
+
+
+@router.get("/v1/tenants/{tenant_id}/operations", summary="The tenant's operations, newest first")
+def list_operations(ctx: Annotated[TenantContext, require(TenantRole.VIEWER, platform=READERS)]) -> list[OperationRef]:
+    query = select(Operation).where(Operation.tenant_id == ctx.tenant_id).order_by(Operation.created_at.desc())
+    with ctx.db.begin():
+        return [OperationRef.of(o) for o in ctx.db.scalars(query)]
+
+
+@router.get("/v1/tenants/{tenant_id}/members", summary="Members and their roles")
+def list_members(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> list[MemberOut]:
+    query = select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.tenant_id == ctx.tenant_id)
+    with ctx.db.begin():
+        return [MemberOut(user_id=u.id, email=u.email, role=m.role) for m, u in ctx.db.execute(query)]
+
+
+@router.post("/v1/tenants/{tenant_id}/suspend", status_code=202, summary="Scale workloads to zero and suspend the license")
+def suspend(
+    response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
+) -> AcceptedOperation:
+    return _accepted(response, *request_operation(ctx, OperationKind.SUSPEND, idempotency_key))
+
+
+@router.post("/v1/tenants/{tenant_id}/reactivate", status_code=202, summary="Undo a suspension")
+def reactivate(
+    response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
+) -> AcceptedOperation:
+    return _accepted(response, *request_operation(ctx, OperationKind.REACTIVATE, idempotency_key))
+
+
+@router.post(
+    "/v1/tenants/{tenant_id}/tier",
+    status_code=202,
+    summary="Change tier; a shared<->dedicated move is previewed and waits for POST /v1/operations/{id}/confirm",
+)
+def change_tier(
+    body: ChangeTierRequest,
+    response: Response,
+    ctx: Annotated[TenantContext, require(TenantRole.OWNER)],
+    idempotency_key: OptionalIdempotencyKey = None,
+) -> AcceptedOperation:
+    return _accepted(response, *request_operation(ctx, OperationKind.CHANGE_TIER, idempotency_key, body.model_dump()))
+
+
+@router.delete("/v1/tenants/{tenant_id}", status_code=202, summary="Destroy the stack and scrub personal data (audit kept)")
+def delete_tenant(
+    response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
+) -> AcceptedOperation:
+    return _accepted(response, *request_operation(ctx, OperationKind.DELETE, idempotency_key))
+
+
+@router.get("/v1/tenants/{tenant_id}/history", summary="Audit records joined with the stack's update history")
+def history(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> TenantHistory:
+    return tenant_history(ctx)

@@ -1,0 +1,75 @@
+"""Request and response bodies of the tenant endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, EmailStr, Field
+
+from api.db.models import Operation, Tenant
+
+
+class SignupRequest(BaseModel):
+    organization_name: str = Field(min_length=1, max_length=200, examples=["Acme Corp"])
+    slug: str = Field(min_length=1, max_length=63, examples=["acme"])
+    owner_email: EmailStr
+    owner_password: str = Field(min_length=1, max_length=1024)
+    tier: str = Field(examples=["low", "mid", "high", "business"])
+
+
+class ChangeTierRequest(BaseModel):
+    tier: str
+
+
+class TenantOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    tier: str
+    status: str
+    placement: str
+    failure_reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantOut:
+        return cls.model_validate(tenant, from_attributes=True)
+
+
+class OperationRef(BaseModel):
+    id: uuid.UUID
+    kind: str
+    status: str
+    url: str
+
+    @classmethod
+    def of(cls, operation: Operation) -> OperationRef:
+        return cls(id=operation.id, kind=operation.kind, status=operation.status, url=f"/v1/operations/{operation.id}")
+
+
+class AcceptedOperation(BaseModel):
+    tenant: TenantOut
+    operation: OperationRef
+
+
+class MemberOut(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    role: str
+
+
+class HistoryEntry(BaseModel):
+    at: datetime
+    source: str  # "audit" or "stack"
+    action: str
+    actor: str | None = None
+    result: str
+    details: dict[str, Any] = {}
+
+
+class TenantHistory(BaseModel):
+    tenant_id: uuid.UUID
+    entries: list[HistoryEntry]
+    stack_history_error: str | None = None
