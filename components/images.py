@@ -29,6 +29,21 @@ def registry_of(image: str) -> str:
     return first if looks_like_host else DEFAULT_REGISTRY
 
 
+def qualified_name(image: str) -> str:
+    """The image's repository with its registry spelled out: `nginx` -> `docker.io/library/nginx`."""
+    repository = image.split("@", 1)[0]
+    first, _, rest = repository.partition("/")
+    if registry_of(image) != DEFAULT_REGISTRY or first == DEFAULT_REGISTRY:
+        return repository
+    return f"{DEFAULT_REGISTRY}/{repository if rest else 'library/' + repository}"
+
+
+def from_allowed_registry(image: str, allowed: list[str] | tuple[str, ...]) -> bool:
+    """Whether `image` comes from one of `allowed`: registry hosts or host/path prefixes."""
+    name = qualified_name(image)
+    return any(name.startswith(entry.rstrip("/") + "/") for entry in allowed)
+
+
 def validate_pinned_image(image: str) -> str:
     """Return `image` if it is pinned by digest (`name@sha256:<64 hex>`), else raise ImageError."""
     if not is_digest_pinned(image):
