@@ -11,7 +11,7 @@ A caller with no relation to a tenant gets 404 (its existence is not revealed); 
 member whose role is too low gets 403.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the __call__ signatures below at runtime.
 
 import uuid
 from collections.abc import Iterator

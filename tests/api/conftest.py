@@ -1,0 +1,152 @@
+"""Fixtures of the control-plane tests: a real PostgreSQL database per test session,
+migrated with the project's migrations, and the app wired to it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from api.app import create_app
+from api.auth.roles import PlatformRole
+from api.auth.users import create_user
+from api.db.session import Scope
+from api.jobs.app import build_job_app
+from api.migrate import upgrade
+from api.services import Services
+from api.settings import Settings
+from tests.api.database import TestDatabase, create_database, drop_database
+from tests.api.fakes import FakeStackDriver
+
+STRONG_PASSWORD = "correct-horse-battery-staple-42"
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[TestDatabase]:
+    db = create_database()
+    try:
+        upgrade(url=db.url(db.owner), app_role=db.app_role)
+        yield db
+    finally:
+        drop_database(db)
+
+
+@pytest.fixture(scope="session")
+def settings(database: TestDatabase) -> Settings:
+    return Settings(
+        database_url=SecretStr(database.url(database.app)),
+        database_admin_url=SecretStr(database.url(database.owner)),
+        database_app_role=database.app_role,
+        secret_key=SecretStr(secrets.token_urlsafe(32)),
+        job_queue=f"test-{secrets.token_hex(3)}",
+        job_max_attempts=2,
+        job_backoff_base_seconds=0,
+        readiness_timeout_seconds=0,
+        readiness_poll_seconds=0,
+    )
+
+
+@pytest.fixture
+def driver() -> FakeStackDriver:
+    return FakeStackDriver()
+
+
+@pytest.fixture
+def services(settings: Settings, driver: FakeStackDriver) -> Iterator[Services]:
+    built = Services.build(settings, driver=driver)
+    yield built
+    built.db.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, services=services)) as test_client:
+        yield test_client
+
+
+def run_queue(services: Services) -> None:
+    """Run a real procrastinate worker until the queue is empty."""
+    app = build_job_app(services.settings)
+
+    async def work() -> None:
+        async with app.open_async():
+            await app.run_worker_async(
+                queues=[services.settings.job_queue],
+                wait=False,
+                install_signal_handlers=False,
+                listen_notify=False,
+                additional_context={"services": services},
+            )
+
+    asyncio.run(work())
+
+
+def unique_slug(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def signup_body(slug: str | None = None, tier: str = "low", **overrides) -> dict:
+    slug = slug or unique_slug()
+    body = {
+        "organization_name": f"Org {slug}",
+        "slug": slug,
+        "owner_email": f"owner@{slug}.example.com",
+        "owner_password": STRONG_PASSWORD,
+        "tier": tier,
+    }
+    body.update(overrides)
+    return body
+
+
+def login(client: TestClient, email: str, password: str = STRONG_PASSWORD) -> dict[str, str]:
+    response = client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@dataclass
+class SignedUp:
+    tenant_id: str
+    operation_id: str
+    slug: str
+    email: str
+    headers: dict[str, str]
+
+
+def sign_up(client: TestClient, services: Services, *, tier: str = "low", activate: bool = True) -> SignedUp:
+    body = signup_body(tier=tier)
+    response = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert response.status_code == 202, response.text
+    if activate:
+        run_queue(services)
+    data = response.json()
+    return SignedUp(
+        tenant_id=data["tenant"]["id"],
+        operation_id=data["operation"]["id"],
+        slug=body["slug"],
+        email=body["owner_email"],
+        headers=login(client, body["owner_email"]),
+    )
+
+
+def platform_user(client: TestClient, services: Services, role: PlatformRole) -> dict[str, str]:
+    email = f"{role.value}-{uuid.uuid4().hex[:8]}@platform.example.com"
+    with services.db.transaction(Scope.system()) as session:
+        create_user(session, email, STRONG_PASSWORD, platform_role=role)
+    return login(client, email)
+
+
+@pytest.fixture
+def operator_headers(client: TestClient, services: Services) -> dict[str, str]:
+    return platform_user(client, services, PlatformRole.OPERATOR)
+
+
+@pytest.fixture
+def auditor_headers(client: TestClient, services: Services) -> dict[str, str]:
+    return platform_user(client, services, PlatformRole.AUDITOR)

@@ -1,0 +1,82 @@
+"""Test doubles for FAST tests only.
+
+``FakeStackDriver`` stands in for the automation layer so the control-plane flow can be
+tested in seconds. It is not a substitute for the engine tests (real Pulumi engine,
+real cluster), which exercise ``api.stacks.automation_adapter`` and come with the
+automation layer.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from api.stacks.driver import (
+    EventSink,
+    PreviewResult,
+    ProvisionResult,
+    Readiness,
+    StackEventData,
+    StackUpdate,
+    TenantRef,
+)
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+@dataclass
+class FakeStackDriver:
+    """Remembers the desired state per tenant, like an idempotent ``pulumi up`` would."""
+
+    fail_times: Counter = field(default_factory=Counter)  # method name -> failures left
+    calls: list[tuple[str, uuid.UUID, str]] = field(default_factory=list)
+    stacks: dict[tuple[uuid.UUID, str], dict] = field(default_factory=dict)
+    ready: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _enter(self, method: str, tenant: TenantRef) -> None:
+        with self._lock:
+            self.calls.append((method, tenant.id, tenant.placement))
+            if self.fail_times[method] > 0:
+                self.fail_times[method] -= 1
+                raise InjectedFailure(f"injected failure in {method}")
+
+    def count(self, method: str, tenant_id: uuid.UUID) -> int:
+        return sum(1 for m, t, _ in self.calls if m == method and t == tenant_id)
+
+    def provision(self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str,
+                  suspended: bool, on_event: EventSink) -> ProvisionResult:
+        self._enter("provision", tenant)
+        on_event(StackEventData("preludeEvent", {"config": {"tier": tier}}))
+        for env in environments:
+            on_event(StackEventData("resOutputsEvent", {"urn": f"tenant-{tenant.slug}-{env}", "op": "create"}))
+        self.stacks[(tenant.id, tenant.placement)] = {
+            "tier": tier, "environments": list(environments), "license": license_jwt, "suspended": suspended,
+        }
+        on_event(StackEventData("summaryEvent", {"resourceChanges": {"create": len(environments)}}))
+        return ProvisionResult(stack=f"tenant-{tenant.slug}", summary={"create": len(environments)})
+
+    def preview(self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str,
+                on_event: EventSink) -> PreviewResult:
+        self._enter("preview", tenant)
+        return PreviewResult(stack=f"tenant-{tenant.slug}", changes={"create": len(environments)})
+
+    def readiness(self, tenant: TenantRef) -> Readiness:
+        self._enter("readiness", tenant)
+        return Readiness(ready=self.ready, detail="ready" if self.ready else "server not ready")
+
+    def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
+        self._enter("destroy", tenant)
+        self.stacks.pop((tenant.id, tenant.placement), None)
+        on_event(StackEventData("summaryEvent", {"resourceChanges": {"delete": 1}}))
+
+    def history(self, tenant: TenantRef) -> list[StackUpdate]:
+        self._enter("history", tenant)
+        return [StackUpdate(stack=f"tenant-{tenant.slug}", kind="update", result="succeeded",
+                            started_at=datetime.now(UTC), message="fake")]
