@@ -1,0 +1,89 @@
+"""The tenant-schema provider against a real PostgreSQL: create, drift, repair, delete.
+
+Needs CAMELEER_POSTGRES_ADMIN_DSN (a superuser DSN, set by `source .cameleer/env` after
+`scripts/services.sh start`). Each test run works in a database of its own, dropped after.
+"""
+
+import os
+import uuid
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from components.providers.postgres import PostgresError, TenantSchemaProvider, drift
+
+ADMIN_DSN = os.environ.get("CAMELEER_POSTGRES_ADMIN_DSN")
+pytestmark = pytest.mark.skipif(not ADMIN_DSN, reason="CAMELEER_POSTGRES_ADMIN_DSN not set (source .cameleer/env)")
+
+IDENTIFIER = f"tenant_it{uuid.uuid4().hex[:8]}_prod"
+PASSWORD = "it-password-0123456789"
+
+
+@pytest.fixture(scope="module")
+def admin_url():
+    database = f"cameleer_it_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    yield make_conninfo(ADMIN_DSN, dbname=database)
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(IDENTIFIER)))
+
+
+@pytest.fixture
+def props(admin_url):
+    return {"admin_url": admin_url, "identifier": IDENTIFIER, "password": PASSWORD, "connection_limit": 5}
+
+
+def admin(url):
+    return psycopg.connect(url, autocommit=True)
+
+
+def test_lifecycle(props, admin_url):
+    provider = TenantSchemaProvider()
+    created = provider.create(dict(props))
+    assert created.id == IDENTIFIER
+    assert drift(created.outs["observed"], IDENTIFIER, 5) == []
+    assert created.outs["database"] == conninfo_to_dict(admin_url)["dbname"]
+
+    with admin(admin_url) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(IDENTIFIER)))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS elsewhere")
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA elsewhere TO {}").format(sql.Identifier(IDENTIFIER)))
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(IDENTIFIER)))
+
+    refreshed = provider.read(IDENTIFIER, created.outs)
+    assert drift(refreshed.outs["observed"], IDENTIFIER, 5) == ["foreign_grants", "member_of", "rolcreatedb"]
+    assert refreshed.outs["observed"]["foreign_grants"] == ["elsewhere"]
+    assert provider.diff(IDENTIFIER, refreshed.outs, props).changes is True
+
+    repaired = provider.update(IDENTIFIER, refreshed.outs, dict(props))
+    assert drift(repaired.outs["observed"], IDENTIFIER, 5) == []
+
+    rotated = provider.update(IDENTIFIER, repaired.outs, {**props, "password": "rotated-password-1"})
+    assert rotated.outs["observed"]["password_matches"] in (True, None)
+    assert provider.read(IDENTIFIER, {**rotated.outs, "password": PASSWORD}).outs["observed"][
+        "password_matches"] in (False, None)
+
+    provider.delete(IDENTIFIER, rotated.outs)
+    assert provider.read(IDENTIFIER, rotated.outs).id == ""
+    with admin(admin_url) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (IDENTIFIER,)).fetchone() is None
+
+
+def test_create_adopts_a_leftover_role(props, admin_url):
+    with admin(admin_url) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER").format(sql.Identifier(IDENTIFIER)))
+    provider = TenantSchemaProvider()
+    created = provider.create(dict(props))
+    assert created.outs["observed"]["rolsuper"] is False
+    provider.delete(IDENTIFIER, created.outs)
+
+
+def test_errors_carry_no_secret(props):
+    url = make_conninfo(props["admin_url"], password="wrong-secret-value", host="127.0.0.1", port="1")
+    with pytest.raises(PostgresError) as raised:
+        TenantSchemaProvider().read(IDENTIFIER, {**props, "admin_url": url})
+    assert "wrong-secret-value" not in str(raised.value) and PASSWORD not in str(raised.value)
