@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# Starts and stops the project's local services on loopback, for the main job and the tests:
+#
+#   PostgreSQL 15 (Debian)        127.0.0.1:$CAMELEER_PG_PORT      platform DB, job queue, postgres:// state backend
+#   etcd 3.6.4                    127.0.0.1:$CAMELEER_ETCD_PORT    storage of the API server
+#   kube-apiserver 1.34.3         https://127.0.0.1:$CAMELEER_KUBE_PORT
+#   kube-controller-manager       namespace finalization, garbage collection, service accounts
+#
+# No kubelet or node runs: Deployments are accepted and stored, never scheduled. The
+# project's Kubernetes provider therefore does not await rollouts (see README).
+#
+# Usage: scripts/services.sh start|stop|status|env
+#   start  idempotent; waits for readiness; writes $CAMELEER_DATA_DIR/services.env
+#   stop   stops what start started, by pid file (never by process name)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
+DATA="${CAMELEER_DATA_DIR:-$ROOT/.cameleer}"
+RUN="$DATA/run"
+ENV_FILE="$DATA/services.env"
+VENV_BIN="$ROOT/.venv/bin"
+PG_PORT="${CAMELEER_PG_PORT:-55432}"
+ETCD_PORT="${CAMELEER_ETCD_PORT:-52379}"
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"
+PG_BIN="/usr/lib/postgresql/15/bin"
+PG_USER=postgres
+
+# ---------------------------------------------------------------------------- helpers
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for <what> <seconds> <command...>; a daemon <what> that exits fails at once.
+wait_for() {
+    local what="$1" timeout="$2"; shift 2
+    local deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        (( SECONDS < deadline )) || die "$what did not become ready within ${timeout}s (logs: $RUN)"
+        if [[ -f "$RUN/$what.pid" ]] && ! pid_alive "$RUN/$what.pid"; then
+            die "$what exited during start-up: $(tail -n 3 "$RUN/$what.log")"
+        fi
+        sleep 0.5
+    done
+}
+
+# start_daemon <name> <command...>: background it with its own log and pid file.
+start_daemon() {
+    local name="$1"; shift
+    if pid_alive "$RUN/$name.pid"; then
+        return
+    fi
+    step "starting $name"
+    setsid "$@" >"$RUN/$name.log" 2>&1 < /dev/null &
+    echo $! > "$RUN/$name.pid"
+}
+
+stop_daemon() {
+    local name="$1" pidfile="$RUN/$1.pid"
+    if pid_alive "$pidfile"; then
+        step "stopping $name"
+        local pid; pid="$(cat "$pidfile")"
+        kill "$pid"
+        for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+ensure_postgres_installed() {
+    if [[ ! -x "$PG_BIN/pg_ctl" ]]; then
+        step "installing PostgreSQL 15 from Debian"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
+            || die "could not install postgresql-15 (apt-get install postgresql-15)"
+    fi
+}
+
+as_pg() { runuser -u "$PG_USER" -- "$@"; }
+
+start_postgres() {
+    ensure_postgres_installed
+    local pgdata="$DATA/postgres"
+    if [[ ! -f "$pgdata/PG_VERSION" ]]; then
+        step "initialising PostgreSQL cluster in $pgdata"
+        mkdir -p "$pgdata" && chown "$PG_USER" "$pgdata" && chmod 700 "$pgdata"
+        as_pg "$PG_BIN/initdb" -D "$pgdata" -U postgres --auth=trust -E UTF8 >/dev/null
+    fi
+    chown "$PG_USER" "$RUN"
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+        step "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+        as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -l "$RUN/postgres.log" -w -t 60 start \
+            -o "-h 127.0.0.1 -p $PG_PORT -k $RUN -c max_connections=200" >/dev/null
+    fi
+    wait_for PostgreSQL 60 "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT"
+    local db
+    for db in cameleer pulumi_state; do
+        psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+            || psql_admin -qc "CREATE DATABASE $db"
+    done
+}
+
+psql_admin() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
+
+stop_postgres() {
+    local pgdata="$DATA/postgres"
+    if [[ -f "$pgdata/postmaster.pid" ]]; then
+        step "stopping PostgreSQL"
+        as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null || true
+    fi
+}
+
+# ---------------------------------------------------------------------------- Kubernetes
+
+write_pki() {
+    local pki="$DATA/pki"
+    [[ -f "$pki/admin.crt" ]] && return
+    step "generating the API server's CA, serving certificate, service-account key and admin client certificate"
+    mkdir -p "$pki"
+    (
+        cd "$pki"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cameleer-local-ca" \
+            -keyout ca.key -out ca.crt 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.96.0.1\n' > san.ext
+        openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile san.ext -out apiserver.crt 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cameleer-admin" \
+            -keyout admin.key -out admin.csr 2>/dev/null
+        openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -out admin.crt 2>/dev/null
+        openssl genrsa -out sa.key 2048 2>/dev/null
+        openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+        rm -f ./*.csr san.ext
+        chmod 600 ./*.key
+    )
+}
+
+write_kubeconfig() {
+    local pki="$DATA/pki"
+    cat > "$DATA/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$KUBE_PORT
+    certificate-authority: $pki/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: $pki/admin.crt
+    client-key: $pki/admin.key
+contexts:
+- name: local
+  context: {cluster: local, user: admin}
+current-context: local
+EOF
+    chmod 600 "$DATA/kubeconfig"
+}
+
+start_kubernetes() {
+    for tool in etcd kube-apiserver kube-controller-manager kubectl; do
+        [[ -x "$VENV_BIN/$tool" ]] || die "'$tool' is not built; run scripts/setup.sh (it builds the toolchain)"
+    done
+    write_pki
+    write_kubeconfig
+    local pki="$DATA/pki"
+    mkdir -p "$DATA/etcd"
+    start_daemon etcd "$VENV_BIN/etcd" --name local --data-dir "$DATA/etcd" \
+        --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+        --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+        --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
+        --quota-backend-bytes 2147483648 --log-level warn
+    wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+    start_daemon kube-apiserver "$VENV_BIN/kube-apiserver" \
+        --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_PORT" \
+        --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+        --client-ca-file "$pki/ca.crt" \
+        --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+        --service-account-issuer https://kubernetes.default.svc \
+        --service-cluster-ip-range 10.96.0.0/16 \
+        --authorization-mode RBAC --enable-admission-plugins NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota,LimitRanger \
+        --allow-privileged=false --profiling=false --event-ttl 10m
+    wait_for kube-apiserver 120 "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" get --raw /readyz
+
+    start_daemon kube-controller-manager "$VENV_BIN/kube-controller-manager" \
+        --kubeconfig "$DATA/kubeconfig" --authentication-kubeconfig "$DATA/kubeconfig" \
+        --authorization-kubeconfig "$DATA/kubeconfig" \
+        --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
+        --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+        --use-service-account-credentials=false \
+        --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token,resourcequota,root-ca-cert-publisher
+    wait_for kube-controller-manager 120 \
+        "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" -n default get serviceaccount default
+}
+
+# ---------------------------------------------------------------------------- env file
+
+write_env() {
+    local pg="127.0.0.1:$PG_PORT"
+    local passphrase_file="$DATA/passphrase"
+    [[ -f "$passphrase_file" ]] || (umask 077; openssl rand -hex 24 > "$passphrase_file")
+    cat > "$ENV_FILE" <<EOF
+# Written by scripts/services.sh; local development settings only.
+export CAMELEER_DATA_DIR="$DATA"
+export KUBECONFIG="$DATA/kubeconfig"
+export CAMELEER_DATABASE_URL="postgresql+psycopg://postgres@$pg/cameleer"
+export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://postgres@$pg/cameleer"
+export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
+export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
+export PULUMI_BACKEND_URL="file://$DATA/state"
+export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
+export PULUMI_HOME="$DATA/pulumi-home"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
+export PATH="$VENV_BIN:\$PATH"
+EOF
+    mkdir -p "$DATA/state" "$DATA/pulumi-home"
+    step "services ready; settings in $ENV_FILE"
+}
+
+# ---------------------------------------------------------------------------- main
+
+case "${1:-}" in
+    start)
+        mkdir -p "$RUN"
+        start_postgres
+        start_kubernetes
+        write_env
+        ;;
+    stop)
+        for daemon in kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
+        stop_postgres
+        ;;
+    status)
+        for daemon in etcd kube-apiserver kube-controller-manager; do
+            if pid_alive "$RUN/$daemon.pid"; then echo "$daemon: running (pid $(cat "$RUN/$daemon.pid"))"; else echo "$daemon: stopped"; fi
+        done
+        if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1; then echo "postgres: running"; else echo "postgres: stopped"; fi
+        ;;
+    env)
+        cat "$ENV_FILE"
+        ;;
+    *)
+        echo "usage: $0 start|stop|status|env" >&2
+        exit 64
+        ;;
+esac
