@@ -119,8 +119,8 @@ def convert(stack: str, operation: str, event: EngineEvent, received_at: float) 
                               data={"status": failed.status, "steps": failed.steps}, **base)
     if event.diagnostic_event is not None:
         diag = event.diagnostic_event
-        if diag.ephemeral:
-            return None
+        if diag.ephemeral or diag.severity == "debug":
+            return None  # the engine's RPC tracing: noise for anyone listening
         return OperationEvent(type="diagnostic", urn=diag.urn or None, severity=diag.severity,
                               message=_clean(diag.message), **base)
     if event.policy_event is not None:

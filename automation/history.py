@@ -19,6 +19,7 @@ two channels the CLI does offer (verified in the v3.259.0 sources,
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ AUDIT_ENVIRONMENT_KEYS = (
     "ci.system", "ci.build.id", "ci.build.type", "ci.build.url",
     "exec.kind", "exec.agent", "pulumi.version",
     "git.head", "git.headName", "git.author", "git.committer", "git.dirty",
+    "pulumi.flag.policy-pack", "pulumi.flag.refresh", "pulumi.flag.target",
 )
 
 
@@ -150,8 +152,17 @@ def parse_entry(raw: Mapping[str, Any]) -> HistoryEntry:
 
 
 def parse_history(raw: list[Mapping[str, Any]]) -> list[HistoryEntry]:
-    """Newest first, as the CLI returns it."""
-    return [parse_entry(item) for item in raw]
+    """Newest first, as the CLI returns it.
+
+    The DIY backends (file, postgres) record every update with version 0; when the whole
+    history is given and no entry has a real version, entries are numbered 1.. from the
+    oldest, which is what the Pulumi Cloud backend would have called them.
+    """
+    entries = [parse_entry(item) for item in raw]
+    if entries and all(not e.version for e in entries):
+        total = len(entries)
+        entries = [dataclasses.replace(e, version=total - i) for i, e in enumerate(entries)]
+    return entries
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -261,14 +261,14 @@ class StackOperations:
 
     def history(self, stack_name: str, *, limit: int | None = None) -> list[HistoryEntry]:
         """The stack's updates, newest first, with who/why parsed back."""
-        args = ["stack", "history", "--json"]
-        if limit:
-            args += ["--page-size", str(limit), "--page", "1"]
+        # The whole history is read (DIY backends number versions only that way, see
+        # history.parse_history); it is small: one entry per update, not per drift check.
         try:
-            result = self.factory.run_cli(args, stack=stack_name)
+            result = self.factory.run_cli(["stack", "history", "--json"], stack=stack_name)
         except Exception as exc:  # noqa: BLE001 - classified below
             raise classify(exc, stack=stack_name, operation="history") from exc
-        return parse_history(json.loads(result.stdout or "[]"))
+        entries = parse_history(json.loads(result.stdout or "[]"))
+        return entries[:limit] if limit else entries
 
     def export_state(self, stack_name: str) -> dict[str, Any]:
         def body(stack: Stack, capture: EventCapture) -> dict[str, Any]:
@@ -450,15 +450,20 @@ class StackOperations:
         lock_store = self._lock_store()
         if lock_store is None:
             raise error
-        why = metadata or UpdateMetadata(self.settings.actor, "recovery after an interrupted operation",
-                                         kind="recovery")
+        why = UpdateMetadata(
+            metadata.actor if metadata else self.settings.actor,
+            f"recovery after an interrupted operation, before {capture.operation}"
+            + (f" ({metadata.reason})" if metadata else ""),
+            operation_id=metadata.operation_id if metadata else None,
+            kind="recovery",
+        )
         try:
             report = recover(stack, capture, lock_store=lock_store,
                              stale_after_seconds=self.settings.lock_stale_after_seconds,
                              refresh_message=why.message())
         except OperationError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - a failed recovery is classified like any failure
             raise classify(exc, stack=stack.name, operation="recover") from exc
         if not report.locks_removed:
             # Locked, yet no lock we could see: the engine's word stands.

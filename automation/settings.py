@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-SERVICES_ENV_FILE = "services.env"
+# Written by scripts/services.sh; read as fallback values (first found wins).
+SERVICES_ENV_FILES = ("services.env", "env")
 PASSPHRASE_FILE = "passphrase"
 DEFAULT_MAX_CONCURRENT_OPERATIONS = 2
 DEFAULT_LOCK_STALE_AFTER_SECONDS = 6 * 3600
@@ -66,7 +67,11 @@ class Settings:
         project_dir = Path(process_env.get("CAMELEER_PROJECT_DIR") or PROJECT_DIR).resolve()
         data_dir = Path(process_env.get("CAMELEER_DATA_DIR") or project_dir / ".cameleer").resolve()
 
-        file_env = read_env_file(data_dir / SERVICES_ENV_FILE)
+        file_env: dict[str, str] = {}
+        for name in SERVICES_ENV_FILES:
+            file_env = read_env_file(data_dir / name)
+            if file_env:
+                break
         env = {**file_env, **process_env}
 
         def get(*names: str) -> str | None:

@@ -1,0 +1,339 @@
+"""`cameleer`: the operator's and CI's command line for the platform's stacks.
+
+    cameleer preview acme --set image=registry/cameleer@sha256:... [--json]
+    cameleer up acme --reason "raise quota, ticket 4711"
+    cameleer drift --all --fix --json --parallel 4 > drift.json
+    cameleer history acme --limit 20 [--json]
+    cameleer stacks [--json]
+
+A target is a stack name (`tenant-acme`, `dedicated-acme`, `shared-eu1`) or a tenant slug
+(`acme` -> `tenant-acme`, or `dedicated-acme` when that is the one that exists).
+With `--json`, stdout carries exactly one JSON document (schemas in automation/SCHEMA.md);
+progress and messages go to stderr.
+
+Exit codes: 0 success; 1 error; 2 (`drift` only) drift found and not fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from . import render
+from .drift import EXIT_ERROR, StackDriftOutcome, run_drift
+from .errors import ErrorKind, OperationError
+from .events import OperationEvent
+from .history import UpdateMetadata
+from .naming import parse_stack_name
+from .operations import StackOperations
+from .settings import Settings, SettingsError
+from .workspace import parse_assignment
+
+app = typer.Typer(
+    name="cameleer",
+    help="Preview, apply, drift-check and audit the Cameleer platform's Pulumi stacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()  # stdout: results
+err = Console(stderr=True)  # stderr: progress, messages, errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (see SCHEMA.md) to stdout.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Config override key=value (key without namespace means cameleer:key); "
+                               "JSON lists/objects/numbers/booleans are parsed. Repeatable."),
+]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who is acting (default: $CAMELEER_ACTOR or user@host).")]
+
+
+def _operations(parallel: int | None = None) -> StackOperations:
+    settings = Settings.from_env()
+    if parallel is not None and parallel > settings.max_concurrent_operations:
+        settings = settings.with_overrides(max_concurrent_operations=parallel)
+    return StackOperations(settings)
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _fail(error: OperationError, *, as_json: bool, schema: str, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        _emit_json({"schema": schema, "ok": False, **(extra or {}), "error": error.to_dict()})
+    err.print(f"[red]error[/red] {escape(str(error))}")
+    if error.policy_violations:
+        err.print(render.policy_table(error.policy_violations, {}))
+    if error.kind is ErrorKind.UNKNOWN and error.detail:
+        err.print(f"[dim]{error.detail}[/dim]", highlight=False, markup=False)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def handles_errors(schema: str) -> Callable[[F], F]:
+    """Turn classified errors into a message (and a JSON error document) and exit 1."""
+    def decorate(fn: F) -> F:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            as_json = bool(kwargs.get("as_json"))
+            try:
+                return fn(*args, **kwargs)
+            except OperationError as error:
+                _fail(error, as_json=as_json, schema=schema)
+            except SettingsError as exc:
+                _fail(OperationError(ErrorKind.CONFIG, str(exc)), as_json=as_json, schema=schema)
+        return wrapper  # type: ignore[return-value]
+    return decorate
+
+
+def _progress_listener(status: Any) -> Callable[[OperationEvent], None]:
+    def listen(event: OperationEvent) -> None:
+        if event.type in ("resource-pre", "resource-outputs") and event.urn:
+            status.update(f"{event.operation} {event.stack}: {event.op} {event.urn.rsplit('::', 1)[-1]}")
+        elif event.type in ("retry", "recovery") and event.message:
+            err.print(f"[yellow]{event.type}[/yellow] {event.stack}: {event.message}")
+    return listen
+
+
+def _overrides(assignments: list[str] | None) -> dict[str, Any]:
+    return dict(parse_assignment(a) for a in assignments or [])
+
+
+@app.command()
+@handles_errors("cameleer.preview/v1")
+def preview(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what an update would change (per resource and property) and the policy verdicts.
+
+    --set overrides apply to this preview only; nothing is written."""
+    ops = _operations()
+    stack = ops.resolve(target)
+    overrides = _overrides(set_)
+    with err.status(f"previewing {stack}") as status:
+        try:
+            result = ops.preview(stack, config=overrides, on_event=_progress_listener(status))
+        except OperationError as error:
+            _fail(error, as_json=as_json, schema="cameleer.preview/v1", extra={"stack": stack})
+    if as_json:
+        _emit_json({"schema": "cameleer.preview/v1", "ok": True, **result.to_dict(), "error": None})
+    else:
+        out.print(render.preview(result))
+
+
+@app.command()
+@handles_errors("cameleer.update/v1")
+def up(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the stack's history.")],
+    set_: SetOpt = None,
+    actor: ActorOpt = None,
+    create: Annotated[bool, typer.Option("--create", help="Create the stack if it does not exist.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Refresh the state from the cluster first.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the stack (config from --set is written to the stack's settings file first)."""
+    if not reason.strip():
+        raise OperationError(ErrorKind.CONFIG, "--reason must say why")
+    ops = _operations()
+    stack = parse_stack_name(target).name if create else ops.resolve(target)
+    meta = UpdateMetadata(actor or ops.settings.actor, reason, kind="operator")
+    with err.status(f"updating {stack}") as status:
+        result = ops.up(stack, meta, config=_overrides(set_) or None, create=create,
+                        refresh=refresh, on_event=_progress_listener(status))
+    if as_json:
+        _emit_json({"schema": "cameleer.update/v1", "ok": True, **result.to_dict(), "error": None})
+    else:
+        out.print(render.update(result))
+
+
+@app.command()
+def drift(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stack names or tenant slugs.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every stack in the backend.")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Correct drifted stacks (reason: drift correction).")] = False,
+    as_json: JsonOpt = False,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, max=32, help="Stacks checked at once.")] = 1,
+    actor: ActorOpt = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+) -> None:
+    """Compare stacks with their clusters. Exit 0: no drift; 2: drift not fixed; 1: error."""
+    try:
+        ops = _operations(parallel)
+        if all_ == bool(targets):
+            raise OperationError(ErrorKind.CONFIG, "name stacks/tenants, or pass --all (not both)")
+        stacks = ops.stack_names() if all_ else list(dict.fromkeys(ops.resolve(t) for t in targets or []))
+    except (OperationError, SettingsError) as exc:
+        error = exc if isinstance(exc, OperationError) else OperationError(ErrorKind.CONFIG, str(exc))
+        _fail(error, as_json=as_json, schema="cameleer.drift/v1")
+        return
+    meta = UpdateMetadata(actor or ops.settings.actor, "drift correction", kind="drift-correction") if fix else None
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=as_json)
+    with progress:
+        task = progress.add_task("drift check" + (" + fix" if fix else ""), total=len(stacks))
+
+        def done(outcome: StackDriftOutcome) -> None:
+            progress.advance(task)
+            progress.console.print(f"{outcome.stack}: {outcome.status}", style=render.STATUS_STYLE.get(outcome.status))
+
+        run = run_drift(ops, stacks, fix=fix, parallel=parallel, metadata=meta, on_stack_done=done)
+
+    payload = run.to_dict()
+    if report is not None:
+        report.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    if as_json:
+        _emit_json(payload)
+    else:
+        out.print(render.drift_run(run))
+    raise typer.Exit(run.exit_code)
+
+
+@app.command()
+@handles_errors("cameleer.history/v1")
+def history(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Newest N entries.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who changed the stack, when, why, and what changed."""
+    ops = _operations()
+    stack = ops.resolve(target)
+    entries = ops.history(stack, limit=limit)
+    if as_json:
+        _emit_json({"schema": "cameleer.history/v1", "ok": True, "stack": stack,
+                    "entries": [e.to_dict() for e in entries], "error": None})
+    else:
+        out.print(render.history(stack, entries))
+
+
+@app.command()
+@handles_errors("cameleer.stacks/v1")
+def stacks(as_json: JsonOpt = False) -> None:
+    """Every stack with its kind, tier, last update and its result."""
+    ops = _operations()
+    infos = ops.list_stacks()
+    if as_json:
+        _emit_json({"schema": "cameleer.stacks/v1", "ok": True,
+                    "stacks": [i.to_dict() for i in infos], "error": None})
+    else:
+        out.print(render.stacks(infos))
+
+
+@app.command()
+@handles_errors("cameleer.update/v1")
+def refresh(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the stack's history.")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Adopt the cluster's live state into the stack's state (changes nothing in the cluster)."""
+    ops = _operations()
+    stack = ops.resolve(target)
+    with err.status(f"refreshing {stack}") as status:
+        result = ops.refresh(stack, UpdateMetadata(actor or ops.settings.actor, reason, kind="operator"),
+                             on_event=_progress_listener(status))
+    if as_json:
+        _emit_json({"schema": "cameleer.update/v1", "ok": True, **result.to_dict(), "error": None})
+    else:
+        out.print(render.update(result))
+
+
+@app.command()
+@handles_errors("cameleer.update/v1")
+def destroy(
+    target: Annotated[str, typer.Argument(help="Full stack name (a slug is not enough here).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the stack's history.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete every resource of the stack.")] = False,
+    keep_stack: Annotated[bool, typer.Option("--keep-stack", help="Keep the (empty) stack and its history.")] = False,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete every resource of a stack, then remove the stack."""
+    ops = _operations()
+    stack = ops.resolve(target)
+    if stack != target:
+        raise OperationError(ErrorKind.CONFIG, f"destroy needs the full stack name ({stack}), not a slug")
+    if not yes:
+        raise OperationError(ErrorKind.CONFIG, "destroy deletes every resource of the stack: pass --yes")
+    with err.status(f"destroying {stack}") as status:
+        result = ops.destroy(stack, UpdateMetadata(actor or ops.settings.actor, reason, kind="operator"),
+                             remove=not keep_stack, on_event=_progress_listener(status))
+    if as_json:
+        _emit_json({"schema": "cameleer.update/v1", "ok": True, **result.to_dict(), "error": None})
+    else:
+        out.print(render.update(result))
+
+
+@app.command()
+@handles_errors("cameleer.recovery/v1")
+def recover(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a dead process's lock and pending operations from a stack (live locks are left alone)."""
+    ops = _operations()
+    stack = ops.resolve(target)
+    meta = UpdateMetadata(actor or ops.settings.actor, "recovery after an interrupted operation", kind="recovery")
+    report = ops.recover(stack, meta)
+    if as_json:
+        _emit_json({"schema": "cameleer.recovery/v1", "ok": True, **report.to_dict(), "error": None})
+    else:
+        out.print(f"{stack}: {report.summary()}")
+
+
+@app.command("export")
+@handles_errors("cameleer.state/v1")
+def export_(
+    target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
+    file: Annotated[Path | None, typer.Option("--file", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Export the stack's state (a `pulumi stack export` document; secrets stay encrypted)."""
+    ops = _operations()
+    state = ops.export_state(ops.resolve(target))
+    text = json.dumps(state, indent=2) + "\n"
+    if file is None:
+        sys.stdout.write(text)
+    else:
+        file.write_text(text)
+        err.print(f"wrote {file}")
+
+
+@app.command("import")
+@handles_errors("cameleer.state/v1")
+def import_(
+    target: Annotated[str, typer.Argument(help="Full stack name.")],
+    file: Annotated[Path, typer.Argument(help="A document written by `cameleer export`.")],
+) -> None:
+    """Replace a stack's state with an exported one."""
+    ops = _operations()
+    state = json.loads(file.read_text())
+    ops.import_state(target, state)
+    err.print(f"imported {file} into {target}")
+
+
+def main() -> None:  # pragma: no cover - console entry point is `app`
+    logging.basicConfig(level=logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
