@@ -11,7 +11,8 @@ import pulumi
 from components import naming
 from components.catalog import Tier
 from components.cluster import ClusterTarget
-from components.kube import child_object, manifest
+from components.base import Component
+from components.kube import manifest
 
 PLATFORM_PRIORITY_CLASS = "cameleer-platform"
 PLATFORM_PRIORITY = 100_000
@@ -29,19 +30,19 @@ class ClusterBaselineArgs:
             raise ValueError("a cluster baseline needs at least one tier to host")
 
 
-class ClusterBaseline(pulumi.ComponentResource):
+class ClusterBaseline(Component):
     platform_namespace: str
     priority_classes: list[str]
 
     def __init__(self, name: str, args: ClusterBaselineArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:cluster:ClusterBaseline", name, None, opts)
+        super().__init__("cameleer:cluster:ClusterBaseline", name, opts)
         cluster = args.target.connection
         self.platform_namespace = naming.PLATFORM_NAMESPACE
-        child_object(self, f"{name}-platform-namespace", cluster, platform_namespace_manifest())
+        self.kube_object(f"{name}-platform-namespace", cluster, platform_namespace_manifest())
         classes = priority_class_manifests(args.tiers)
         self.priority_classes = [cls["metadata"]["name"] for cls in classes]
         for priority_class in classes:
-            child_object(self, f"{name}-{priority_class['metadata']['name']}", cluster, priority_class)
+            self.kube_object(f"{name}-{priority_class['metadata']['name']}", cluster, priority_class)
         self.register_outputs({"platformNamespace": self.platform_namespace,
                                "priorityClasses": self.priority_classes})
 

@@ -15,7 +15,8 @@ import pulumi
 
 from components import naming
 from components.endpoints import DatabaseEndpoint
-from components.kube import child_object, manifest
+from components.base import Component
+from components.kube import manifest
 from components.providers.kubernetes import Cluster
 
 NETWORKING = "networking.k8s.io/v1"
@@ -44,18 +45,18 @@ class NetworkIsolationArgs:
             ipaddress.ip_network(cidr)
 
 
-class NetworkIsolation(pulumi.ComponentResource):
+class NetworkIsolation(Component):
     policy_names: list[str]
 
     def __init__(self, name: str, args: NetworkIsolationArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:NetworkIsolation", name, None, opts)
+        super().__init__("cameleer:tenancy:NetworkIsolation", name, opts)
         policies = network_policies(args)
         self.policy_names = [policy["metadata"]["name"] for policy in policies]
-        deny = child_object(self, f"{name}-{DEFAULT_DENY}", args.cluster, policies[0])
+        deny = self.kube_object(f"{name}-{DEFAULT_DENY}", args.cluster, policies[0])
         # The allowances go in after the deny, so there is no moment of open traffic.
         for policy in policies[1:]:
-            child_object(self, f"{name}-{policy['metadata']['name']}", args.cluster, policy,
-                         depends_on=[deny])
+            self.kube_object(f"{name}-{policy['metadata']['name']}", args.cluster, policy,
+                             depends_on=[deny])
         self.register_outputs({"policies": self.policy_names})
 
 

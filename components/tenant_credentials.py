@@ -7,7 +7,8 @@ from typing import Mapping
 
 import pulumi
 
-from components.kube import child_object, manifest
+from components.base import Component
+from components.kube import manifest
 from components.providers.kubernetes import Cluster
 from components.providers.random import RandomPassword
 
@@ -25,19 +26,19 @@ class TenantCredentialsArgs:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
-class TenantCredentials(pulumi.ComponentResource):
+class TenantCredentials(Component):
     """`password` is a secret Output; the Secret holds `username`, `password` and the extras."""
 
     password: pulumi.Output[str]
     secret_name: str
 
     def __init__(self, name: str, args: TenantCredentialsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:TenantCredentials", name, None, opts)
+        super().__init__("cameleer:tenancy:TenantCredentials", name, opts)
         generated = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH,
-                                   opts=pulumi.ResourceOptions(parent=self))
+                                   opts=self.child_options())
         self.password = pulumi.Output.secret(generated.result)
         self.secret_name = args.secret_name
-        child_object(self, f"{name}-secret", args.cluster, credentials_secret(args, self.password), secret=True)
+        self.kube_object(f"{name}-secret", args.cluster, credentials_secret(args, self.password), secret=True)
         self.register_outputs({"secretName": self.secret_name, "password": self.password})
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import naming
+from components.base import Component
 from components.providers.postgres import TenantSchema
 
 DEFAULT_CONNECTION_LIMIT = 20
@@ -26,14 +27,14 @@ class TenantDatabaseArgs:
         naming.database_identifier(self.slug, self.environment)
 
 
-class TenantDatabase(pulumi.ComponentResource):
+class TenantDatabase(Component):
     """`tenant_<slug>_<env>`: a LOGIN role owning a schema of the same name, nothing more."""
 
     identifier: str
     database: pulumi.Output[str]
 
     def __init__(self, name: str, args: TenantDatabaseArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:TenantDatabase", name, None, opts)
+        super().__init__("cameleer:tenancy:TenantDatabase", name, opts)
         self.identifier = naming.database_identifier(args.slug, args.environment)
         schema = TenantSchema(
             f"{name}-schema",
@@ -41,7 +42,7 @@ class TenantDatabase(pulumi.ComponentResource):
             identifier=self.identifier,
             password=args.password,
             connection_limit=args.connection_limit,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_options(),
         )
         self.database = schema.database
         self.register_outputs({"schema": self.identifier, "role": self.identifier, "database": self.database})

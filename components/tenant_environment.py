@@ -9,6 +9,7 @@ import pulumi
 from psycopg.conninfo import conninfo_to_dict
 
 from components import naming
+from components.base import Component
 from components.catalog import Compute, Tier
 from components.cluster import ClusterTarget
 from components.endpoints import DatabaseEndpoint
@@ -40,20 +41,20 @@ class TenantEnvironmentArgs:
         validate_pinned_image(self.image)
 
 
-class TenantEnvironment(pulumi.ComponentResource):
+class TenantEnvironment(Component):
     namespace: str
     server: str
     database_schema: str
 
     def __init__(self, name: str, args: TenantEnvironmentArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:TenantEnvironment", name, None, opts)
+        super().__init__("cameleer:tenancy:TenantEnvironment", name, opts)
         cluster = args.target.connection
-        child = pulumi.ResourceOptions(parent=self)
+        child = self.child_options()
 
         namespace = TenantNamespace(f"{name}-namespace", TenantNamespaceArgs(
             cluster=cluster, slug=args.slug, tier=args.tier, environment=args.environment,
             committed=args.committed), child)
-        inside = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        inside = self.child_options(depends_on=[namespace])
         labels = namespace.labels
 
         NetworkIsolation(f"{name}-network", NetworkIsolationArgs(
@@ -79,7 +80,7 @@ class TenantEnvironment(pulumi.ComponentResource):
             cluster=cluster, namespace=namespace.namespace, image=args.image,
             size=args.tier.profile_for(args.environment).server, license=args.license,
             priority_class=args.tier.priority_class_name, suspended=args.suspended,
-            labels=labels), pulumi.ResourceOptions(parent=self, depends_on=[credentials, database]))
+            labels=labels), self.child_options(depends_on=[namespace, credentials, database]))
 
         self.namespace = namespace.namespace
         self.server = server.deployment_name

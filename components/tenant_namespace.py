@@ -8,7 +8,8 @@ import pulumi
 
 from components import naming
 from components.catalog import Compute, Tier
-from components.kube import child_object, manifest
+from components.base import Component
+from components.kube import manifest
 from components.providers.kubernetes import Cluster
 
 SERVER_ACCOUNT = "cameleer-server"
@@ -32,7 +33,7 @@ class TenantNamespaceArgs:
         naming.namespace_name(self.slug, self.environment)
 
 
-class TenantNamespace(pulumi.ComponentResource):
+class TenantNamespace(Component):
     """`tenant-<slug>-<env>` with Pod Security `restricted`, a quota and limit range from
     the tier, and the tenant server's service account with the least it needs: read its own
     config maps and its two secrets."""
@@ -42,20 +43,20 @@ class TenantNamespace(pulumi.ComponentResource):
     labels: dict[str, str]
 
     def __init__(self, name: str, args: TenantNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:TenantNamespace", name, None, opts)
+        super().__init__("cameleer:tenancy:TenantNamespace", name, opts)
         self.namespace = naming.namespace_name(args.slug, args.environment)
         self.service_account = SERVER_ACCOUNT
         self.labels = naming.tenant_labels(args.slug, args.tier.name, args.environment)
 
-        namespace = child_object(self, f"{name}-namespace", args.cluster,
-                                 namespace_manifest(self.namespace, self.labels))
+        namespace = self.kube_object(f"{name}-namespace", args.cluster,
+                                     namespace_manifest(self.namespace, self.labels))
         inside = [namespace]
         for suffix, body in policy_manifests(self.namespace, self.labels, args).items():
-            child_object(self, f"{name}-{suffix}", args.cluster, body, depends_on=inside)
-        role = child_object(self, f"{name}-server-role", args.cluster,
-                            server_role(self.namespace, self.labels), depends_on=inside)
-        child_object(self, f"{name}-server-role-binding", args.cluster,
-                     server_role_binding(self.namespace, self.labels), depends_on=[role])
+            self.kube_object(f"{name}-{suffix}", args.cluster, body, depends_on=inside)
+        role = self.kube_object(f"{name}-server-role", args.cluster,
+                                server_role(self.namespace, self.labels), depends_on=inside)
+        self.kube_object(f"{name}-server-role-binding", args.cluster,
+                         server_role_binding(self.namespace, self.labels), depends_on=[*inside, role])
 
         self.register_outputs({"namespace": self.namespace, "serviceAccount": self.service_account})
 

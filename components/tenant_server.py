@@ -15,7 +15,8 @@ import pulumi
 from components import naming
 from components.catalog import ServerSize
 from components.images import validate_pinned_image
-from components.kube import child_object, manifest
+from components.base import Component
+from components.kube import manifest
 from components.providers.kubernetes import Cluster
 from components.tenant_namespace import DATABASE_SECRET, LICENSE_SECRET, SERVER_ACCOUNT
 
@@ -54,20 +55,20 @@ class TenantServerArgs:
         validate_pinned_image(self.image)
 
 
-class TenantServer(pulumi.ComponentResource):
+class TenantServer(Component):
     deployment_name: str
     service_name: str
     replicas: int
 
     def __init__(self, name: str, args: TenantServerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cameleer:tenancy:TenantServer", name, None, opts)
+        super().__init__("cameleer:tenancy:TenantServer", name, opts)
         self.deployment_name = self.service_name = SERVER_NAME
         self.replicas = 0 if args.suspended else 1
 
-        license_secret = child_object(self, f"{name}-license", args.cluster, license_manifest(args), secret=True)
-        child_object(self, f"{name}-deployment", args.cluster, deployment_manifest(args, self.replicas),
-                     depends_on=[license_secret])
-        child_object(self, f"{name}-service", args.cluster, service_manifest(args))
+        license_secret = self.kube_object(f"{name}-license", args.cluster, license_manifest(args), secret=True)
+        self.kube_object(f"{name}-deployment", args.cluster, deployment_manifest(args, self.replicas),
+                         depends_on=[license_secret])
+        self.kube_object(f"{name}-service", args.cluster, service_manifest(args))
         self.register_outputs({"deployment": self.deployment_name, "service": self.service_name,
                                "replicas": self.replicas})
 

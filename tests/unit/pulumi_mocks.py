@@ -41,6 +41,7 @@ class Registration:
     urn: str
 
     additional_secret_outputs: list[str] = field(default_factory=list)
+    dependencies: list[str] = field(default_factory=list)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class RecordingMonitor(MockMonitor):
             inputs = self.resources[response.urn].state
             self.recorder.registered.append(Registration(
                 request.type, request.name, dict(inputs), request.parent, response.urn,
-                list(request.additionalSecretOutputs)))
+                list(request.additionalSecretOutputs), list(request.dependencies)))
         return response
 
 

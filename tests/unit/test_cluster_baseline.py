@@ -32,7 +32,7 @@ def test_shared_cluster_gets_the_shared_tiers_priority_classes():
     assert set(classes) == {"cameleer-platform", "cameleer-tenant-low", "cameleer-tenant-mid"}
     assert classes["cameleer-tenant-mid"]["value"] > classes["cameleer-tenant-low"]["value"]
     assert classes["cameleer-platform"]["value"] > classes["cameleer-tenant-mid"]["value"]
-    assert component.priority_classes == list(classes)
+    assert sorted(component.priority_classes) == sorted(classes)
 
 
 def test_tenant_classes_never_preempt_and_are_not_default():

@@ -65,3 +65,31 @@ def test_cluster_cidrs_reach_the_network_policy():
 def test_database_name_comes_from_the_admin_url():
     assert _database_name("postgresql://a:b@h:5432/platform") == "platform"
     assert _database_name("host=h user=admin password=x") == "admin"
+
+
+def test_every_object_in_the_namespace_waits_for_the_namespace():
+    mocks, _ = build()
+    (namespace,) = mocks.kube("Namespace")
+    kube = [r for r in mocks.registered if r.type.startswith("pulumi-python:dynamic/kubernetes:")]
+    inside = [r for r in kube if r is not namespace]
+    assert inside and all(namespace.urn in r.dependencies for r in inside), \
+        [r.name for r in inside if namespace.urn not in r.dependencies]
+
+
+def test_the_component_dependencies_reach_every_child_resource():
+    mocks = use_mocks()
+
+    def program():
+        from components.providers.random import RandomPassword
+
+        gate = RandomPassword("gate", length=8)
+        TenantEnvironment("dev", TenantEnvironmentArgs(
+            target=TARGET, slug="demo", tier=get_tier("mid"), environment="dev", image=IMAGE,
+            database=DATABASE, database_admin_url=ADMIN_URL, license=LICENSE),
+            pulumi.ResourceOptions(depends_on=[gate]))
+
+    run(program)
+    gate = mocks.named("gate").urn
+    custom = [r for r in mocks.registered if r.type.startswith("pulumi-python:dynamic/") and r.name != "gate"]
+    assert custom and all(gate in r.dependencies for r in custom), \
+        [r.name for r in custom if gate not in r.dependencies]
