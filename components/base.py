@@ -25,11 +25,10 @@ class Component(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, depends_on=[*self._waits_for, *depends_on], **options)
 
     def kube_object(self, name: str, cluster: Cluster, manifest: dict, *,
-                    depends_on: Sequence[pulumi.Resource] = (), secret: bool = False) -> KubeObject:
-        """Declare `manifest` on `cluster` as a child; `secret` keeps the applied object
-        encrypted in state (e.g. a Secret's data)."""
-        options = self.child_options(depends_on, additional_secret_outputs=["manifest"] if secret else None)
-        return KubeObject(name, cluster=cluster, manifest=manifest, opts=options)
+                    depends_on: Sequence[pulumi.Resource] = ()) -> KubeObject:
+        """Declare `manifest` on `cluster` as a child. (A Secret's manifest is kept secret in
+        state by KubeObject itself.)"""
+        return KubeObject(name, cluster=cluster, manifest=manifest, opts=self.child_options(depends_on))
 
 
 def _resources(depends_on) -> list[pulumi.Resource]:

@@ -38,7 +38,7 @@ class TenantCredentials(Component):
                                    opts=self.child_options())
         self.password = pulumi.Output.secret(generated.result)
         self.secret_name = args.secret_name
-        self.kube_object(f"{name}-secret", args.cluster, credentials_secret(args, self.password), secret=True)
+        self.kube_object(f"{name}-secret", args.cluster, credentials_secret(args, self.password))
         self.register_outputs({"secretName": self.secret_name, "password": self.password})
 
 

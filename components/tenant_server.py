@@ -65,7 +65,7 @@ class TenantServer(Component):
         self.deployment_name = self.service_name = SERVER_NAME
         self.replicas = 0 if args.suspended else 1
 
-        license_secret = self.kube_object(f"{name}-license", args.cluster, license_manifest(args), secret=True)
+        license_secret = self.kube_object(f"{name}-license", args.cluster, license_manifest(args))
         self.kube_object(f"{name}-deployment", args.cluster, deployment_manifest(args, self.replicas),
                          depends_on=[license_secret])
         self.kube_object(f"{name}-service", args.cluster, service_manifest(args))

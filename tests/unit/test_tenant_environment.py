@@ -82,7 +82,7 @@ def test_the_component_dependencies_reach_every_child_resource():
     def program():
         from components.providers.random import RandomPassword
 
-        gate = RandomPassword("gate", length=8)
+        gate = RandomPassword("gate", length=16)
         TenantEnvironment("dev", TenantEnvironmentArgs(
             target=TARGET, slug="demo", tier=get_tier("mid"), environment="dev", image=IMAGE,
             database=DATABASE, database_admin_url=ADMIN_URL, license=LICENSE),
