@@ -1,0 +1,102 @@
+"""The drift job's outcomes and exit codes (0 clean/fixed, 2 drift left, 1 error)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from automation.changes import PropertyChange, ResourceChange
+from automation.drift import CLEAN, DRIFTED, ERROR, FIXED, SCHEMA, DriftRun, StackDriftOutcome, run_drift
+from automation.errors import ErrorKind, OperationError
+from automation.operations import DriftReport, OperationResult
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+DRIFT = ResourceChange("urn:pulumi:s::cameleer::pulumi-python:dynamic:Resource::server",
+                       "pulumi-python:dynamic:Resource", "update",
+                       [PropertyChange("manifest.spec.replicas", "update", False, 1, 3)])
+
+
+def report(stack, drifted):
+    return DriftReport(stack, NOW, 0.5, [DRIFT] if drifted else [], 3)
+
+
+class Engine:
+    """Stands in for StackOperations: per stack, the drift it sees before and after a fix."""
+
+    def __init__(self, before, after=None, fail=()):
+        self.before, self.after, self.fail = before, after or {}, set(fail)
+        self.fixed: list[tuple[str, str]] = []
+        self.settings = type("S", (), {"actor": "ci"})()
+        self._lock = threading.Lock()
+
+    def check_drift(self, stack, on_event=None):
+        if stack in self.fail:
+            raise OperationError(ErrorKind.TRANSIENT, "connection refused", stack=stack)
+        with self._lock:
+            done = any(s == stack for s, _ in self.fixed)
+        return report(stack, self.after.get(stack, False) if done else self.before.get(stack, False))
+
+    def correct_drift(self, stack, metadata=None, on_event=None):
+        with self._lock:
+            self.fixed.append((stack, metadata.reason))
+        return OperationResult(stack, "update", NOW, NOW, {"update": 1})
+
+
+def test_detection_only_never_corrects_and_exits_2():
+    engine = Engine({"tenant-a": True, "tenant-b": False})
+    run = run_drift(engine, ["tenant-a", "tenant-b"], fix=False)
+    assert [o.status for o in run.outcomes] == [DRIFTED, CLEAN]
+    assert engine.fixed == []
+    assert run.exit_code == 2
+
+
+def test_fix_corrects_with_the_reason_and_verifies():
+    engine = Engine({"tenant-a": True, "tenant-b": False})
+    run = run_drift(engine, ["tenant-a", "tenant-b"], fix=True, parallel=2)
+    assert [o.status for o in run.outcomes] == [FIXED, CLEAN]
+    assert engine.fixed == [("tenant-a", "drift correction")]
+    assert run.outcomes[0].verification is not None and not run.outcomes[0].verification.drifted
+    assert run.exit_code == 0
+
+
+def test_drift_that_survives_the_fix_still_exits_2():
+    engine = Engine({"tenant-a": True}, after={"tenant-a": True})
+    run = run_drift(engine, ["tenant-a"], fix=True)
+    assert run.outcomes[0].status == DRIFTED and run.outcomes[0].correction is not None
+    assert run.exit_code == 2
+
+
+def test_an_error_on_one_stack_does_not_stop_the_others_and_exits_1():
+    engine = Engine({"tenant-a": True, "tenant-c": False}, fail={"tenant-b"})
+    run = run_drift(engine, ["tenant-a", "tenant-b", "tenant-c"], fix=False, parallel=3)
+    assert [o.status for o in run.outcomes] == [DRIFTED, ERROR, CLEAN]
+    assert run.outcomes[1].error.kind is ErrorKind.TRANSIENT
+    assert run.exit_code == 1
+
+
+def test_progress_callback_sees_every_stack():
+    seen = []
+    run_drift(Engine({}), ["tenant-a", "tenant-b"], on_stack_done=lambda o: seen.append(o.stack))
+    assert sorted(seen) == ["tenant-a", "tenant-b"]
+
+
+def test_report_document_has_the_documented_shape():
+    run = run_drift(Engine({"tenant-a": True}), ["tenant-a"], fix=False)
+    doc = run.to_dict()
+    assert doc["schema"] == SCHEMA == "cameleer.drift/v1"
+    assert set(doc) == {"schema", "started_at", "finished_at", "fix", "exit_code", "summary", "stacks"}
+    assert doc["summary"] == {"stacks": 1, "clean": 0, "drifted": 1, "fixed": 0, "error": 0}
+    stack = doc["stacks"][0]
+    assert set(stack) == {"stack", "status", "drift", "correction", "verification", "error"}
+    assert stack["drift"]["resources"][0]["properties"][0] == {
+        "path": "manifest.spec.replicas", "kind": "update", "replace": False, "old": 1, "new": 3}
+
+
+@pytest.mark.parametrize(("statuses", "code"), [
+    ([], 0), ([CLEAN, FIXED], 0), ([CLEAN, DRIFTED], 2), ([DRIFTED, ERROR], 1),
+])
+def test_exit_codes(statuses, code):
+    run = DriftRun(fix=False, started_at=NOW, outcomes=[StackDriftOutcome(f"s{i}", s) for i, s in enumerate(statuses)])
+    assert run.exit_code == code

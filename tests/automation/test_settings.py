@@ -1,0 +1,101 @@
+"""Settings from the environment, services.env fallback, local passphrase."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from automation.settings import Settings, SettingsError, read_env_file
+
+
+def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    (project / "Pulumi.yaml").write_text("name: cameleer\nruntime: python\nstackConfigDir: stacks/config\n")
+    return {"CAMELEER_PROJECT_DIR": str(project), "PATH": "/usr/bin:/bin", **extra}
+
+
+def test_defaults_put_state_and_engine_home_in_the_data_dir(tmp_path):
+    settings = Settings.from_env(base_env(tmp_path))
+    data = tmp_path / "project" / ".cameleer"
+    assert settings.data_dir == data
+    assert settings.backend_url == f"file://{data}/state"
+    assert settings.backend_scheme == "file"
+    assert settings.pulumi_home == data / "pulumi-home"
+    assert settings.policy_packs == (tmp_path / "project" / "policy",)
+    assert settings.stack_config_dir == tmp_path / "project" / "stacks" / "config"
+    assert settings.max_concurrent_operations == 2
+
+
+def test_local_passphrase_is_generated_once_and_private(tmp_path):
+    env = base_env(tmp_path)
+    first = Settings.from_env(env).passphrase
+    second = Settings.from_env(env).passphrase
+    assert first == second and len(first) >= 32
+    mode = (tmp_path / "project" / ".cameleer" / "passphrase").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_explicit_values_win(tmp_path):
+    env = base_env(
+        tmp_path,
+        CAMELEER_BACKEND_URL="postgres://u:p@127.0.0.1:5432/state",
+        PULUMI_BACKEND_URL="file:///ignored",
+        PULUMI_CONFIG_PASSPHRASE="s3cret",
+        CAMELEER_MAX_CONCURRENT_OPERATIONS="5",
+        CAMELEER_POLICY_PACKS=f"policy{':'}/abs/pack",
+        CAMELEER_ACTOR="ops-bot",
+        KUBECONFIG="/k/config",
+    )
+    settings = Settings.from_env(env)
+    assert settings.backend_url.startswith("postgres://") and settings.backend_scheme == "postgres"
+    assert settings.passphrase == "s3cret"
+    assert settings.max_concurrent_operations == 5
+    assert settings.policy_packs == (tmp_path / "project" / "policy", Path("/abs/pack"))
+    assert settings.actor == "ops-bot"
+    assert settings.kubeconfig == "/k/config"
+    assert "s3cret" not in repr(settings)
+
+
+def test_services_env_fills_gaps_but_the_process_env_wins(tmp_path):
+    env = base_env(tmp_path, KUBECONFIG="/from/process")
+    data = tmp_path / "project" / ".cameleer"
+    data.mkdir()
+    (data / "services.env").write_text(
+        "# written by scripts/services.sh\n"
+        "export KUBECONFIG=/from/file\n"
+        "PULUMI_CONFIG_PASSPHRASE='pass phrase'\n"
+        "CAMELEER_DATABASE_URL=postgresql://127.0.0.1:55432/cameleer\n"
+    )
+    settings = Settings.from_env(env)
+    assert settings.kubeconfig == "/from/process"
+    assert settings.passphrase == "pass phrase"
+    assert settings.extra_env["CAMELEER_DATABASE_URL"] == "postgresql://127.0.0.1:55432/cameleer"
+    assert "KUBECONFIG" not in settings.extra_env
+
+
+def test_github_actions_actor(tmp_path):
+    settings = Settings.from_env(base_env(tmp_path, GITHUB_ACTIONS="true", GITHUB_ACTOR="octocat"))
+    assert settings.actor == "github:octocat"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_bad_numbers_are_refused(tmp_path, value):
+    with pytest.raises(SettingsError):
+        Settings.from_env(base_env(tmp_path, CAMELEER_MAX_CONCURRENT_OPERATIONS=value))
+
+
+def test_missing_cli_is_a_clear_error(tmp_path):
+    settings = Settings.from_env(base_env(tmp_path, PATH=str(tmp_path)))
+    assert settings.pulumi_root is None
+    with pytest.raises(SettingsError, match="CAMELEER_PULUMI_ROOT"):
+        _ = settings.pulumi_executable
+
+
+def test_env_file_parser_handles_quotes_comments_and_junk(tmp_path):
+    path = tmp_path / "x.env"
+    path.write_text('A=1\nexport B="two words"\n# C=3\nnot a line\nD=x # trailing\nE=\n')
+    assert read_env_file(path) == {"A": "1", "B": "two words", "D": "x", "E": ""}
+    assert read_env_file(tmp_path / "missing.env") == {}
