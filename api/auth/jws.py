@@ -33,10 +33,13 @@ def verify(
     *,
     audience: str | None = None,
     issuer: str | None = None,
-    verify_exp: bool = True,
+    verify_times: bool = True,
     required: tuple[str, ...] = ("exp", "iat"),
 ) -> dict[str, Any]:
-    """Verify signature (and by default expiry) and return the claims."""
+    """Verify signature (and by default exp/nbf/iat against the clock) and return the claims.
+
+    ``verify_times=False`` leaves time checks to the caller (license grace periods).
+    """
     header = unverified_header(token)
     if header.get("alg") != ALGORITHM:
         raise TokenInvalid(f"algorithm {header.get('alg')!r} is not accepted, only {ALGORITHM}")
@@ -50,7 +53,13 @@ def verify(
             algorithms=[ALGORITHM],
             audience=audience,
             issuer=issuer,
-            options={"verify_exp": verify_exp, "verify_aud": audience is not None, "require": list(required)},
+            options={
+                "verify_exp": verify_times,
+                "verify_nbf": verify_times,
+                "verify_iat": verify_times,
+                "verify_aud": audience is not None,
+                "require": list(required),
+            },
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenInvalid("token has expired") from exc

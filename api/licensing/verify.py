@@ -30,6 +30,7 @@ from api.auth.jws import TokenInvalid, verify
 
 EXPIRY_GRACE = timedelta(days=7)
 OFFLINE_GRACE = timedelta(hours=24)
+CLOCK_SKEW = timedelta(minutes=5)
 AUDIENCE = "cameleer-server"
 
 
@@ -94,11 +95,14 @@ def verify_license(
     now = now or datetime.now(UTC)
     try:
         claims = verify(
-            token.strip(), keys, audience=AUDIENCE, verify_exp=False, required=("exp", "iat", "tenant_id", "status")
+            token.strip(), keys, audience=AUDIENCE, verify_times=False, required=("exp", "iat", "tenant_id", "status")
         )
     except TokenInvalid as exc:
         return LicenseVerdict(LicenseState.INVALID, str(exc))
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+    not_before = datetime.fromtimestamp(claims.get("nbf", claims["iat"]), UTC)
+    if now + CLOCK_SKEW < not_before:
+        return LicenseVerdict(LicenseState.INVALID, f"license is not valid before {not_before:%Y-%m-%d %H:%M}", claims)
     if claims["status"] == "revoked":
         return LicenseVerdict(LicenseState.INVALID, "license has been revoked", claims)
     if now > expires_at + expiry_grace:

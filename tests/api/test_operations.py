@@ -1,0 +1,170 @@
+"""Operations through the real job queue, with the FAST stack-driver double
+(``tests.api.fakes.FakeStackDriver``): resume after a crash, failure after the last
+retry, operator retry, and the lifecycle (suspend, reactivate, tier change, delete).
+The same flows against the real engine belong to the engine tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from api.db.models import License, Operation, Tenant, User
+from api.db.session import Scope
+from api.operations.runner import OperationRunner
+from tests.api.conftest import run_queue, sign_up, signup_body
+
+
+def _tenant(client, tenant) -> dict:
+    return client.get(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers).json()
+
+
+def _operation(client, tenant, operation_id) -> dict:
+    return client.get(f"/v1/operations/{operation_id}", headers=tenant.headers).json()
+
+
+def _step(operation: dict, name: str) -> dict:
+    return next(s for s in operation["steps"] if s["name"] == name)
+
+
+def test_crash_mid_step_resumes_without_duplicates(client, services, driver):
+    """A worker dies inside stack_up: the rerun skips finished steps and creates nothing twice."""
+    body = signup_body()
+    accepted = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+    operation_id = uuid.UUID(accepted["operation"]["id"])
+    tenant_id = uuid.UUID(accepted["tenant"]["id"])
+    driver.fail_times["provision"] = 1
+
+    runner = OperationRunner(services)
+    try:
+        runner.run(operation_id, final_attempt=False)  # what the killed worker had done
+    except RuntimeError:
+        pass
+    with services.db.transaction(Scope.system()) as s:
+        op = s.get(Operation, operation_id)
+        assert op.status == "RUNNING" and op.current_step == "stack_up"
+        customer = s.get(Tenant, tenant_id).billing_customer_id
+
+    assert runner.run(operation_id, final_attempt=False).value == "SUCCEEDED"
+    with services.db.transaction(Scope.system()) as s:
+        op = s.get(Operation, operation_id)
+        attempts = {step["name"]: step["attempts"] for step in op.steps}
+        assert attempts == {"tenant_record": 1, "billing": 1, "license": 1, "stack_up": 2, "readiness": 1, "activate": 1}
+        assert s.get(Tenant, tenant_id).billing_customer_id == customer
+        assert s.scalar(select(func.count()).select_from(License).where(License.tenant_id == tenant_id)) == 1
+        assert len(_step_errors(op, "stack_up")) == 1
+    assert driver.count("provision", tenant_id) == 2 and len([k for k in driver.stacks if k[0] == tenant_id]) == 1
+
+
+def _step_errors(op: Operation, name: str) -> list:
+    return next(s for s in op.steps if s["name"] == name)["errors"]
+
+
+def test_failure_after_last_retry_marks_tenant_failed_and_operator_can_retry(client, services, driver, operator_headers):
+    driver.fail_times["provision"] = 3  # max_attempts=2 in tests: 3 runs in total
+    tenant = sign_up(client, services)
+    state = _tenant(client, tenant)
+    assert state["status"] == "FAILED" and "injected failure in provision" in state["failure_reason"]
+    operation = _operation(client, tenant, tenant.operation_id)
+    assert operation["status"] == "FAILED" and "stack_up" in operation["error"]
+    assert _step(operation, "stack_up")["attempts"] == 3 and len(_step(operation, "stack_up")["errors"]) == 3
+
+    owner_try = client.post(f"/v1/operations/{tenant.operation_id}/retry", headers=tenant.headers)
+    assert owner_try.status_code == 403  # operators only
+
+    driver.fail_times["provision"] = 0
+    assert client.post(f"/v1/operations/{tenant.operation_id}/retry", headers=operator_headers).status_code == 202
+    run_queue(services)
+    assert _tenant(client, tenant)["status"] == "ACTIVE"
+    assert _tenant(client, tenant)["failure_reason"] is None
+    assert _operation(client, tenant, tenant.operation_id)["status"] == "SUCCEEDED"
+
+
+def test_only_one_unfinished_operation_per_tenant(client, services):
+    tenant = sign_up(client, services, activate=False)
+    response = client.delete(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers)
+    assert response.status_code == 409
+    assert response.json()["type"] == "/problems/operation-in-progress"
+
+
+def test_suspend_and_reactivate(client, services, driver):
+    tenant = sign_up(client, services)
+    tenant_uuid = uuid.UUID(tenant.tenant_id)
+    suspended = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=tenant.headers)
+    assert suspended.status_code == 202
+    run_queue(services)
+    assert _tenant(client, tenant)["status"] == "SUSPENDED"
+    assert driver.stacks[(tenant_uuid, "shared:default")]["suspended"] is True
+    license_body = client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()
+    assert license_body["status"] == "suspended"
+
+    again = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=tenant.headers)
+    assert again.status_code == 409 and again.json()["type"] == "/problems/invalid-state"
+
+    assert client.post(f"/v1/tenants/{tenant.tenant_id}/reactivate", headers=tenant.headers).status_code == 202
+    run_queue(services)
+    assert _tenant(client, tenant)["status"] == "ACTIVE"
+    assert driver.stacks[(tenant_uuid, "shared:default")]["suspended"] is False
+    assert client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["status"] == "active"
+
+
+def test_change_tier_on_the_same_placement_applies_directly(client, services, driver):
+    tenant = sign_up(client, services, tier="low")
+    response = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "mid"}, headers=tenant.headers)
+    assert response.status_code == 202
+    run_queue(services)
+    assert _tenant(client, tenant)["tier"] == "mid"
+    assert client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["tier"] == "mid"
+    assert driver.stacks[(uuid.UUID(tenant.tenant_id), "shared:default")]["environments"] == ["dev", "prod"]
+
+
+def test_change_to_dedicated_previews_then_waits_for_confirmation(client, services, driver):
+    tenant = sign_up(client, services, tier="mid")
+    tenant_uuid = uuid.UUID(tenant.tenant_id)
+    accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "high"}, headers=tenant.headers).json()
+    run_queue(services)
+    operation = _operation(client, tenant, accepted["operation"]["id"])
+    assert operation["status"] == "AWAITING_CONFIRMATION"
+    assert _step(operation, "preview")["result"]["changes"] == {"create": 3}
+    assert driver.count("provision", tenant_uuid) == 1  # only signup's; nothing applied yet
+    assert _tenant(client, tenant)["tier"] == "mid"
+
+    assert client.post(f"{accepted['operation']['url']}/confirm", headers=tenant.headers).status_code == 202
+    run_queue(services)
+    state = _tenant(client, tenant)
+    assert state["tier"] == "high" and state["placement"] == f"dedicated:{tenant.slug}" and state["status"] == "ACTIVE"
+    assert (tenant_uuid, f"dedicated:{tenant.slug}") in driver.stacks
+    assert (tenant_uuid, "shared:default") not in driver.stacks  # old placement released
+
+
+def test_delete_destroys_scrubs_and_keeps_audit(client, services, driver, auditor_headers):
+    tenant = sign_up(client, services)
+    tenant_uuid = uuid.UUID(tenant.tenant_id)
+    assert client.delete(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers).status_code == 202
+    run_queue(services)
+    assert not [k for k in driver.stacks if k[0] == tenant_uuid]
+    with services.db.transaction(Scope.system()) as s:
+        row = s.get(Tenant, tenant_uuid)
+        assert row.status == "DELETED" and row.name == "[deleted]"
+        assert s.scalar(select(func.count()).select_from(User).where(User.email == tenant.email)) == 0
+        assert s.scalar(select(func.count()).select_from(User).where(User.email.like("scrubbed+%"))) >= 1
+    audit = client.get("/v1/platform/audit", params={"tenant_id": tenant.tenant_id}, headers=auditor_headers).json()
+    assert {"tenant.signup", "operation.delete.scrub", "operation.delete"} <= {r["action"] for r in audit}
+    assert tenant.email not in str(audit)
+    assert client.post("/v1/auth/login", json={"email": tenant.email, "password": "correct-horse-battery-staple-42"}).status_code == 401
+
+
+def test_history_joins_audit_and_stack_history(client, services):
+    tenant = sign_up(client, services)
+    history = client.get(f"/v1/tenants/{tenant.tenant_id}/history", headers=tenant.headers).json()
+    sources = {e["source"] for e in history["entries"]}
+    assert sources == {"audit", "stack"} and history["stack_history_error"] is None
+    assert any(e["action"] == "tenant.signup" for e in history["entries"])
+
+
+def test_lifecycle_idempotency_key(client, services):
+    tenant = sign_up(client, services)
+    key = {"Idempotency-Key": uuid.uuid4().hex, **tenant.headers}
+    first = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=key).json()
+    second = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=key).json()
+    assert first["operation"]["id"] == second["operation"]["id"]
