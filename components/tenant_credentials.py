@@ -34,12 +34,11 @@ class TenantCredentials(Component):
 
     def __init__(self, name: str, args: TenantCredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cameleer:tenancy:TenantCredentials", name, opts)
-        generated = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH,
-                                   opts=self.child_options())
+        generated = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, opts=self.child_options())
         self.password = pulumi.Output.secret(generated.result)
         self.secret_name = args.secret_name
         self.kube_object(f"{name}-secret", args.cluster, credentials_secret(args, self.password))
-        self.register_outputs({"secretName": self.secret_name, "password": self.password})
+        self.register_outputs({"secretName": self.secret_name})
 
 
 def credentials_secret(args: TenantCredentialsArgs, password: pulumi.Input[str]) -> dict:
