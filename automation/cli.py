@@ -79,7 +79,7 @@ def _fail(error: OperationError, *, as_json: bool, schema: str, extra: dict[str,
     if error.policy_violations:
         err.print(render.policy_table(error.policy_violations, {}))
     if error.kind is ErrorKind.UNKNOWN and error.detail:
-        err.print(f"[dim]{error.detail}[/dim]", highlight=False, markup=False)
+        err.print(error.detail, style="dim", highlight=False, markup=False)
     raise typer.Exit(EXIT_ERROR)
 
 
@@ -143,7 +143,8 @@ def up(
     reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the stack's history.")],
     set_: SetOpt = None,
     actor: ActorOpt = None,
-    create: Annotated[bool, typer.Option("--create", help="Create the stack if it does not exist.")] = False,
+    create: Annotated[bool, typer.Option(
+        "--create", help="Create the stack if it does not exist (implied when its settings file exists).")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="Refresh the state from the cluster first.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -152,6 +153,8 @@ def up(
         raise OperationError(ErrorKind.CONFIG, "--reason must say why")
     ops = _operations()
     stack = parse_stack_name(target).name if create else ops.resolve(target)
+    # A committed settings file is enough to bring a new stack up.
+    create = create or ops.factory.stack_config_file(stack).exists()
     meta = UpdateMetadata(actor or ops.settings.actor, reason, kind="operator")
     with err.status(f"updating {stack}") as status:
         result = ops.up(stack, meta, config=_overrides(set_) or None, create=create,

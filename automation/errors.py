@@ -115,7 +115,7 @@ RULES: tuple[_Rule, ...] = (
     _rule(ErrorKind.NOT_FOUND, r"no stack named .* found"),
     # --- config / validation
     _rule(ErrorKind.CONFIG, r"Missing required configuration variable"),
-    _rule(ErrorKind.CONFIG, r"ConfigMissingError|ConfigTypeError|CatalogError"),
+    _rule(ErrorKind.CONFIG, r"ConfigMissingError|ConfigTypeError|CatalogError|StackConfigError"),
     _rule(ErrorKind.CONFIG, r"configuration key .* is not (namespaced|valid)"),
     _rule(ErrorKind.CONFIG, r"passphrase must be set|incorrect passphrase|"
                             r"failed to decrypt|decrypting secret|constructing secrets manager"),
@@ -201,15 +201,20 @@ def classify(
                     detail=detail, retry_after=30.0 if rule.kind is ErrorKind.CONFLICT else None,
                 )
 
-    message = diagnostics[0].strip() if diagnostics else (_first_error_line(text) or type(failure).__name__)
+    message = _best_message([*diagnostics, text]) or type(failure).__name__
     return OperationError(ErrorKind.UNKNOWN, _one_line(message), stack=stack, operation=operation,
                           policy_violations=violations, detail=detail)
 
 
 def _matching_line(text: str, pattern: re.Pattern[str]) -> str | None:
-    for line in text.splitlines():
-        if pattern.search(line):
+    """The most telling line that matches: an `error:` line or an exception's own line
+    rather than, say, the traceback's source line that raised it."""
+    candidates = [_RESOURCE_PREFIX.sub("", ln).strip() for ln in text.splitlines() if pattern.search(ln)]
+    for line in candidates:
+        if line.lower().startswith("error:") or _EXCEPTION_LINE.match(line):
             return _one_line(line)
+    if candidates:
+        return _one_line(candidates[0])
     if pattern.search(text):  # a match spanning lines
         return _first_error_line(text) or _one_line(text)
     return None
@@ -217,6 +222,33 @@ def _matching_line(text: str, pattern: re.Pattern[str]) -> str | None:
 
 def _first_line(text: str, rule: _Rule) -> str | None:
     return _matching_line(text, rule.pattern)
+
+
+# The engine prefixes program output with the resource it belongs to.
+_RESOURCE_PREFIX = re.compile(r"^\s*pulumi:pulumi:Stack \S+(?: running)?\s+")
+_EXCEPTION_LINE = re.compile(r"^([\w.]*(?:Error|Exception|Interrupt|Exit)\b:?.*)$")
+_POLICY_PACK_FAILED = re.compile(r"error: (policy pack .*)$", re.MULTILINE)
+
+
+def _best_message(texts: Sequence[str]) -> str | None:
+    """The line a person should read first: a broken policy pack, the exception a program
+    died of (the last line of its traceback), else the first error line."""
+    for text in texts:
+        match = _POLICY_PACK_FAILED.search(text)
+        if match:
+            return match.group(1)
+    for text in texts:
+        if "Traceback (most recent call last)" in text or "unhandled exception" in text:
+            lines = [_RESOURCE_PREFIX.sub("", ln).strip() for ln in text.splitlines()]
+            exceptions = [ln for ln in lines if _EXCEPTION_LINE.match(ln) and ":" in ln]
+            if exceptions:
+                return exceptions[-1] if "KeyboardInterrupt" not in exceptions[-1] else (
+                    next((e for e in reversed(exceptions) if "KeyboardInterrupt" not in e), exceptions[-1]))
+    for text in texts:
+        line = _first_error_line(text)
+        if line:
+            return line
+    return None
 
 
 def _first_error_line(text: str) -> str | None:

@@ -239,7 +239,10 @@ class StackOperations:
             return self._result(stack_name, "preview", started, capture,
                                 resource_changes=_ops(preview.change_summary))
 
-        return self._run(stack_name, "preview", body, on_event=on_event)
+        # A stack whose settings file is committed (a dedicated customer being prepared) is
+        # created on first preview, as `pulumi preview` after `pulumi stack init` would.
+        return self._run(stack_name, "preview", body, on_event=on_event,
+                         create=self.factory.stack_config_file(stack_name).exists())
 
     def check_drift(self, stack_name: str, *, on_event: OnEvent | None = None) -> DriftReport:
         """Compare the live cluster with the stack's state (`refresh --preview-only`).

@@ -1,7 +1,8 @@
 """Where things are and how the engine is reached: the automation layer's settings.
 
 Everything comes from the environment, read once into a frozen `Settings`. The
-`services.env` file that `scripts/services.sh start` writes into the data directory is
+`services.env` file that `scripts/services.sh start` writes into the data directory (or
+`env`) is
 read as a fallback, so an operator can run `cameleer drift --all` right after starting the
 local services without sourcing anything; a variable set in the process always wins.
 
@@ -10,7 +11,7 @@ local services without sourcing anything; a variable set in the process always w
 | CAMELEER_PROJECT_DIR                   | the Pulumi project (holds Pulumi.yaml)   | the repository root              |
 | CAMELEER_DATA_DIR                      | local state, passphrase, PULUMI_HOME     | `<project>/.cameleer`            |
 | CAMELEER_BACKEND_URL / PULUMI_BACKEND_URL | state backend (`file://`, `postgres://`) | `file://<data>/state`          |
-| CAMELEER_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE | passphrase secrets provider | generated once into `<data>/passphrase` |
+| CAMELEER_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE (or `..._FILE`) | passphrase secrets provider | generated once into `<data>/passphrase` |
 | CAMELEER_PULUMI_ROOT                   | directory whose `bin/` holds `pulumi` and the plugins | `<project>/.venv` if it has `bin/pulumi`, else the directory of `pulumi` on PATH |
 | PULUMI_HOME                            | the engine's home (plugins cache, credentials) | `<data>/pulumi-home`       |
 | KUBECONFIG                             | default cluster for stacks without `cameleer:kubeconfig` | unset              |
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -69,7 +71,7 @@ class Settings:
 
         file_env: dict[str, str] = {}
         for name in SERVICES_ENV_FILES:
-            file_env = read_env_file(data_dir / name)
+            file_env = read_env_file(data_dir / name, process_env)
             if file_env:
                 break
         env = {**file_env, **process_env}
@@ -85,6 +87,12 @@ class Settings:
             "file://" + str(data_dir / "state")
         )
         passphrase = get("CAMELEER_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE")
+        passphrase_file = get("CAMELEER_CONFIG_PASSPHRASE_FILE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+        if passphrase is None and passphrase_file:
+            try:
+                passphrase = Path(passphrase_file).read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"cannot read the passphrase file {passphrase_file}: {exc}") from exc
         if passphrase is None:
             passphrase = _local_passphrase(data_dir)
 
@@ -153,8 +161,12 @@ class Settings:
         return self.pulumi_root / "bin" / "pulumi"
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a shell-style `KEY=value` / `export KEY=value` file; missing file -> {}."""
+def read_env_file(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Parse a shell-style `KEY=value` / `export KEY=value` file; missing file -> {}.
+
+    `$VAR` and `${VAR}` expand from earlier lines, then `environ` (default: the process's).
+    """
+    environ = os.environ if environ is None else environ
     try:
         text = path.read_text()
     except (FileNotFoundError, NotADirectoryError):
@@ -174,8 +186,18 @@ def read_env_file(path: Path) -> dict[str, str]:
             parts = shlex.split(value, comments=True)
         except ValueError:
             parts = [value]
-        values[key] = " ".join(parts) if parts else ""
+        text = " ".join(parts) if parts else ""
+        if not value.lstrip().startswith("'"):  # shell semantics: no expansion in '...'
+            text = _expand(text, {**environ, **values})
+        values[key] = text
     return values
+
+
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
 def _pulumi_root(explicit: str | None, project_dir: Path) -> Path | None:

@@ -133,3 +133,35 @@ def test_retry_policy_backs_off_exponentially_to_a_cap():
     assert list(policy.delays()) == [1, 3, 5, 5]
     assert policy.should_retry(OperationError(ErrorKind.TRANSIENT, "x"))
     assert not policy.should_retry(OperationError(ErrorKind.CONFLICT, "x"))
+
+
+# A program that died of an exception (from the v3.259.0 CLI's stdout, trimmed).
+PROGRAM_CRASH = """    pulumi:pulumi:Stack cameleer-tenant-acme  error: Program failed with an unhandled exception:
+    pulumi:pulumi:Stack cameleer-tenant-acme  Traceback (most recent call last):
+    pulumi:pulumi:Stack cameleer-tenant-acme    File "/work/main/stacks/__main__.py", line 20, in <module>
+    pulumi:pulumi:Stack cameleer-tenant-acme      PROGRAMS[stack.kind](stack)
+    pulumi:pulumi:Stack cameleer-tenant-acme    File "/work/main/components/tenant_server.py", line 88, in __init__
+    pulumi:pulumi:Stack cameleer-tenant-acme      raise KeyError(name)
+    pulumi:pulumi:Stack cameleer-tenant-acme  KeyError: 'probes'
+"""
+
+
+def test_a_crashed_program_is_reported_by_its_exception():
+    error = classify(PROGRAM_CRASH)
+    assert error.kind is ErrorKind.UNKNOWN
+    assert error.message == "KeyError: 'probes'"
+
+
+def test_a_config_exception_is_reported_by_its_own_line_not_the_raise():
+    text = PROGRAM_CRASH.replace("raise KeyError(name)", 'raise StackConfigError(f"bad tier")').replace(
+        "KeyError: 'probes'", "stacks.config.StackConfigError: tier 'gold' is not in the catalog")
+    error = classify(text)
+    assert error.kind is ErrorKind.CONFIG
+    assert error.message == "stacks.config.StackConfigError: tier 'gold' is not in the catalog"
+
+
+def test_a_policy_pack_that_cannot_start_says_so():
+    error = classify('error: policy pack "/work/main/policy" failed to start: could not read plugin '
+                     "[/work/main/policy]: exit status 1")
+    assert error.message.startswith("policy pack")
+    assert error.kind is ErrorKind.UNKNOWN

@@ -99,3 +99,21 @@ def test_env_file_parser_handles_quotes_comments_and_junk(tmp_path):
     path.write_text('A=1\nexport B="two words"\n# C=3\nnot a line\nD=x # trailing\nE=\n')
     assert read_env_file(path) == {"A": "1", "B": "two words", "D": "x", "E": ""}
     assert read_env_file(tmp_path / "missing.env") == {}
+
+
+def test_passphrase_file_and_variable_expansion(tmp_path):
+    secret = tmp_path / "pp"
+    secret.write_text("from-file\n")
+    env = base_env(tmp_path, HOME="/home/op")
+    data = tmp_path / "project" / ".cameleer"
+    data.mkdir()
+    (data / "services.env").write_text(
+        f'export PULUMI_CONFIG_PASSPHRASE_FILE="{secret}"\n'
+        'export PATH="/opt/bin:$PATH"\n'
+        'export PULUMI_HOME="${HOME}/.pulumi-x"\n'
+        "export LITERAL='$HOME'\n"
+    )
+    settings = Settings.from_env(env)
+    assert settings.passphrase == "from-file"
+    assert settings.pulumi_home == Path("/home/op/.pulumi-x")
+    assert settings.extra_env["LITERAL"] == "$HOME"
