@@ -33,8 +33,15 @@ def register_tasks(app: procrastinate.App, settings: Settings) -> None:
     @app.periodic(cron="* * * * *", periodic_id="recover-stalled")
     @app.task(name=RECOVER_TASK, queue=settings.job_queue, pass_context=True)
     async def recover_stalled_jobs(context: JobContext, timestamp: int) -> None:
-        """A job whose worker stopped heart-beating is put back in the queue; it resumes
-        where it stopped because its steps are recorded and idempotent."""
-        for job in await context.app.job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.stalled_after_seconds):
-            log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
-            await context.app.job_manager.retry_job(job)
+        await retry_stalled_jobs(context.app, settings.stalled_after_seconds)
+
+
+async def retry_stalled_jobs(app: procrastinate.App, stalled_after_seconds: float) -> list[int]:
+    """Put the jobs of workers that stopped heart-beating back in the queue. They resume
+    where they stopped, because their steps are recorded and idempotent."""
+    retried = []
+    for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_seconds):
+        log.warning("retrying stalled job %s (%s)", job.id, job.task_name)
+        await app.job_manager.retry_job(job)
+        retried.append(job.id)
+    return retried

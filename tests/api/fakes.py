@@ -80,3 +80,13 @@ class FakeStackDriver:
         self._enter("history", tenant)
         return [StackUpdate(stack=f"tenant-{tenant.slug}", kind="update", result="succeeded",
                             started_at=datetime.now(UTC), message="fake")]
+
+
+class BlockingStackDriver(FakeStackDriver):
+    """For the worker-kill test: ``provision`` hangs, so the worker can be killed mid-step."""
+
+    def provision(self, *args, **kwargs):
+        import time
+
+        time.sleep(600)
+        raise AssertionError("the test should have killed this worker")
