@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api import health, metrics
 from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
-from api.db.schema_state import DatabaseNotMigrated, ensure_migrated
+from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypassed_by_role
 from api.licensing.router import router as license_router
 from api.logs import configure_logging
 from api.middleware import install_middleware
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         except DatabaseNotMigrated as exc:
             log.critical(str(exc))
             raise
+        _warn_if_rls_is_bypassed(services)
         yield
         services.db.dispose()
 
@@ -50,6 +51,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router, audit_router):
         app.include_router(router)
     return app
+
+
+def _warn_if_rls_is_bypassed(services: Services) -> None:
+    role = rls_bypassed_by_role(services.db.engine)
+    if role:
+        log.warning(
+            "connected as %s, a superuser or BYPASSRLS role: row-level security is NOT enforced; "
+            "use a plain app role in CAMELEER_DATABASE_URL", role
+        )
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 MIGRATE_HINT = "run `python -m api.migrate upgrade` (or `cameleer-api-migrate upgrade`) with CAMELEER_DATABASE_ADMIN_URL set to the owner role's DSN"
@@ -49,6 +49,15 @@ class DatabaseNotMigrated(RuntimeError):
     def __init__(self, state: SchemaState) -> None:
         super().__init__(f"Refusing to start: {state.describe()}; {MIGRATE_HINT}.")
         self.state = state
+
+
+def rls_bypassed_by_role(engine: Engine) -> str | None:
+    """The connected role's name if PostgreSQL exempts it from row-level security."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT rolname, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
+    return row[0] if row[1] else None
 
 
 def ensure_migrated(engine: Engine) -> None:

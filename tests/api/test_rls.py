@@ -83,3 +83,16 @@ def test_even_the_owner_cannot_update_audit_log(client, services, owner_conn):
             with owner_conn.transaction():
                 _scoped(owner_conn, bypass="on")
                 owner_conn.execute(statement)
+
+
+def test_service_notices_a_role_that_bypasses_rls(services, database):
+    from sqlalchemy import create_engine
+
+    from api.db.schema_state import rls_bypassed_by_role
+
+    assert rls_bypassed_by_role(services.db.engine) is None  # the app role is subject to RLS
+    admin = create_engine(database.url(database.admin))
+    try:
+        assert rls_bypassed_by_role(admin) == database.admin.username  # a superuser is not
+    finally:
+        admin.dispose()
