@@ -57,7 +57,8 @@ def _python_for(info: language_pb2.ProgramInfo | None) -> str:
     return sys.executable
 
 
-def _program_path(request: language_pb2.RunRequest) -> str:
+def _program_path(request) -> str:
+    """The program a Run or RunPlugin request names: its ProgramInfo, else the legacy field."""
     info = request.info
     if info.program_directory:
         entry = info.entry_point or "."
@@ -130,9 +131,9 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
     def RunPlugin(self, request, context):
         python = _python_for(request.info)
         if request.kind == "analyzer":
-            command = [python, "-u", "-m", "pulumi.policy", *request.args, request.program]
+            command = [python, "-u", "-m", "pulumi.policy", *request.args, _program_path(request)]
         else:
-            command = [python, "-u", request.program, *request.args]
+            command = [python, "-u", _program_path(request), *request.args]
         env = dict(os.environ)
         for item in request.env:
             key, _, value = item.partition("=")
