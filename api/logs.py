@@ -27,7 +27,8 @@ class ContextFilter(logging.Filter):
     """Adds request_id and scrubs anything that looks like a secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if record.args:

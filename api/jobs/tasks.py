@@ -9,11 +9,20 @@ import procrastinate
 from procrastinate import JobContext, RetryStrategy
 
 from api.jobs.enqueue import RUN_OPERATION_TASK
-from api.operations.runner import OperationRunner
+from api.operations.runner import OperationFailed, OperationRunner
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 RECOVER_TASK = "recover_stalled_jobs"
+
+
+class OperationRetryStrategy(RetryStrategy):
+    """Exponential backoff for any error, except an operation already recorded as FAILED."""
+
+    def get_retry_decision(self, *, exception: BaseException, job):
+        if isinstance(exception, OperationFailed):
+            return None
+        return super().get_retry_decision(exception=exception, job=job)
 
 
 def register_tasks(app: procrastinate.App, settings: Settings) -> None:
@@ -23,7 +32,7 @@ def register_tasks(app: procrastinate.App, settings: Settings) -> None:
         name=RUN_OPERATION_TASK,
         queue=settings.job_queue,
         pass_context=True,
-        retry=RetryStrategy(max_attempts=max_attempts, exponential_wait=settings.job_backoff_base_seconds),
+        retry=OperationRetryStrategy(max_attempts=max_attempts, exponential_wait=settings.job_backoff_base_seconds),
     )
     def run_operation(context: JobContext, operation_id: str) -> None:
         services = context.additional_context["services"]

@@ -2,8 +2,9 @@
 
 The runner is restartable at any point: completed steps are skipped, and the step that
 was interrupted runs again (steps are idempotent). Exceptions propagate to the job
-queue, which retries with backoff; on the final attempt the operation and its tenant
-end FAILED with the reason, and an operator can retry them later.
+queue, which retries with backoff; on the final attempt (or a permanent error) the
+operation and its tenant end FAILED with the reason, ``OperationFailed`` tells the queue
+not to retry, and an operator can retry the operation later.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from api.stacks.driver import StackUnavailable
 log = logging.getLogger(__name__)
 PERMANENT_ERRORS = (PermanentStepError, StackUnavailable, CatalogError)
 MAX_ERROR_LENGTH = 2000
+
+
+class OperationFailed(Exception):
+    """The operation has been recorded as FAILED; retrying the job cannot help."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class OperationRunner:
         except Exception as exc:
             final = final_attempt or isinstance(exc, PERMANENT_ERRORS)
             self._step_failed(operation_id, loaded, index, meta, exc, final)
+            if final:
+                raise OperationFailed(f"operation {operation_id} failed in step {name}") from exc
             raise
         self._mark_step(operation_id, loaded.tenant_id, index, status="succeeded", result=result)
         OPERATION_STEPS.labels(loaded.kind.value, name, "success").inc()

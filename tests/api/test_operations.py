@@ -168,3 +168,21 @@ def test_lifecycle_idempotency_key(client, services):
     first = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=key).json()
     second = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=key).json()
     assert first["operation"]["id"] == second["operation"]["id"]
+
+
+def test_permanent_error_fails_at_once_and_the_job_is_not_retried(client, services, driver):
+    from api.stacks.driver import StackUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise StackUnavailable("automation layer not installed")
+
+    driver.provision = unavailable
+    tenant = sign_up(client, services)
+    operation = _operation(client, tenant, tenant.operation_id)
+    assert operation["status"] == "FAILED" and _step(operation, "stack_up")["attempts"] == 1
+    assert "automation layer not installed" in _tenant(client, tenant)["failure_reason"]
+    with services.db.transaction(Scope.system()) as s:
+        from sqlalchemy import text
+        row = s.execute(text("SELECT status, attempts FROM procrastinate_jobs WHERE args->>'operation_id' = :id"),
+                        {"id": tenant.operation_id}).one()
+    assert row.status == "failed" and row.attempts == 1
