@@ -96,11 +96,21 @@ start_postgres() {
             -o "-h 127.0.0.1 -p $PG_PORT -k $RUN -c max_connections=200" >/dev/null
     fi
     wait_for PostgreSQL 60 "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT"
-    local db
-    for db in cameleer pulumi_state; do
-        psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
-            || psql_admin -qc "CREATE DATABASE $db"
+    # The platform DB is owned by a plain role (migrations) and used by another that row-level
+    # security applies to; neither is a superuser. The superuser DSN is for tests and setup.
+    local role
+    for role in cameleer_owner cameleer_app; do
+        psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1 \
+            || psql_admin -qc "CREATE ROLE $role LOGIN NOSUPERUSER NOBYPASSRLS"
     done
+    ensure_database cameleer cameleer_owner
+    ensure_database pulumi_state postgres
+}
+
+ensure_database() {
+    local db="$1" owner="$2"
+    psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
+        || psql_admin -qc "CREATE DATABASE $db OWNER $owner"
 }
 
 psql_admin() { psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
@@ -209,8 +219,9 @@ write_env() {
 # Written by scripts/services.sh; local development settings only.
 export CAMELEER_DATA_DIR="$DATA"
 export KUBECONFIG="$DATA/kubeconfig"
-export CAMELEER_DATABASE_URL="postgresql+psycopg://postgres@$pg/cameleer"
-export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://postgres@$pg/cameleer"
+export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
+export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"
+export CAMELEER_TEST_DATABASE_URL="postgresql+psycopg://postgres@$pg/postgres"
 export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"
