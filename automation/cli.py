@@ -47,7 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()  # stdout: results
-err = Console(stderr=True)  # stderr: progress, messages, errors
+err = Console(stderr=True, soft_wrap=True)  # stderr: progress, messages, errors (unwrapped for logs)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,291 @@
+"""The automation layer and the `cameleer` CLI against the real engine and API server.
+
+Each test gets its own project copy (tests/integration/programs/automation_tenant), its
+own state backend and a stack `tenant-<unique>`; every preview and update runs the
+project's real CrossGuard pack (policy/). Out-of-band changes are made with the
+Kubernetes API, as a person with kubectl would.
+
+Needs the local services (scripts/services.sh start): a missing CLI, API server or
+database fails these tests; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automation.errors import ErrorKind, OperationError
+from automation.history import UpdateMetadata
+from automation.locks import ProcessState, probe_process
+from automation.operations import StackOperations
+from automation.settings import Settings
+
+from .conftest import PROGRAMS, REPO_ROOT
+
+pytestmark = pytest.mark.engine
+
+PROGRAM = PROGRAMS / "automation_tenant"
+CLI_TIMEOUT = 600
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(params=["file"])
+def backend_url(request, tmp_path) -> str:
+    state = tmp_path / "state"
+    state.mkdir()
+    return f"file://{state}"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the test program whose Pulumi.yaml names this interpreter's virtualenv."""
+    target = tmp_path / "project"
+    shutil.copytree(PROGRAM, target)
+    settings = yaml.safe_load((target / "Pulumi.yaml").read_text())
+    settings["runtime"]["options"]["virtualenv"] = sys.prefix
+    (target / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
+    (target / "config").mkdir()
+    return target
+
+
+@pytest.fixture
+def env(project, tmp_path, backend_url, kubeconfig, pulumi_bin) -> dict[str, str]:
+    """The environment of the CLI under test (and of the in-process StackOperations)."""
+    return {
+        **os.environ,
+        "CAMELEER_PROJECT_DIR": str(project),
+        "CAMELEER_DATA_DIR": str(tmp_path / "data"),
+        "CAMELEER_BACKEND_URL": backend_url,
+        "CAMELEER_PULUMI_ROOT": str(pulumi_bin.parent.parent),
+        "CAMELEER_POLICY_PACKS": str(REPO_ROOT / "policy"),
+        "CAMELEER_ACTOR": "integration-test",
+        "PULUMI_CONFIG_PASSPHRASE": "automation-engine-test",
+        "KUBECONFIG": kubeconfig,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+
+
+@pytest.fixture
+def ops(env) -> StackOperations:
+    return StackOperations(Settings.from_env(env))
+
+
+@pytest.fixture
+def apps(kubeconfig):
+    from kubernetes import client, config
+
+    return client.AppsV1Api(config.new_client_from_config(config_file=kubeconfig))
+
+
+@pytest.fixture
+def tenant(ops, unique_name, kube_core):
+    """A provisioned stack `tenant-<unique>` (replicas 1, greeting hello); destroyed after."""
+    stack = f"tenant-{unique_name}"
+    result = ops.provision(stack, {"tier": "low", "replicas": 1, "greeting": "hello"},
+                           UpdateMetadata("integration-test", "provision for a test", kind="signup"))
+    assert result.resource_changes.get("create", 0) >= 3
+    yield stack
+    try:
+        ops.destroy(stack, UpdateMetadata("integration-test", "test cleanup"))
+    finally:
+        namespace = f"auto-{unique_name}"
+        try:
+            kube_core.delete_namespace(namespace)
+        except Exception:  # noqa: BLE001 - already gone is the normal case
+            pass
+
+
+def cameleer(env, *args: str, check_json: bool = True) -> tuple[int, dict | None, str]:
+    """Run the CLI as a user would; returns (exit code, JSON document or None, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "automation.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT)
+    doc = None
+    if "--json" in args and check_json:
+        assert proc.stdout.strip(), f"no JSON on stdout; stderr:\n{proc.stderr}"
+        doc = json.loads(proc.stdout)
+    return proc.returncode, doc, proc.stderr
+
+
+def replicas(apps, namespace: str) -> int:
+    return apps.read_namespaced_deployment("server", namespace).spec.replicas
+
+
+def greeting(kube_core, namespace: str) -> str:
+    return kube_core.read_namespaced_config_map("settings", namespace).data["greeting"]
+
+
+def paths_by_resource(drift_doc: dict) -> dict[str, dict[str, tuple]]:
+    [stack] = drift_doc["stacks"]
+    return {
+        resource["name"]: {p["path"]: (p.get("old"), p.get("new")) for p in resource["properties"]}
+        for resource in stack["drift"]["resources"]
+    }
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_provision_records_who_and_why_and_lists_the_stack(ops, tenant, env, apps, unique_name):
+    namespace = f"auto-{unique_name}"
+    assert replicas(apps, namespace) == 1
+
+    code, doc, err = cameleer(env, "history", unique_name, "--json")
+    assert code == 0, err
+    [entry] = doc["entries"]
+    assert (entry["kind"], entry["result"]) == ("update", "succeeded")
+    assert (entry["actor"], entry["reason"], entry["change_kind"]) == (
+        "integration-test", "provision for a test", "signup")
+    assert entry["environment"]["ci.system"] == "cameleer"
+    assert entry["environment"]["pulumi.flag.policy-pack"] == "set"
+    assert entry["resource_changes"]["create"] >= 3
+
+    code, doc, err = cameleer(env, "stacks", "--json")
+    assert code == 0, err
+    [info] = [s for s in doc["stacks"] if s["name"] == tenant]
+    assert (info["kind"], info["slug"], info["tier"]) == ("tenant", unique_name, "low")
+    assert info["last_result"] == "succeeded" and info["last_reason"] == "provision for a test"
+
+
+def test_preview_shows_property_changes_and_applies_nothing(tenant, env, kube_core, unique_name, project):
+    namespace = f"auto-{unique_name}"
+    settings_file = project / "config" / f"Pulumi.{tenant}.yaml"
+    before = settings_file.read_text()
+
+    code, doc, err = cameleer(env, "preview", unique_name, "--set", "greeting=bonjour", "--set", "replicas=2",
+                              "--json")
+    assert code == 0, err
+    assert doc["schema"] == "cameleer.preview/v1" and doc["ok"] is True
+    changed = {c["name"]: c for c in doc["changes"] if c["op"] != "same"}
+    assert set(changed) == {"settings", "server"}
+    assert changed["settings"]["op"] == "update"
+    assert changed["settings"]["properties"] == [
+        {"path": "manifest.data.greeting", "kind": "update", "replace": False, "old": "hello", "new": "bonjour"}]
+    assert {p["path"]: (p["old"], p["new"]) for p in changed["server"]["properties"]} == {
+        "manifest.spec.replicas": (1, 2)}
+    assert "cameleer-guardrails" in " ".join(doc["policy"]["packs"])
+    # Nothing applied, nothing persisted.
+    assert greeting(kube_core, namespace) == "hello"
+    assert settings_file.read_text() == before
+
+
+def test_policy_violation_stops_preview_and_update(ops, tenant, env, apps, unique_name):
+    namespace = f"auto-{unique_name}"
+    code, doc, err = cameleer(env, "preview", tenant, "--set", "image=ghcr.io/cameleer/server:latest", "--json")
+    assert code == 1, err
+    assert doc["ok"] is False and doc["error"]["kind"] == "policy"
+    violations = doc["error"]["policy_violations"]
+    pinned = [v for v in violations if v["policy"] == "pinned-images"]
+    assert pinned and pinned[0]["enforcement_level"] == "mandatory"
+    assert "not pinned by digest" in pinned[0]["message"]
+    assert pinned[0]["urn"].endswith("::server")
+
+    with pytest.raises(OperationError) as caught:
+        ops.up(tenant, UpdateMetadata("integration-test", "try an unpinned image"),
+               config={"image": "ghcr.io/cameleer/server:latest"})
+    assert caught.value.kind is ErrorKind.POLICY and not caught.value.retryable
+    image = apps.read_namespaced_deployment("server", namespace).spec.template.spec.containers[0].image
+    assert "@sha256:" in image
+
+
+def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_core, unique_name):
+    namespace = f"auto-{unique_name}"
+    apps.patch_namespaced_deployment("server", namespace, {"spec": {"replicas": 3}})
+    kube_core.patch_namespaced_config_map("settings", namespace, {"data": {"greeting": "tampered"}})
+
+    code, doc, err = cameleer(env, "drift", unique_name, "--json")
+    assert code == 2, err
+    assert doc["schema"] == "cameleer.drift/v1" and doc["exit_code"] == 2
+    assert doc["summary"]["drifted"] == 1
+    assert paths_by_resource(doc) == {
+        "server": {"manifest.spec.replicas": (1, 3)},
+        "settings": {"manifest.data.greeting": ("hello", "tampered")},
+    }
+    # Detection applied nothing.
+    assert replicas(apps, namespace) == 3 and greeting(kube_core, namespace) == "tampered"
+
+    code, doc, err = cameleer(env, "drift", unique_name, "--fix", "--json")
+    assert code == 0, err
+    [outcome] = doc["stacks"]
+    assert outcome["status"] == "fixed"
+    assert outcome["verification"]["drifted"] is False
+    assert replicas(apps, namespace) == 1 and greeting(kube_core, namespace) == "hello"
+
+    code, doc, err = cameleer(env, "drift", "--all", "--json")
+    assert code == 0, err
+    assert [s["status"] for s in doc["stacks"]] == ["clean"]
+
+    code, doc, err = cameleer(env, "history", unique_name, "--limit", "1", "--json")
+    assert code == 0, err
+    [latest] = doc["entries"]
+    assert (latest["kind"], latest["result"], latest["reason"]) == ("update", "succeeded", "drift correction")
+    assert latest["actor"] == "integration-test" and latest["change_kind"] == "drift-correction"
+    assert "pulumi.flag.refresh" in latest["environment"]
+
+
+def _session_processes(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid:  # field 6 of /proc/<pid>/stat: session id
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_an_update_killed_midway_is_recovered_by_the_next_operation(tenant, env, ops, tmp_path, apps,
+                                                                     unique_name):
+    marker = tmp_path / "hold-started"
+    output = tmp_path / "killed-up.log"
+    # The CLI, the engine and every plugin share one session: kill them all, like a crash.
+    with open(output, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "automation.cli", "up", tenant, "--reason", "an update that dies",
+             "--set", "holdSeconds=300", "--set", f"holdMarker={marker}"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 300
+        while not marker.exists():
+            assert proc.poll() is None, f"the update ended before the hold resource started:\n{output.read_text()}"
+            assert time.time() < deadline, "the hold resource never started"
+            time.sleep(0.2)
+    finally:
+        for pid in _session_processes(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(30)
+
+    locks = ops._lock_store().list(tenant)
+    assert len(locks) == 1, "the killed engine left no lock: nothing to recover"
+    assert probe_process(locks[0].pid).state is not ProcessState.RUNNING
+
+    events = []
+    result = ops.up(tenant, UpdateMetadata("integration-test", "after the crash"),
+                    config={"holdSeconds": 0}, on_event=events.append)
+    assert result.recovery is not None and result.recovery.locks_removed
+    assert [p.type for p in result.recovery.pending_operations] == ["creating"]
+    assert result.recovery.pending_operations[0].urn.endswith("::hold")
+    assert any(e.type == "recovery" and "stale lock" in (e.message or "") for e in events)
+    assert ops._lock_store().list(tenant) == []
+    assert replicas(apps, f"auto-{unique_name}") == 1
+
+    kinds = [(h.kind, h.reason) for h in ops.history(tenant, limit=2)]
+    assert kinds[0] == ("update", "after the crash")
+    assert kinds[1][0] == "refresh" and kinds[1][1].startswith("recovery after an interrupted operation")
+
