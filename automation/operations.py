@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from pulumi.automation import Deployment, Stack
 
+from . import engine
 from .changes import ResourceChange, changes_from_events
 from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
@@ -64,7 +65,6 @@ class OperationResult:
     changes: list[ResourceChange] = field(default_factory=list)
     policy_violations: list[PolicyViolation] = field(default_factory=list)
     policy_packs: dict[str, str] = field(default_factory=dict)
-    version: int | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     recovery: RecoveryReport | None = None
     attempts: int = 1
@@ -85,7 +85,6 @@ class OperationResult:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration_seconds": round(self.duration_seconds, 3),
-            "version": self.version,
             "resource_changes": self.resource_changes,
             "changes": [c.to_dict() for c in self.changes],
             "policy": {
@@ -290,9 +289,9 @@ class StackOperations:
         *,
         on_event: OnEvent | None = None,
     ) -> OperationResult:
-        """Create the stack if needed, write its config, and bring it up."""
+        """Create the stack if needed, write its config, and bring it up (with outputs)."""
         parse_stack_name(stack_name)
-        return self.up(stack_name, metadata, config=config, create=True, on_event=on_event)
+        return self.up(stack_name, metadata, config=config, create=True, with_outputs=True, on_event=on_event)
 
     def up(
         self,
@@ -302,9 +301,12 @@ class StackOperations:
         config: Mapping[str, Any] | None = None,
         create: bool = False,
         refresh: bool = False,
+        with_outputs: bool = False,
         on_event: OnEvent | None = None,
     ) -> OperationResult:
-        """Update the stack (config, when given, is written to its settings file first)."""
+        """Update the stack (config, when given, is written to its settings file first).
+
+        `with_outputs` also reads the stack's outputs afterwards (two more CLI processes)."""
         packs = self._policy_packs()
         operation = "update"
 
@@ -313,16 +315,10 @@ class StackOperations:
             if config:
                 self.factory.run_cli(["config", "set-all", "--json", config_json(config)],
                                      stack=stack_name)
-            result = stack.up(
-                on_event=capture, policy_packs=packs, message=metadata.message(),
-                refresh=refresh or None, color="never", suppress_progress=True,
-            )
-            return self._result(
-                stack_name, operation, started, capture,
-                resource_changes=_ops(result.summary.resource_changes),
-                version=result.summary.version,
-                outputs={k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()},
-            )
+            engine.update(stack, message=metadata.message(), policy_packs=packs, refresh=refresh,
+                          on_event=capture)
+            return self._result(stack_name, operation, started, capture,
+                                outputs=engine.outputs(stack) if with_outputs else None)
 
         return self._run(stack_name, operation, body, on_event=on_event, metadata=metadata, create=create)
 
@@ -339,11 +335,8 @@ class StackOperations:
         """Adopt the live state into the stack's state (changes nothing in the cluster)."""
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
-            result = stack.refresh(on_event=capture, message=metadata.message(), color="never",
-                                   suppress_progress=True)
-            return self._result(stack_name, "refresh", started, capture,
-                                resource_changes=_ops(result.summary.resource_changes),
-                                version=result.summary.version, diff_mode="refresh")
+            engine.refresh(stack, message=metadata.message(), on_event=capture)
+            return self._result(stack_name, "refresh", started, capture, diff_mode="refresh")
 
         return self._run(stack_name, "refresh", body, on_event=on_event, metadata=metadata)
 
@@ -352,11 +345,8 @@ class StackOperations:
         """Delete every resource of the stack; then remove the stack (and its config file)."""
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
-            result = stack.destroy(on_event=capture, message=metadata.message(), color="never",
-                                   suppress_progress=True)
-            outcome = self._result(stack_name, "destroy", started, capture,
-                                   resource_changes=_ops(result.summary.resource_changes),
-                                   version=result.summary.version)
+            engine.destroy(stack, message=metadata.message(), on_event=capture)
+            outcome = self._result(stack_name, "destroy", started, capture)
             if remove:
                 stack.workspace.remove_stack(stack_name)
                 capture.emit("removed", f"stack {stack_name} removed")
@@ -412,7 +402,7 @@ class StackOperations:
                 stack: Stack | None = None
                 try:
                     stack = (self.factory.create_or_select(stack_name, metadata=metadata) if create
-                             else self.factory.select(stack_name, metadata=metadata))
+                             else self.factory.attach(stack_name, metadata=metadata))
                     result = body(stack, capture)
                 except Exception as exc:  # noqa: BLE001 - every failure is classified
                     error = classify(exc, stack=stack_name, operation=operation,
@@ -511,8 +501,9 @@ class StackOperations:
             yield str(target)
 
     def _result(self, stack_name: str, operation: str, started: datetime, capture: EventCapture, *,
-                resource_changes: dict[str, int], version: int | None = None,
-                outputs: dict[str, Any] | None = None, diff_mode: str = "preview") -> OperationResult:
+                resource_changes: dict[str, int] | None = None, outputs: dict[str, Any] | None = None,
+                diff_mode: str = "preview") -> OperationResult:
+        """The result of one engine run, read from its event stream."""
         summary = capture.summary.data if capture.summary else {}
         return OperationResult(
             stack=stack_name,
@@ -523,7 +514,6 @@ class StackOperations:
             changes=changes_from_events(capture.engine_events, mode=diff_mode),
             policy_violations=list(capture.policy_violations),
             policy_packs=dict(summary.get("policy_packs", {})),
-            version=version,
             outputs=outputs or {},
         )
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from pulumi.automation import Deployment, Stack
 
+from . import engine
 from .errors import ErrorKind, OperationError
 from .events import EventCapture
 from .locks import BackendLocks, LockAssessment, Verdict, assess
@@ -143,7 +144,7 @@ def recover(
             body["pending_operations"] = []
             stack.import_stack(Deployment(version=deployment.version, deployment=body))
             report.pending_cleared = True
-            stack.refresh(message=refresh_message, on_event=capture)
+            engine.refresh(stack, message=refresh_message or "recovery", on_event=capture)
             report.refreshed = True
     if report.acted:
         capture.emit("recovery", report.summary(), severity="warning", data=report.to_dict())

@@ -88,8 +88,7 @@ def preview(result: OperationResult) -> RenderableType:
 def update(result: OperationResult) -> RenderableType:
     counts = ", ".join(f"{n} {op}" for op, n in sorted(result.resource_changes.items())) or "nothing"
     parts: list[RenderableType] = [
-        changes_tree(f"{result.operation.capitalize()} of {result.stack} (version {result.version})",
-                     result.changes),
+        changes_tree(f"{result.operation.capitalize()} of {result.stack}", result.changes),
         Text(f"Resources: {counts}  ({result.duration_seconds:.1f} s)"),
     ]
     if result.recovery is not None:

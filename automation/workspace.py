@@ -35,6 +35,7 @@ from pulumi.automation import (
     select_stack,
 )
 
+from . import engine
 from .errors import ErrorKind, OperationError
 from .history import UpdateMetadata
 from .settings import Settings
@@ -230,7 +231,7 @@ class WorkspaceFactory:
         kubeconfig: str | None = None,
         metadata: UpdateMetadata | None = None,
     ) -> LocalWorkspace:
-        return LocalWorkspace(**self._options(stack, kubeconfig, metadata).__dict__,)
+        return LocalWorkspace(**self._options(stack, kubeconfig, metadata).__dict__)
 
     def _options(self, stack: str | None, kubeconfig: str | None,
                  metadata: UpdateMetadata | None) -> LocalWorkspaceOptions:
@@ -242,6 +243,12 @@ class WorkspaceFactory:
             secrets_provider=self.secrets.provider_url(stack) if stack else None,
             pulumi_command=self.pulumi_command,
         )
+
+    def attach(self, stack: str, *, metadata: UpdateMetadata | None = None) -> Stack:
+        """An existing stack, without a `pulumi stack select` round trip (see engine.py);
+        an operation on a stack that does not exist fails with StackNotFoundError."""
+        return engine.attach(stack, LocalWorkspace(**self._options(stack, self.kubeconfig_for(stack),
+                                                                   metadata).__dict__))
 
     def select(self, stack: str, *, metadata: UpdateMetadata | None = None) -> Stack:
         """An existing stack (StackNotFoundError from the SDK when it does not exist)."""

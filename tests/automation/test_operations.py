@@ -16,6 +16,7 @@ from pulumi.automation import Deployment
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._cmd import CommandResult
 
+from automation import engine
 from automation.errors import ErrorKind, OperationError, RetryPolicy
 from automation.history import UpdateMetadata
 from automation.operations import StackOperations
@@ -64,7 +65,8 @@ def ops(tmp_path, monkeypatch):
                                  sleep=delays.append)
     operations.delays = delays
     operations.stand_in = StandInStack("tenant-acme", tmp_path / "state")
-    monkeypatch.setattr(operations.factory, "select", lambda name, metadata=None: operations.stand_in)
+    monkeypatch.setattr(operations.factory, "attach", lambda name, metadata=None: operations.stand_in)
+    monkeypatch.setattr(engine, "refresh", lambda stack, **kw: stack.refresh(**kw))
     monkeypatch.setattr(operations.factory, "create_or_select", lambda name, metadata=None: operations.stand_in)
     return operations
 
