@@ -214,7 +214,9 @@ start_kubernetes() {
 write_env() {
     local pg="127.0.0.1:$PG_PORT"
     local passphrase_file="$DATA/passphrase"
+    local secret_key_file="$DATA/secret-key"
     [[ -f "$passphrase_file" ]] || (umask 077; openssl rand -hex 24 > "$passphrase_file")
+    [[ -f "$secret_key_file" ]] || (umask 077; openssl rand -hex 32 > "$secret_key_file")
     cat > "$ENV_FILE" <<EOF
 # Written by scripts/services.sh; local development settings only.
 export CAMELEER_DATA_DIR="$DATA"
@@ -226,6 +228,7 @@ export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"
 export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
+export CAMELEER_SECRET_KEY="\$(cat "$secret_key_file")"
 export PULUMI_HOME="$DATA/pulumi-home"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
