@@ -198,7 +198,8 @@ class FileBackendLocks:
 class PostgresBackendLocks:
     """Locks of a `postgres://` backend: rows of the state table whose key is a lock path.
 
-    The engine stores each blob as JSON `{"data": <base64>}` keyed by its path.
+    The engine stores each blob as JSON `{"data": <base64>}` keyed by its path, prefixed with
+    the database name from the URL (`pulumi_state/.pulumi/locks/organization/cameleer/...`).
     """
 
     def __init__(self, url: str, project: str) -> None:
@@ -208,12 +209,16 @@ class PostgresBackendLocks:
         if not self.table.replace("_", "").isalnum():
             raise OperationError(ErrorKind.CONFIG, f"unsafe state table name {self.table!r}")
         self.dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+        # The engine keys every blob under the URL's path (the database name): `<db>/.pulumi/...`.
+        database = parts.path.strip("/")
+        self.key_prefix = f"{database}/" if database else ""
         self.project = project
 
     def list(self, stack: str) -> list[BackendLock]:
         import psycopg
 
-        prefixes = [f"{LOCK_DIR}/organization/{self.project}/{stack}/", f"{LOCK_DIR}/{stack}/"]
+        prefixes = [f"{self.key_prefix}{LOCK_DIR}/organization/{self.project}/{stack}/",
+                    f"{self.key_prefix}{LOCK_DIR}/{stack}/"]
         locks = []
         with psycopg.connect(self.dsn, connect_timeout=10) as conn:
             for prefix in prefixes:

@@ -115,7 +115,7 @@ class Settings:
             data_dir=data_dir,
             backend_url=backend_url,
             passphrase=passphrase,
-            pulumi_root=_pulumi_root(get("CAMELEER_PULUMI_ROOT"), project_dir),
+            pulumi_root=_pulumi_root(get("CAMELEER_PULUMI_ROOT"), project_dir, env.get("PATH")),
             pulumi_home=Path(get("PULUMI_HOME") or data_dir / "pulumi-home"),
             kubeconfig=get("KUBECONFIG"),
             policy_packs=policy_packs,
@@ -200,14 +200,14 @@ def _expand(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
-def _pulumi_root(explicit: str | None, project_dir: Path) -> Path | None:
+def _pulumi_root(explicit: str | None, project_dir: Path, search_path: str | None) -> Path | None:
     if explicit:
         return Path(explicit).resolve()
     venv = project_dir / ".venv"
     if (venv / "bin" / "pulumi").exists():
         # Not resolved: .venv/bin/pulumi is a symlink and the plugins sit next to it.
         return venv
-    found = shutil.which("pulumi")
+    found = shutil.which("pulumi", path=search_path)
     if found:
         return Path(found).parent.parent
     return None

@@ -118,6 +118,7 @@ def test_postgres_url_keeps_its_table_and_rejects_unsafe_names():
     store = backend_locks_for("postgres://u:p@127.0.0.1:5432/db?table=state_v2&sslmode=disable", "cameleer")
     assert store.table == "state_v2"
     assert "table=" not in store.dsn and "sslmode=disable" in store.dsn
+    assert store.key_prefix == "db/"
     with pytest.raises(OperationError):
         backend_locks_for("postgres://u:p@h/db?table=x;drop", "cameleer")
     assert backend_locks_for("s3://bucket", "cameleer") is None

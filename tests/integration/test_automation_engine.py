@@ -39,11 +39,17 @@ CLI_TIMEOUT = 600
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(params=["file"])
+@pytest.fixture
 def backend_url(request, tmp_path) -> str:
+    """A fresh file backend, or (parametrized "postgres") the shared PostgreSQL one."""
+    if getattr(request, "param", "file") == "postgres":
+        return request.getfixturevalue("state_postgres_url")
     state = tmp_path / "state"
     state.mkdir()
     return f"file://{state}"
+
+
+both_backends = pytest.mark.parametrize("backend_url", ["file", "postgres"], indirect=True)
 
 
 @pytest.fixture
@@ -196,6 +202,7 @@ def test_policy_violation_stops_preview_and_update(ops, tenant, env, apps, uniqu
     assert "@sha256:" in image
 
 
+@both_backends
 def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_core, unique_name):
     namespace = f"auto-{unique_name}"
     apps.patch_namespaced_deployment("server", namespace, {"spec": {"replicas": 3}})
@@ -219,7 +226,7 @@ def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_
     assert outcome["verification"]["drifted"] is False
     assert replicas(apps, namespace) == 1 and greeting(kube_core, namespace) == "hello"
 
-    code, doc, err = cameleer(env, "drift", "--all", "--json")
+    code, doc, err = cameleer(env, "drift", tenant, "--json")
     assert code == 0, err
     assert [s["status"] for s in doc["stacks"]] == ["clean"]
 
@@ -246,6 +253,7 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
+@both_backends
 def test_an_update_killed_midway_is_recovered_by_the_next_operation(tenant, env, ops, tmp_path, apps,
                                                                      unique_name):
     marker = tmp_path / "hold-started"
