@@ -1,10 +1,10 @@
 """The tenant-schema provider against a real PostgreSQL: create, drift, repair, delete.
 
-Needs CAMELEER_POSTGRES_ADMIN_DSN (a superuser DSN, set by `source .cameleer/env` after
-`scripts/services.sh start`). Each test run works in a database of its own, dropped after.
+Needs CAMELEER_POSTGRES_ADMIN_DSN (a superuser DSN, set by `source .cameleer/services.env`
+after `scripts/services.sh start`; scripts/test.sh does both). Without it these tests fail,
+never skip. Each test run works in a database of its own, dropped after.
 """
 
-import os
 import uuid
 
 import psycopg
@@ -14,20 +14,18 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from components.providers.postgres import PostgresError, TenantSchemaProvider, drift
 
-ADMIN_DSN = os.environ.get("CAMELEER_POSTGRES_ADMIN_DSN")
-pytestmark = pytest.mark.skipif(not ADMIN_DSN, reason="CAMELEER_POSTGRES_ADMIN_DSN not set (source .cameleer/env)")
-
 IDENTIFIER = f"tenant_it{uuid.uuid4().hex[:8]}_prod"
 PASSWORD = "it-password-0123456789"
 
 
 @pytest.fixture(scope="module")
-def admin_url():
+def admin_url(postgres_admin_dsn):
+    # postgres_admin_dsn (conftest) fails the test, naming scripts/test.sh, when the DSN is unset.
     database = f"cameleer_it_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    yield make_conninfo(ADMIN_DSN, dbname=database)
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+    yield make_conninfo(postgres_admin_dsn, dbname=database)
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(IDENTIFIER)))
 
