@@ -12,7 +12,7 @@ from pulumi import automation as auto
 from policy import rules
 from policy.pack import POLICIES
 
-from .conftest import PROGRAMS, REPO_ROOT, tenant_config
+from .conftest import PROGRAMS, REPO_ROOT
 
 pytestmark = pytest.mark.engine
 
