@@ -105,6 +105,8 @@ start_postgres() {
     done
     ensure_database cameleer cameleer_owner
     ensure_database pulumi_state postgres
+    # Tenant schemas and roles live apart from the platform's own tables.
+    ensure_database cameleer_tenants postgres
 }
 
 ensure_database() {
@@ -224,6 +226,8 @@ export KUBECONFIG="$DATA/kubeconfig"
 export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
 export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"
 export CAMELEER_TEST_DATABASE_URL="postgresql+psycopg://postgres@$pg/postgres"
+export CAMELEER_TENANT_DATABASE_ENDPOINT="$pg"
+export CAMELEER_TENANT_DATABASE_ADMIN_URL="postgresql://postgres@$pg/cameleer_tenants"
 export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"

@@ -1,50 +1,46 @@
-"""Adapter from :class:`api.stacks.driver.StackDriver` to the automation layer.
+"""The StackDriver of the real engine: `api.stacks.driver.StackDriver` over `automation`.
 
-``automation`` is imported lazily, on first use, so the API and the fast tests do not
-need the engine. HOOK: the automation layer is being written in ``automation/``; the
-names used here are the agreed entry points, and this module is the only place to
-adapt when they land (see the report of issue 5).
+`automation` (and with it the Pulumi Automation API) is imported on first use, so the API
+process and the fast tests never load the engine. Every call runs its engine operation in
+its own CLI process; the automation layer serializes operations per stack, recovers stale
+locks, retries transient failures and classifies the rest.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from types import ModuleType
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from api.stacks.driver import (
     EventSink,
     PreviewResult,
     ProvisionResult,
     Readiness,
+    StackEventData,
     StackUnavailable,
     StackUpdate,
     TenantRef,
 )
 
-ENTRY_MODULE = "automation.tenants"
+if TYPE_CHECKING:
+    from automation.events import OperationEvent
+    from automation.operations import StackOperations
+    from automation.tenants import TenantSpec
 
-
-def _automation() -> ModuleType:
-    try:
-        return importlib.import_module(ENTRY_MODULE)
-    except ImportError as exc:
-        raise StackUnavailable(
-            f"the automation layer ({ENTRY_MODULE}) is not available: {exc}; "
-            "set CAMELEER_STACK_DRIVER to another implementation or install it"
-        ) from exc
-
-
-def _call(name: str, *args, **kwargs):
-    module = _automation()
-    function = getattr(module, name, None)
-    if function is None:
-        raise StackUnavailable(f"{ENTRY_MODULE}.{name} does not exist yet")
-    return function(*args, **kwargs)
+ACTOR = "control-plane"
 
 
 class AutomationStackDriver:
-    """Drives tenant stacks through ``automation`` (Pulumi Automation API, local programs)."""
+    """Drives tenant stacks through `automation` (Pulumi Automation API, local programs)."""
+
+    @cached_property
+    def _ops(self) -> StackOperations:
+        try:
+            from automation.operations import StackOperations
+        except ImportError as exc:  # pragma: no cover - an installation problem
+            raise StackUnavailable(f"the automation layer is not importable: {exc}") from exc
+        return StackOperations()
 
     def provision(
         self,
@@ -55,33 +51,92 @@ class AutomationStackDriver:
         suspended: bool,
         on_event: EventSink,
     ) -> ProvisionResult:
-        return _call(
-            "provision_tenant",
-            tenant=tenant,
-            tier=tier,
-            environments=list(environments),
-            license_jwt=license_jwt,
-            suspended=suspended,
-            on_event=on_event,
+        from automation.history import UpdateMetadata
+        from automation.tenants import TenantPlatform, stack_config
+
+        spec = _spec(tenant, tier, environments, license_jwt, suspended)
+        reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
+        result = self._ops.provision(
+            spec.stack_name,
+            stack_config(spec, TenantPlatform.from_env()),
+            UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
+            on_event=_relay(on_event),
         )
+        return ProvisionResult(stack=result.stack, outputs=dict(result.outputs), summary=dict(result.resource_changes))
 
     def preview(
         self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, on_event: EventSink
     ) -> PreviewResult:
-        return _call(
-            "preview_tenant",
-            tenant=tenant,
-            tier=tier,
-            environments=list(environments),
-            license_jwt=license_jwt,
-            on_event=on_event,
+        from automation.tenants import TenantPlatform, stack_config
+
+        spec = _spec(tenant, tier, environments, license_jwt, suspended=False)
+        if spec.stack_name not in self._ops.stack_names():
+            # A placement move previews a stack that does not exist yet: everything is created.
+            return PreviewResult(stack=spec.stack_name, changes={"create": "all (new stack)"})
+        result = self._ops.preview(
+            spec.stack_name, config=stack_config(spec, TenantPlatform.from_env()), on_event=_relay(on_event),
+        )
+        return PreviewResult(
+            stack=result.stack,
+            changes={"summary": dict(result.resource_changes),
+                     "resources": [change.to_dict() for change in result.changed]},
+            policy_violations=[violation.to_dict() for violation in result.policy_violations],
         )
 
     def readiness(self, tenant: TenantRef) -> Readiness:
-        return _call("tenant_readiness", tenant=tenant)
+        from automation.tenants import TenantSpec, check_readiness, stack_name_for
+
+        stack = stack_name_for(tenant.slug, tenant.placement)
+        config = self._ops.factory.read_stack_config(stack)
+        if not config:
+            return Readiness(ready=False, detail=f"stack {stack} has no configuration yet")
+        spec = TenantSpec(
+            slug=tenant.slug, placement=tenant.placement, tier=str(config["cameleer:tier"]),
+            environments=tuple(config.get("cameleer:environments") or ()), license_jwt="",
+            suspended=str(config.get("cameleer:suspended")).lower() == "true",
+        )
+        state = check_readiness(spec, self._ops.settings.kubeconfig)
+        return Readiness(ready=state.ready, detail=state.detail)
 
     def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
-        _call("destroy_tenant", tenant=tenant, on_event=on_event)
+        from automation.history import UpdateMetadata
+        from automation.tenants import stack_name_for
+
+        stack = stack_name_for(tenant.slug, tenant.placement)
+        if stack not in self._ops.stack_names():
+            return  # already destroyed and removed: a retried step is a no-op
+        self._ops.destroy(
+            stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id), kind="control-plane"),
+            on_event=_relay(on_event),
+        )
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
-        return _call("tenant_history", tenant=tenant)
+        from automation.tenants import stack_name_for
+
+        stack = stack_name_for(tenant.slug, tenant.placement)
+        if stack not in self._ops.stack_names():
+            return []
+        return [
+            StackUpdate(
+                stack=stack, kind=entry.kind, result=entry.result, started_at=entry.started_at,
+                ended_at=entry.ended_at, message=entry.message, resource_changes=dict(entry.resource_changes),
+            )
+            for entry in self._ops.history(stack)
+        ]
+
+
+def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, suspended: bool) -> TenantSpec:
+    from automation.tenants import TenantSpec
+
+    return TenantSpec(
+        slug=tenant.slug, placement=tenant.placement, tier=tier,
+        environments=tuple(environments), license_jwt=license_jwt, suspended=suspended,
+    )
+
+
+def _relay(sink: EventSink):
+    def relay(event: OperationEvent) -> None:
+        sink(StackEventData(type=event.type, payload=event.to_dict()))
+
+    return relay
+

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import runpy
+import signal
 import sys
 import traceback
 
@@ -30,7 +31,15 @@ def _parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def _exit_on_cancel(signum, frame) -> None:
+    """The engine interrupts a program it no longer needs (e.g. a preview a policy blocked)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(BAIL_EXIT_CODE)
+
+
 def main() -> int:
+    signal.signal(signal.SIGINT, _exit_on_cancel)
     args = _parse_args()
     pulumi.runtime.set_all_config(pulumi.runtime.get_config_env(), pulumi.runtime.get_config_secret_keys_env())
     pulumi.runtime.configure(

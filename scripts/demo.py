@@ -1,0 +1,116 @@
+"""The main job on embedded defaults: API + worker on the local services, a demo signup to ACTIVE.
+
+Run by scripts/demo.sh after set-up (services started, environment from services.env).
+Migrates the platform database, starts the API and one worker, signs up the organisation
+"Demo" (tier from CAMELEER_DEMO_TIER, default mid), follows the signup operation step by
+step until the tenant is ACTIVE, shows the tenant's namespaces on the cluster, and stops
+the processes it started. Exit status 0 only if the tenant reached ACTIVE.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+API = f"http://{os.environ.get('CAMELEER_HTTP_HOST', '127.0.0.1')}:{os.environ.get('CAMELEER_HTTP_PORT', '8080')}"
+TIMEOUT_SECONDS = 600
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+@contextmanager
+def background(name: str, *args: str):
+    log_dir = Path(os.environ.get("CAMELEER_DATA_DIR", ROOT / ".cameleer")) / "run"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"demo-{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([PYTHON, "-m", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    say(f"started {name} (pid {proc.pid}, log {log_path})")
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_ready(client: httpx.Client, api: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if api.poll() is not None:
+            sys.exit(f"the API exited with status {api.returncode}; see its log")
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    sys.exit("the API did not become ready within 60s")
+
+
+def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> dict:
+    response = client.post(
+        "/v1/signup",
+        headers={"Idempotency-Key": f"demo-{slug}"},
+        json={"organization_name": "Demo", "slug": slug, "owner_email": f"owner@{slug}.example.com",
+              "owner_password": password, "tier": tier},
+    )
+    if response.status_code != 202:
+        sys.exit(f"signup refused ({response.status_code}): {response.text}")
+    return response.json()
+
+
+def follow(client: httpx.Client, operation_url: str) -> dict:
+    seen: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        operation = client.get(operation_url).raise_for_status().json()
+        for step in operation["steps"]:
+            marker = (step["name"], step["status"])
+            if marker not in seen and step["status"] != "pending":
+                seen.add(marker)
+                say(f"   step {step['name']}: {step['status']}")
+        if operation["status"] in ("SUCCEEDED", "FAILED"):
+            return operation
+        time.sleep(1)
+    sys.exit(f"the signup did not finish within {TIMEOUT_SECONDS}s")
+
+
+def main() -> int:
+    slug = os.environ.get("CAMELEER_DEMO_SLUG", "demo")
+    tier = os.environ.get("CAMELEER_DEMO_TIER", "mid")
+    password = secrets.token_urlsafe(18)
+    say("migrating the platform database")
+    subprocess.run([PYTHON, "-m", "api.migrate", "upgrade"], cwd=ROOT, check=True)
+    with ExitStack() as stack, httpx.Client(base_url=API, timeout=30) as client:
+        api = stack.enter_context(background("api", "api"))
+        stack.enter_context(background("worker", "api.worker"))
+        wait_ready(client, api)
+        say(f"signing up organisation Demo (slug {slug}, tier {tier})")
+        accepted = sign_up(client, slug, password, tier)
+        token = client.post(
+            "/v1/auth/login", json={"email": f"owner@{slug}.example.com", "password": password},
+        ).raise_for_status().json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        operation = follow(client, accepted["operation"]["url"])
+        tenant = client.get(f"/v1/tenants/{accepted['tenant']['id']}").raise_for_status().json()
+    say(f"tenant {tenant['slug']} is {tenant['status']}" + (f": {tenant['failure_reason']}" if tenant["failure_reason"] else ""))
+    subprocess.run(["kubectl", "get", "namespaces", "-l", f"cameleer.io/tenant={slug}"], check=False)
+    return 0 if tenant["status"] == "ACTIVE" and operation["status"] == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
