@@ -272,15 +272,22 @@ def test_an_update_killed_midway_is_recovered_by_the_next_operation(tenant, env,
             assert time.time() < deadline, "the hold resource never started"
             time.sleep(0.2)
     finally:
-        for pid in _session_processes(proc.pid):
+        victims = _session_processes(proc.pid)
+        for pid in victims:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         proc.wait(30)
+        # SIGKILL is asynchronous: wait until every process of the session has died.
+        deadline = time.time() + 30
+        while any(probe_process(pid).state is ProcessState.RUNNING for pid in victims):
+            assert time.time() < deadline, "killed processes are still running"
+            time.sleep(0.1)
 
     locks = ops._lock_store().list(tenant)
     assert len(locks) == 1, "the killed engine left no lock: nothing to recover"
+    assert locks[0].pid in victims, "the lock belongs to a process outside the killed session"
     assert probe_process(locks[0].pid).state is not ProcessState.RUNNING
 
     events = []
