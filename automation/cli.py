@@ -37,7 +37,7 @@ from .history import UpdateMetadata
 from .naming import parse_stack_name
 from .operations import StackOperations
 from .settings import Settings, SettingsError
-from .workspace import parse_assignment
+from .workspace import Secret, parse_assignment
 
 app = typer.Typer(
     name="cameleer",
@@ -56,6 +56,10 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Config override key=value (key without namespace means cameleer:key); "
                                "JSON lists/objects/numbers/booleans are parsed. Repeatable."),
+]
+SecretOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set-secret", help="Like --set, but the value is stored encrypted (pulumi config set --secret)."),
 ]
 ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who is acting (default: $CAMELEER_ACTOR or user@host).")]
 
@@ -108,8 +112,14 @@ def _progress_listener(status: Any) -> Callable[[OperationEvent], None]:
     return listen
 
 
-def _overrides(assignments: list[str] | None) -> dict[str, Any]:
-    return dict(parse_assignment(a) for a in assignments or [])
+def _overrides(assignments: list[str] | None, secrets: list[str] | None = None) -> dict[str, Any]:
+    values: dict[str, Any] = dict(parse_assignment(a) for a in assignments or [])
+    for assignment in secrets or []:
+        key, _, raw = assignment.partition("=")
+        if not _ or not key.strip():
+            raise OperationError(ErrorKind.CONFIG, "expected --set-secret key=value")
+        values[key.strip()] = Secret(raw)
+    return values
 
 
 @app.command()
@@ -117,6 +127,7 @@ def _overrides(assignments: list[str] | None) -> dict[str, Any]:
 def preview(
     target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
     set_: SetOpt = None,
+    set_secret: SecretOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what an update would change (per resource and property) and the policy verdicts.
@@ -124,7 +135,7 @@ def preview(
     --set overrides apply to this preview only; nothing is written."""
     ops = _operations()
     stack = ops.resolve(target)
-    overrides = _overrides(set_)
+    overrides = _overrides(set_, set_secret)
     with err.status(f"previewing {stack}") as status:
         try:
             result = ops.preview(stack, config=overrides, on_event=_progress_listener(status))
@@ -142,13 +153,14 @@ def up(
     target: Annotated[str, typer.Argument(help="Stack name or tenant slug.")],
     reason: Annotated[str, typer.Option("--reason", help="Why: recorded in the stack's history.")],
     set_: SetOpt = None,
+    set_secret: SecretOpt = None,
     actor: ActorOpt = None,
     create: Annotated[bool, typer.Option(
         "--create", help="Create the stack if it does not exist (implied when its settings file exists).")] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="Refresh the state from the cluster first.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply the stack (config from --set is written to the stack's settings file first)."""
+    """Apply the stack (config from --set/--set-secret is written to the stack's settings file first)."""
     if not reason.strip():
         raise OperationError(ErrorKind.CONFIG, "--reason must say why")
     ops = _operations()
@@ -157,7 +169,7 @@ def up(
     create = create or ops.factory.stack_config_file(stack).exists()
     meta = UpdateMetadata(actor or ops.settings.actor, reason, kind="operator")
     with err.status(f"updating {stack}") as status:
-        result = ops.up(stack, meta, config=_overrides(set_) or None, create=create,
+        result = ops.up(stack, meta, config=_overrides(set_, set_secret) or None, create=create,
                         refresh=refresh, on_event=_progress_listener(status))
     if as_json:
         _emit_json({"schema": "cameleer.update/v1", "ok": True, **result.to_dict(), "error": None})

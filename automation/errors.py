@@ -116,6 +116,7 @@ RULES: tuple[_Rule, ...] = (
     # --- config / validation
     _rule(ErrorKind.CONFIG, r"Missing required configuration variable"),
     _rule(ErrorKind.CONFIG, r"ConfigMissingError|ConfigTypeError|CatalogError|StackConfigError"),
+    _rule(ErrorKind.CONFIG, r"invalid configuration for stack"),
     _rule(ErrorKind.CONFIG, r"configuration key .* is not (namespaced|valid)"),
     _rule(ErrorKind.CONFIG, r"passphrase must be set|incorrect passphrase|"
                             r"failed to decrypt|decrypting secret|constructing secrets manager"),
@@ -187,16 +188,21 @@ def classify(
         return OperationError(ErrorKind.CONFLICT, _first_line(text, RULES[0]) or "stack is locked",
                               stack=stack, operation=operation, detail=detail, retry_after=30.0)
     if isinstance(failure, auto_errors.StackNotFoundError):
-        return OperationError(ErrorKind.NOT_FOUND, f"stack {stack or ''} does not exist".replace("  ", " "),
-                              stack=stack, operation=operation, detail=detail)
+        name = stack or "the stack"
+        return OperationError(
+            ErrorKind.NOT_FOUND,
+            f"stack {name} does not exist (an update creates it: `cameleer up {name} --create --reason ...`)",
+            stack=stack, operation=operation, detail=detail)
 
-    haystacks = [*diagnostics, text]
     for rule in RULES:
-        for hay in haystacks:
+        for hay, is_diagnostic in [*((d, True) for d in diagnostics), (text, False)]:
             line = _matching_line(hay, rule.pattern)
             if line is not None:
+                # An engine diagnostic is one message (often a headline and its bullet
+                # points): keep all of it. From raw CLI output, keep the telling line.
+                message = _one_line(hay, limit=800) if is_diagnostic and rule.kind is ErrorKind.CONFIG else line
                 return OperationError(
-                    rule.kind, rule.summary or line,
+                    rule.kind, rule.summary or message,
                     stack=stack, operation=operation, policy_violations=violations,
                     detail=detail, retry_after=30.0 if rule.kind is ErrorKind.CONFLICT else None,
                 )

@@ -238,10 +238,9 @@ class StackOperations:
             return self._result(stack_name, "preview", started, capture,
                                 resource_changes=_ops(preview.change_summary))
 
-        # A stack whose settings file is committed (a dedicated customer being prepared) is
-        # created on first preview, as `pulumi preview` after `pulumi stack init` would.
-        return self._run(stack_name, "preview", body, on_event=on_event,
-                         create=self.factory.stack_config_file(stack_name).exists())
+        # A preview never creates a stack: `stack init` rewrites the stack's settings file
+        # (encryption salt), and a preview writes nothing. A new stack is created by `up`.
+        return self._run(stack_name, "preview", body, on_event=on_event)
 
     def check_drift(self, stack_name: str, *, on_event: OnEvent | None = None) -> DriftReport:
         """Compare the live cluster with the stack's state (`refresh --preview-only`).

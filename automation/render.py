@@ -21,6 +21,14 @@ from .events import PolicyViolation
 from .history import HistoryEntry
 from .operations import OperationResult, StackInfo
 
+def table(title: str, *columns: str) -> Table:
+    """A left-titled table whose cells fold long values instead of cutting them off."""
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    return out
+
+
 OP_STYLE = {
     "create": ("+", "green"),
     "update": ("~", "yellow"),
@@ -65,15 +73,11 @@ def policy_table(violations: Iterable[PolicyViolation], packs: dict[str, str]) -
     if not violations:
         label = ", ".join(f"{k}@{v}" for k, v in packs.items()) or "policy packs"
         return Text(f"Policies: {label}: no violations", style="green")
-    table = Table(title="Policy violations", title_justify="left")
-    table.add_column("level")
-    table.add_column("policy")
-    table.add_column("resource")
-    table.add_column("message", overflow="fold")
+    out = table("Policy violations", "level", "policy", "resource", "message")
     for v in violations:
-        table.add_row(Text(v.enforcement_level, style="red" if v.mandatory else "yellow"),
-                      f"{v.policy_pack}/{v.policy}", (v.urn or "").rsplit("::", 1)[-1], v.message)
-    return table
+        out.add_row(Text(v.enforcement_level, style="red" if v.mandatory else "yellow"),
+                    f"{v.policy_pack}/{v.policy}", (v.urn or "").rsplit("::", 1)[-1], v.message)
+    return out
 
 
 def preview(result: OperationResult) -> RenderableType:
@@ -97,28 +101,22 @@ def update(result: OperationResult) -> RenderableType:
 
 
 def drift_run(run: DriftRun) -> RenderableType:
-    table = Table(title="Drift", title_justify="left")
-    table.add_column("stack")
-    table.add_column("status")
-    table.add_column("resource")
-    table.add_column("property")
-    table.add_column("expected (state)")
-    table.add_column("actual (cluster)")
+    out = table("Drift", "stack", "status", "resource", "property", "expected (state)", "actual (cluster)")
     for outcome in run.outcomes:
         style = STATUS_STYLE.get(outcome.status, "white")
         if outcome.error is not None:
-            table.add_row(outcome.stack, Text(outcome.status, style=style),
+            out.add_row(outcome.stack, Text(outcome.status, style=style),
                           Text(f"[{outcome.error.kind.value}] {outcome.error.message}", style="red"), "", "", "")
             continue
         resources = outcome.drift.resources if outcome.drift else []
         if not resources:
-            table.add_row(outcome.stack, Text(outcome.status, style=style), "", "", "", "")
+            out.add_row(outcome.stack, Text(outcome.status, style=style), "", "", "", "")
             continue
         first = True
         for resource in resources:
             props = resource.properties or [None]
             for prop in props:
-                table.add_row(
+                out.add_row(
                     outcome.stack if first else "",
                     Text(outcome.status, style=style) if first else "",
                     f"{resource.op} {resource.name}",
@@ -131,16 +129,14 @@ def drift_run(run: DriftRun) -> RenderableType:
         f"{len(run.outcomes)} stack(s): {run.count(CLEAN)} clean, {run.count(DRIFTED)} drifted, "
         f"{run.count(FIXED)} fixed, {run.count(ERROR)} failed"
     )
-    return Group(table, summary)
+    return Group(out, summary)
 
 
 def history(stack: str, entries: Sequence[HistoryEntry]) -> RenderableType:
-    table = Table(title=f"History of {stack}", title_justify="left")
-    for column in ("version", "kind", "result", "started", "duration", "changes", "who", "why"):
-        table.add_column(column)
+    out = table(f"History of {stack}", "version", "kind", "result", "started", "duration", "changes", "who", "why")
     for e in entries:
         changes = ", ".join(f"{n} {op}" for op, n in sorted(e.resource_changes.items()))
-        table.add_row(
+        out.add_row(
             str(e.version) if e.version is not None else "",
             e.kind,
             Text(e.result, style="green" if e.result == "succeeded" else "red"),
@@ -150,15 +146,13 @@ def history(stack: str, entries: Sequence[HistoryEntry]) -> RenderableType:
             e.actor or "",
             e.reason or (e.message if not e.actor else ""),
         )
-    return table
+    return out
 
 
 def stacks(infos: Sequence[StackInfo]) -> RenderableType:
-    table = Table(title="Stacks", title_justify="left")
-    for column in ("stack", "kind", "tier", "resources", "last update", "last kind", "result", "who", "why"):
-        table.add_column(column)
+    out = table("Stacks", "stack", "kind", "tier", "resources", "last update", "last kind", "result", "who", "why")
     for s in infos:
-        table.add_row(
+        out.add_row(
             s.name, s.kind or "?", s.tier or "",
             str(s.resource_count) if s.resource_count is not None else "",
             s.last_update.strftime("%Y-%m-%d %H:%M") if s.last_update else "never",
@@ -167,4 +161,4 @@ def stacks(infos: Sequence[StackInfo]) -> RenderableType:
                  style="green" if s.last_result == "succeeded" else "red"),
             s.last_actor or "", s.last_reason or "",
         )
-    return table
+    return out

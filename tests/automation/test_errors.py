@@ -165,3 +165,12 @@ def test_a_policy_pack_that_cannot_start_says_so():
                      "[/work/main/policy]: exit status 1")
     assert error.message.startswith("policy pack")
     assert error.kind is ErrorKind.UNKNOWN
+
+
+def test_a_stack_programs_config_diagnostic_is_kept_whole():
+    diagnostic = ("invalid configuration for stack tenant-demo:\n"
+                  "  - cameleer:databaseAdminUrl: missing; set it with `pulumi config set --secret ...`\n"
+                  "  - cameleer:license: missing; set it with `pulumi config set --secret cameleer:license ...`")
+    error = classify("code: 255\n stdout: Previewing update (tenant-demo):\n", diagnostics=[diagnostic])
+    assert error.kind is ErrorKind.CONFIG
+    assert "cameleer:databaseAdminUrl: missing" in error.message and "cameleer:license: missing" in error.message
