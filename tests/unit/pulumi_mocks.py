@@ -4,6 +4,8 @@ A module rather than a conftest: tests/unit is shared with the other packages' t
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -102,6 +104,14 @@ class RecordingMonitor(MockMonitor):
 
 
 def use_mocks(stack: str = "tenant-demo") -> RecordingMocks:
+    # The SDK registers the root stack on the current event loop; a test that ran before
+    # (any asyncio user: the API client, the Automation API) may have closed or unset it.
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
     recorder = RecordingMocks()
     pulumi.runtime.set_mocks(recorder, project="cameleer", stack=stack, preview=False,
                              monitor=RecordingMonitor(recorder))

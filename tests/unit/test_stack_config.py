@@ -140,8 +140,12 @@ def test_shared_cluster_settings():
     assert result.cluster == "eu1" and result.cluster_cidrs == ("10.96.0.0/12",)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "stacks" / "config").glob("Pulumi.*.yaml")),
-                         ids=lambda p: p.name)
+# The committed examples; stacks the control plane creates write their own (untracked) files here.
+EXAMPLE_STACK_CONFIGS = ("Pulumi.tenant-demo.yaml", "Pulumi.dedicated-acme.yaml", "Pulumi.shared-eu1.yaml")
+
+
+@pytest.mark.parametrize("path", [Path(__file__).resolve().parents[2] / "stacks" / "config" / name
+                                  for name in EXAMPLE_STACK_CONFIGS], ids=lambda p: p.name)
 def test_example_stack_configs_are_valid_and_hold_no_secrets(path):
     document = yaml.safe_load(path.read_text())
     values = {key.split(":", 1)[1]: value for key, value in document["config"].items()}
