@@ -41,7 +41,7 @@ from .changes import ResourceChange, changes_from_events
 from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
-from .locks import OperationGate, backend_locks_for
+from .locks import BackendLocks, OperationGate, backend_locks_for
 from .naming import is_stack_name, parse_stack_name, resolve_target
 from .recovery import RecoveryReport, recover
 from .settings import Settings
@@ -454,7 +454,7 @@ class StackOperations:
                              stale_after_seconds=self.settings.lock_stale_after_seconds,
                              refresh_message=why.message())
         except OperationError:
-            raise
+            raise  # a live lock (conflict): already classified
         except Exception as exc:  # noqa: BLE001 - a failed recovery is classified like any failure
             raise classify(exc, stack=stack.name, operation="recover") from exc
         if not report.locks_removed:
@@ -462,7 +462,7 @@ class StackOperations:
             raise error
         return report
 
-    def _lock_store(self):
+    def _lock_store(self) -> BackendLocks | None:
         try:
             return backend_locks_for(self.settings.backend_url, self.factory.project_name)
         except OperationError:
