@@ -255,6 +255,25 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
+def _kill_session(sid: int) -> set[int]:
+    """SIGKILL every process of session `sid` until none is left running (a process may
+    still be spawning children while the first ones die); returns every pid killed."""
+    killed: set[int] = set()
+    deadline = time.time() + 30
+    while True:
+        alive = [pid for pid in _session_processes(sid) if probe_process(pid).state is ProcessState.RUNNING]
+        if not alive:
+            return killed
+        assert time.time() < deadline, f"processes of the killed session survive: {alive}"
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed.update(alive)
+        time.sleep(0.1)
+
+
 @both_backends
 def test_an_update_killed_midway_is_recovered_by_the_next_operation(tenant, env, ops, tmp_path, apps,
                                                                      unique_name):
@@ -274,18 +293,8 @@ def test_an_update_killed_midway_is_recovered_by_the_next_operation(tenant, env,
             assert time.time() < deadline, "the hold resource never started"
             time.sleep(0.2)
     finally:
-        victims = _session_processes(proc.pid)
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        victims = _kill_session(proc.pid)
         proc.wait(30)
-        # SIGKILL is asynchronous: wait until every process of the session has died.
-        deadline = time.time() + 30
-        while any(probe_process(pid).state is ProcessState.RUNNING for pid in victims):
-            assert time.time() < deadline, "killed processes are still running"
-            time.sleep(0.1)
 
     locks = ops._lock_store().list(tenant)
     assert len(locks) == 1, "the killed engine left no lock: nothing to recover"
