@@ -1,0 +1,402 @@
+"""The control plane run for real, for the engine tests and the benchmark.
+
+`ControlPlane` starts the API server (`python -m api`, uvicorn on a free loopback port) and
+workers (`python -m api.worker`) as subprocesses on a throwaway platform database, with the
+real StackDriver (`api.stacks.automation_adapter.AutomationStackDriver`) and a private
+Pulumi file backend, PULUMI_HOME and passphrase under `root`. Nothing lands in the
+developer's `.cameleer/state`; the stack settings files the automation layer writes into
+`stacks/config/` are removed by `close()`, which also destroys and removes every stack left
+in the private backend and deletes any namespace of the tenants it signed up.
+
+A missing tool or service raises `HarnessError`; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.api.database import TestDatabase, create_database, drop_database
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+STRONG_PASSWORD = "correct-horse-battery-staple-42"
+PASSPHRASE = "control-plane-engine-test-passphrase"
+DEV_STATE = REPO_ROOT / ".cameleer" / "state"
+
+# Variables of the developer's environment (services.env) that must not reach the private
+# set-up: the shared backend, its passphrase, and settings the harness sets itself.
+DEVELOPER_ONLY_ENV = (
+    "PULUMI_BACKEND_URL", "CAMELEER_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
+    "CAMELEER_CONFIG_PASSPHRASE", "CAMELEER_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "CAMELEER_DATA_DIR",
+    "CAMELEER_STACK_DRIVER", "CAMELEER_BILLING_GATEWAY", "CAMELEER_DATABASE_APP_ROLE", "CAMELEER_PULUMI_ROOT",
+)
+
+
+class HarnessError(RuntimeError):
+    """The control plane could not be started or did not answer as expected."""
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise HarnessError(f"{name} is not set: source .cameleer/services.env after scripts/services.sh start")
+    return value
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pulumi_root() -> Path:
+    """The directory whose bin/ holds the pinned CLI (the project's .venv, as automation finds it)."""
+    venv = REPO_ROOT / ".venv"
+    if (venv / "bin" / "pulumi").exists():
+        return venv
+    raise HarnessError(f"no pulumi CLI at {venv / 'bin' / 'pulumi'}: scripts/toolchain.sh builds it")
+
+
+@contextmanager
+def throwaway_tenant_database(slugs: list[str]) -> Iterator[str]:
+    """Admin URL of a new database for the tenant schemas; dropped afterwards together with
+    the tenant roles (cluster-wide) of `slugs`."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    admin = require_env("CAMELEER_POSTGRES_ADMIN_DSN")
+    name = f"cameleer_cp_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(admin, dbname=name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for slug in slugs:
+                pattern = f"tenant\\_{slug.replace('-', '_')}\\_%"
+                for (role,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,)):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@dataclass
+class ControlPlane:
+    """API + workers as processes on a throwaway platform DB and a private Pulumi backend."""
+
+    root: Path
+    tenant_database_url: str
+    worker_env: dict[str, str] = field(default_factory=dict)
+    db: TestDatabase | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    base_url: str = ""
+    api: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    slugs: list[str] = field(default_factory=list)
+    _logs: list[Path] = field(default_factory=list)
+
+    # -- start and stop ------------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        from api.migrate import upgrade
+
+        if not (REPO_ROOT / "policy" / "PulumiPolicy.yaml").exists():
+            raise HarnessError("the policy pack is missing")
+        root_dir = pulumi_root()
+        kubeconfig = require_env("KUBECONFIG")
+        if not Path(kubeconfig).exists():
+            raise HarnessError(f"KUBECONFIG {kubeconfig} does not exist: scripts/services.sh start writes it")
+        self.db = create_database("cameleer_cp")
+        upgrade(url=self.db.url(self.db.owner), app_role=self.db.app_role)
+        state, data = self.root / "state", self.root / "data"
+        state.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in DEVELOPER_ONLY_ENV}
+        env.update({
+            "CAMELEER_DATABASE_URL": self.db.url(self.db.app),
+            "CAMELEER_DATABASE_ADMIN_URL": self.db.url(self.db.owner),
+            "CAMELEER_SECRET_KEY": secrets.token_urlsafe(32),
+            "CAMELEER_JOB_QUEUE": f"cp-{secrets.token_hex(3)}",
+            "CAMELEER_HTTP_HOST": "127.0.0.1",
+            "CAMELEER_HTTP_PORT": str(port),
+            "CAMELEER_LOG_LEVEL": "INFO",
+            # the automation layer: private backend, data dir, engine home, passphrase
+            "CAMELEER_DATA_DIR": str(data),
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_HOME": str(self.root / "pulumi-home"),
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "CAMELEER_PULUMI_ROOT": str(root_dir),
+            "PATH": f"{root_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "KUBECONFIG": kubeconfig,
+            "CAMELEER_TENANT_DATABASE_ADMIN_URL": self.tenant_database_url,
+            "CAMELEER_TENANT_DATABASE_ENDPOINT": require_env("CAMELEER_TENANT_DATABASE_ENDPOINT"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.worker_env)
+        self.env = env
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.api = self._spawn("api", ["-m", "api"])
+        self._wait_ready()
+        return self
+
+    def _spawn(self, name: str, args: list[str], extra: Mapping[str, str] | None = None) -> subprocess.Popen:
+        log_path = self.root / "logs" / f"{name}-{len(self._logs)}.log"
+        self._logs.append(log_path)
+        with open(log_path, "ab") as log:
+            # A session of its own: killing the group kills the worker's engine processes too,
+            # as when a machine or container dies.
+            return subprocess.Popen([PYTHON, *args], cwd=REPO_ROOT, env={**self.env, **(extra or {})},
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.base_url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.api.poll() is not None:
+                    raise HarnessError(f"the API exited with {self.api.returncode}:\n{self.logs()}")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        raise HarnessError(f"the API was not ready within {timeout:g}s:\n{self.logs()}")
+
+    def start_worker(self, **extra: str) -> subprocess.Popen:
+        worker = self._spawn("worker", ["-m", "api.worker"], extra)
+        self.workers.append(worker)
+        return worker
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the process and everything it started (its engine processes)."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        _wait_group_gone(proc.pid)
+        if proc in self.workers:
+            self.workers.remove(proc)
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 120) -> None:
+        """SIGTERM (a worker finishes its job first), SIGKILL after `timeout`."""
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill(proc)
+
+    def stop_workers(self) -> None:
+        for worker in list(self.workers):
+            self.stop(worker)
+
+    def close(self, parallel: int = 1) -> list[str]:
+        """Stop everything, destroy and remove what is left (`parallel` stacks at a time);
+        returns the problems met."""
+        problems: list[str] = []
+        for worker in list(self.workers):
+            self.kill(worker)
+        if self.api is not None:
+            self.stop(self.api, timeout=20)
+            self.api = None
+        if self.env:
+            problems += self._destroy_leftovers(parallel)
+        for slug in self.slugs:
+            for name in (f"tenant-{slug}", f"dedicated-{slug}"):
+                path = REPO_ROOT / "stacks" / "config" / f"Pulumi.{name}.yaml"
+                if path.exists():
+                    path.unlink()
+        if self.db is not None:
+            drop_database(self.db)
+            self.db = None
+        return problems
+
+    def _destroy_leftovers(self, parallel: int) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from automation.history import UpdateMetadata
+
+        problems = []
+        ops = self.stack_operations()
+        try:
+            names = ops.stack_names()
+        except Exception as exc:  # noqa: BLE001 - report, go on with the namespaces
+            return [f"listing the private backend's stacks: {exc}"]
+
+        def destroy(name: str) -> str | None:
+            try:
+                ops.destroy(name, UpdateMetadata("control-plane-tests", "clean up after the engine tests"))
+            except Exception as exc:  # noqa: BLE001 - clean up the others
+                return f"destroying {name}: {exc}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            problems += [problem for problem in pool.map(destroy, names) if problem]
+        from kubernetes import client, config
+
+        core = client.CoreV1Api(config.new_client_from_config(config_file=self.env["KUBECONFIG"]))
+        for slug in self.slugs:
+            for namespace in core.list_namespace(label_selector=f"cameleer.io/tenant={slug}").items:
+                if namespace.status.phase != "Terminating":
+                    core.delete_namespace(namespace.metadata.name)
+                    problems.append(f"namespace {namespace.metadata.name} survived its stack; deleted it")
+        return problems
+
+    # -- the engine side, as the workers see it --------------------------------------
+
+    def stack_operations(self):
+        from automation.operations import StackOperations
+        from automation.settings import Settings
+
+        return StackOperations(Settings.from_env(self.env))
+
+    def pulumi(self, *args: str) -> subprocess.CompletedProcess:
+        """The bare CLI on the private backend, in the project (as an operator runs it)."""
+        result = subprocess.run([str(pulumi_root() / "bin" / "pulumi"), *args], cwd=REPO_ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise HarnessError(f"pulumi {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def stack_list(self) -> list[str]:
+        return sorted(item["name"].rsplit("/", 1)[-1] for item in json.loads(self.pulumi("stack", "ls", "--json").stdout))
+
+    # -- the platform database ---------------------------------------------------------
+
+    @contextmanager
+    def sql(self) -> Iterator[psycopg.Connection]:
+        """The throwaway platform DB as its superuser (no RLS): for assertions only."""
+        from api.settings import libpq_dsn
+
+        with psycopg.connect(libpq_dsn(self.db.url(self.db.admin)), autocommit=True) as conn:
+            yield conn
+
+    def scalar(self, query: str, *params: Any) -> Any:
+        with self.sql() as conn:
+            row = conn.execute(query, params).fetchone()
+            return row[0] if row else None
+
+    def row(self, query: str, *params: Any) -> tuple | None:
+        with self.sql() as conn:
+            return conn.execute(query, params).fetchone()
+
+    def tenant_schemas(self, slug: str) -> list[str]:
+        """The tenant's schemas in the tenant database."""
+        pattern = f"tenant\\_{slug.replace('-', '_')}\\_%"
+        with psycopg.connect(self.tenant_database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", (pattern,))
+            return [name for (name,) in rows]
+
+    def platform_user(self, role: str) -> dict[str, str]:
+        """Headers of a new platform user (auditor, operator)."""
+        from api.auth.roles import PlatformRole
+        from api.auth.users import create_user
+        from api.db.session import Database, Scope
+
+        email = f"{role}-{uuid.uuid4().hex[:8]}@platform.example.com"
+        database = Database(self.db.url(self.db.app))
+        try:
+            with database.transaction(Scope.system()) as session:
+                create_user(session, email, STRONG_PASSWORD, platform_role=PlatformRole(role))
+        finally:
+            database.dispose()
+        return self.login(email)
+
+    # -- the HTTP API -------------------------------------------------------------------
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def unique_slug(self, prefix: str = "cp") -> str:
+        slug = f"{prefix}{uuid.uuid4().hex[:8]}"
+        self.slugs.append(slug)
+        return slug
+
+    @staticmethod
+    def signup_body(slug: str, tier: str = "low") -> dict[str, str]:
+        return {"organization_name": f"Org {slug}", "slug": slug, "owner_email": f"owner@{slug}.example.com",
+                "owner_password": STRONG_PASSWORD, "tier": tier}
+
+    def signup(self, slug: str, tier: str = "low", key: str | None = None) -> httpx.Response:
+        with self.client() as client:
+            return client.post("/v1/signup", json=self.signup_body(slug, tier),
+                               headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+    def login(self, email: str, password: str = STRONG_PASSWORD) -> dict[str, str]:
+        with self.client() as client:
+            response = client.post("/v1/auth/login", json={"email": email, "password": password})
+        if response.status_code != 200:
+            raise HarnessError(f"login of {email} failed: {response.status_code} {response.text}")
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def operation(self, operation_id: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        with self.client() as client:
+            response = client.get(f"/v1/operations/{operation_id}", headers=dict(headers))
+        if response.status_code != 200:
+            raise HarnessError(f"GET operation {operation_id}: {response.status_code} {response.text}")
+        return response.json()
+
+    def wait_operation(self, operation_id: str, headers: Mapping[str, str], timeout: float = 300,
+                       poll: float = 0.5) -> dict[str, Any]:
+        """Poll GET /v1/operations/{id} until it is finished (SUCCEEDED or FAILED)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            operation = self.operation(operation_id, headers)
+            if operation["status"] in ("SUCCEEDED", "FAILED"):
+                return operation
+            if time.monotonic() >= deadline:
+                raise HarnessError(f"operation {operation_id} still {operation['status']} after {timeout:g}s "
+                                   f"(step {operation['current_step']}):\n{self.logs()}")
+            time.sleep(poll)
+
+    def logs(self, lines: int = 40) -> str:
+        parts = []
+        for path in self._logs:
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of the process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_group_gone(pgid: int, timeout: float = 30) -> None:
+    """SIGKILL is asynchronous: wait until no live process of the group is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not group_members(pgid):
+            return
+        time.sleep(0.05)
+    raise HarnessError(f"process group {pgid} survived SIGKILL: {group_members(pgid)}")

@@ -1,0 +1,411 @@
+"""The control plane on the real engine (issue 5, engine-level "done when").
+
+Real PostgreSQL (a throwaway platform database and a throwaway tenant database), the real
+Pulumi engine through `api.stacks.automation_adapter.AutomationStackDriver`, the local
+Kubernetes API server, the API server (`python -m api`) and workers (`python -m api.worker`)
+as processes. Stacks go to a private file backend under tmp (see control_plane.py).
+
+Two tenant stacks for the whole module, to keep the runtime down:
+
+* tenant A: signup -> ACTIVE, replayed signup; then suspend, reactivate, tier change
+  (low -> mid, shared placement) and delete;
+* tenant B: signup whose worker is SIGKILLed (with its engine processes) in the middle of
+  the `stack_up` step, finished by a restarted worker; destroyed at teardown.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+
+from components.catalog import get_tier
+from components.naming import TENANT_LABEL, database_identifier, namespace_name
+from components.tenant_server import LICENSE_FILE, LICENSE_SECRET, SERVER_NAME
+from tests.integration.conftest import _SESSION_SLUGS, kube_missing
+from tests.integration.control_plane import (
+    DEVELOPER_ONLY_ENV,
+    DEV_STATE,
+    PASSPHRASE,
+    REPO_ROOT,
+    STRONG_PASSWORD,
+    ControlPlane,
+)
+
+pytestmark = pytest.mark.engine
+
+SIGNUP_STEPS = ["tenant_record", "billing", "license", "stack_up", "readiness", "activate"]
+STALLED_AFTER_SECONDS = 5  # the workers' heartbeat timeout: a killed worker is noticed quickly
+# The restarted worker's periodic recovery runs on a minute boundary, then the stack update.
+RESUME_TIMEOUT = 300
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin):
+    plane = ControlPlane(
+        tmp_path_factory.mktemp("control-plane"), tenant_database_url,
+        worker_env={"CAMELEER_STALLED_AFTER_SECONDS": str(STALLED_AFTER_SECONDS),
+                    "CAMELEER_READINESS_POLL_SECONDS": "1", "CAMELEER_READINESS_TIMEOUT_SECONDS": "120"},
+    )
+    # This process runs engine commands too (StackOperations for the history, the bare CLI):
+    # none of them may reach the developer's backend or passphrase.
+    with pytest.MonkeyPatch.context() as env:
+        for name in DEVELOPER_ONLY_ENV:
+            env.delenv(name, raising=False)
+        try:
+            plane.start()
+            for name in ("PULUMI_BACKEND_URL", "PULUMI_HOME", "CAMELEER_DATA_DIR", "CAMELEER_PULUMI_ROOT"):
+                env.setenv(name, plane.env[name])
+            env.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
+            plane.start_worker()
+            yield plane
+        finally:
+            problems = plane.close()
+            _SESSION_SLUGS.extend(plane.slugs)  # their database roles go with the tenant database
+    leaked = [slug for slug in plane.slugs
+              if list(DEV_STATE.glob(f".pulumi/stacks/**/tenant-{slug}.json*"))
+              or (REPO_ROOT / "stacks" / "config" / f"Pulumi.tenant-{slug}.yaml").exists()]
+    assert not leaked, f"stacks or settings files of {leaked} outside the private backend"
+    assert not problems, "cleanup:\n" + "\n".join(problems)
+
+
+@dataclass
+class SignedUp:
+    slug: str
+    tenant_id: str
+    operation_id: str
+    key: str
+    headers: dict[str, str]
+    operation: dict[str, Any]
+    seconds: float
+
+    @property
+    def stack(self) -> str:
+        return f"tenant-{self.slug}"
+
+    @property
+    def email(self) -> str:
+        return f"owner@{self.slug}.example.com"
+
+
+@pytest.fixture(scope="module")
+def tenant_a(cp) -> SignedUp:
+    """A low-tier tenant signed up through the API and driven to the end of its signup."""
+    slug, key = cp.unique_slug("cpa"), uuid.uuid4().hex
+    started = time.monotonic()
+    response = cp.signup(slug, "low", key)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    headers = cp.login(f"owner@{slug}.example.com")
+    operation = cp.wait_operation(accepted["operation"]["id"], headers)
+    return SignedUp(slug, accepted["tenant"]["id"], accepted["operation"]["id"], key, headers, operation,
+                    time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def auditor(cp) -> dict[str, str]:
+    return cp.platform_user("auditor")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def get(cp: ControlPlane, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    with cp.client() as client:
+        response = client.get(path, headers=headers)
+    assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+    return response.json()
+
+
+def run_lifecycle(cp: ControlPlane, tenant: SignedUp, action: str, body: dict | None = None) -> dict[str, Any]:
+    """POST (or DELETE) a lifecycle request and wait for its operation to finish."""
+    path = f"/v1/tenants/{tenant.tenant_id}" + (f"/{action}" if action != "delete" else "")
+    with cp.client() as client:
+        response = (client.delete(path, headers=tenant.headers) if action == "delete"
+                    else client.post(path, headers=tenant.headers, json=body))
+    assert response.status_code == 202, f"{action}: {response.status_code} {response.text}"
+    operation = cp.wait_operation(response.json()["operation"]["id"], tenant.headers)
+    assert operation["status"] == "SUCCEEDED", f"{action} failed: {operation['error']}\n{cp.logs()}"
+    return operation
+
+
+def platform_counts(cp: ControlPlane, tenant: SignedUp) -> dict[str, int]:
+    queries = {
+        "tenants": ("SELECT count(*) FROM tenants", ()),
+        "tenants with the slug": ("SELECT count(*) FROM tenants WHERE slug = %s", (tenant.slug,)),
+        "operations": ("SELECT count(*) FROM operations", ()),
+        "users": ("SELECT count(*) FROM users", ()),
+        "memberships": ("SELECT count(*) FROM memberships", ()),
+        "licenses": ("SELECT count(*) FROM licenses", ()),
+        "jobs": ("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'run_operation'", ()),
+        "stack events": ("SELECT count(*) FROM stack_events", ()),
+    }
+    return {name: cp.scalar(query, *params) for name, (query, params) in queries.items()}
+
+
+def tenant_namespaces(kube, slug: str) -> list[str]:
+    return sorted(ns.metadata.name for ns in kube.core.list_namespace(label_selector=f"{TENANT_LABEL}={slug}").items)
+
+
+def mounted_license(kube, slug: str, environment: str) -> str:
+    secret = kube.core.read_namespaced_secret(LICENSE_SECRET, namespace_name(slug, environment))
+    return base64.b64decode(secret.data[LICENSE_FILE]).decode()
+
+
+def license_verdict(cp: ControlPlane, token: str):
+    from api.licensing.verify import keys_from_jwks, verify_license
+
+    with cp.client() as client:
+        jwks = client.get("/.well-known/jwks.json").raise_for_status().json()
+    return verify_license(token, keys_from_jwks(jwks))
+
+
+def quota_hard(kube, slug: str, environment: str) -> dict[str, str]:
+    return dict(kube.core.read_namespaced_resource_quota("tenant-quota", namespace_name(slug, environment)).spec.hard)
+
+
+def catalog_quota(tier: str, environment: str) -> dict[str, str]:
+    return {key: str(value) for key, value in get_tier(tier).quota_for(environment).hard().items()}
+
+
+def replicas(kube, slug: str, environment: str) -> int:
+    return kube.apps.read_namespaced_deployment(SERVER_NAME, namespace_name(slug, environment)).spec.replicas
+
+
+# --------------------------------------------------------------------------- 1. signup
+
+
+def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, tenant_a, kube):
+    operation = tenant_a.operation
+    assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
+    assert [(s["name"], s["status"], s["attempts"]) for s in operation["steps"]] == [
+        (name, "succeeded", 1) for name in SIGNUP_STEPS]
+    tenant = get(cp, f"/v1/tenants/{tenant_a.tenant_id}", tenant_a.headers)
+    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "low", "shared:default")
+
+    # The cluster holds what the tier says: one environment (prod), its namespace, quota,
+    # the server Deployment running, the license Secret with the current license.
+    namespace = namespace_name(tenant_a.slug, "prod")
+    assert tenant_namespaces(kube, tenant_a.slug) == [namespace]
+    labels = kube.core.read_namespace(namespace).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = kube.apps.read_namespaced_deployment(SERVER_NAME, namespace)
+    assert deployment.spec.replicas >= 1
+    assert "@sha256:" in deployment.spec.template.spec.containers[0].image
+    assert quota_hard(kube, tenant_a.slug, "prod") == catalog_quota("low", "prod")
+    current = get(cp, f"/api/license/{tenant_a.tenant_id}", tenant_a.headers)
+    assert (current["tier"], current["status"]) == ("low", "active")
+    assert mounted_license(kube, tenant_a.slug, "prod") == current["token"]
+    assert license_verdict(cp, current["token"]).state.value == "valid"
+
+    # The stack is in the private backend (not the developer's) with one update recorded by
+    # the control plane.
+    assert tenant_a.stack in cp.stack_list()
+    assert not list(DEV_STATE.glob(f".pulumi/stacks/**/{tenant_a.stack}.json*"))
+    history = cp.stack_operations().history(tenant_a.stack)
+    assert [(h.kind, h.result) for h in history] == [("update", "succeeded")]
+    assert history[0].actor == "control-plane" and tenant_a.slug in history[0].reason
+
+    # Replaying the signup (same Idempotency-Key, same body) answers with the same tenant and
+    # operation and creates nothing: no row, no job, no engine run.
+    before = platform_counts(cp, tenant_a)
+    response = cp.signup(tenant_a.slug, "low", tenant_a.key)
+    assert response.status_code == 202, response.text
+    replay = response.json()
+    assert replay["tenant"]["id"] == tenant_a.tenant_id
+    assert replay["operation"]["id"] == tenant_a.operation_id
+    assert replay["operation"]["status"] == "SUCCEEDED"
+    assert platform_counts(cp, tenant_a) == before
+    assert before["tenants with the slug"] == 1
+    time.sleep(2)  # a job, had one been queued, would have started by now
+    assert cp.scalar("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing') "
+                     "AND task_name = 'run_operation'") == 0
+    assert len(cp.stack_operations().history(tenant_a.stack)) == len(history)
+    assert tenant_namespaces(kube, tenant_a.slug) == [namespace]
+
+
+# --------------------------------------------------------------------------- 2. worker crash
+
+
+def _stack_up_progress(cp: ControlPlane, operation_id: str) -> int:
+    """Resources the engine has finished creating in the operation's stack_up step."""
+    status = cp.scalar("SELECT status FROM operations WHERE id = %s", operation_id)
+    assert status not in ("SUCCEEDED", "FAILED"), f"the signup finished ({status}) before the worker was killed"
+    return cp.scalar(
+        "SELECT count(*) FROM stack_events WHERE operation_id = %s AND step = 'stack_up' "
+        "AND event_type = 'resource-outputs' AND payload->>'op' = 'create'", operation_id)
+
+
+def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp, kube):
+    cp.stop_workers()  # this test's workers are the only ones on the queue
+    try:
+        tenants_before = cp.scalar("SELECT count(*) FROM tenants")
+        slug = cp.unique_slug("cpb")
+        response = cp.signup(slug, "low")
+        assert response.status_code == 202, response.text
+        tenant_id, operation_id = response.json()["tenant"]["id"], response.json()["operation"]["id"]
+        headers = cp.login(f"owner@{slug}.example.com")
+
+        worker = cp.start_worker()
+        wait_for(lambda: _stack_up_progress(cp, operation_id) >= 3, 180, "the engine to create resources",
+                 interval=0.05)
+        customer = cp.scalar("SELECT billing_customer_id FROM tenants WHERE id = %s", tenant_id)
+        assert customer
+        cp.kill(worker)  # SIGKILL to the worker and its engine processes, mid-update
+
+        # What the crash left: a job still "doing" for a dead worker, the step half done, and
+        # the engine's lock on the stack.
+        operation = cp.operation(operation_id, headers)
+        step = {s["name"]: s for s in operation["steps"]}["stack_up"]
+        assert (operation["status"], step["status"], step["attempts"]) == ("RUNNING", "running", 1)
+        assert cp.scalar("SELECT status FROM procrastinate_jobs WHERE args->>'operation_id' = %s",
+                         operation_id) == "doing"
+        state = cp.root / "state" / ".pulumi"
+        assert list(state.glob(f"locks/**/tenant-{slug}/*.json")), "the killed update left no lock"
+
+        cp.start_worker()  # the restart: recovers the stalled job, then the stale stack lock
+        operation = cp.wait_operation(operation_id, headers, timeout=RESUME_TIMEOUT)
+    finally:
+        if not cp.workers:
+            cp.start_worker()
+
+    assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
+    attempts = {s["name"]: s["attempts"] for s in operation["steps"]}
+    assert attempts == {"tenant_record": 1, "billing": 1, "license": 1, "stack_up": 2, "readiness": 1, "activate": 1}
+    assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
+
+    # One tenant, one billing customer, one license, one signup operation.
+    assert cp.scalar("SELECT count(*) FROM tenants") == tenants_before + 1
+    assert cp.scalar("SELECT count(*) FROM tenants WHERE slug = %s", slug) == 1
+    assert cp.scalar("SELECT billing_customer_id FROM tenants WHERE id = %s", tenant_id) == customer
+    assert cp.scalar("SELECT count(*) FROM licenses WHERE tenant_id = %s", tenant_id) == 1
+    assert cp.scalar("SELECT count(*) FROM operations WHERE tenant_id = %s", tenant_id) == 1
+
+    # One stack, unlocked; its history shows the recovery and the update that finished the job.
+    stacks = [name for name in cp.stack_list() if slug in name]
+    assert stacks == [f"tenant-{slug}"]
+    assert not list(state.glob(f"locks/**/tenant-{slug}/*.json"))
+    history = cp.stack_operations().history(f"tenant-{slug}")
+    # Newest first: the update that finished; before it, if the dead update had resources in
+    # flight, the recovery's refresh. The killed update itself never completed.
+    assert (history[0].kind, history[0].result) == ("update", "succeeded")
+    assert [h.kind for h in history].count("update") == 1
+    assert all(h.kind == "refresh" and h.reason.startswith("recovery after an interrupted operation")
+               for h in history[1:]), [(h.kind, h.reason) for h in history]
+    assert all(h.actor == "control-plane" and slug in h.reason for h in history)
+    recovery = cp.scalar(
+        "SELECT count(*) FROM stack_events WHERE operation_id = %s AND step = 'stack_up' "
+        "AND event_type = 'recovery' AND payload->>'message' LIKE 'stale lock%%'", operation_id)
+    assert recovery >= 1, "the restarted worker did not report removing the dead update's lock"
+
+    # The cluster has the tenant's namespace once, with one server; the database one schema.
+    assert tenant_namespaces(kube, slug) == [namespace_name(slug, "prod")]
+    deployments = kube.apps.list_namespaced_deployment(namespace_name(slug, "prod")).items
+    assert [d.metadata.name for d in deployments] == [SERVER_NAME]
+    schemas = cp.tenant_schemas(slug)
+    assert schemas == [database_identifier(slug, "prod")]
+
+
+# --------------------------------------------------------------------------- 3. lifecycle
+
+
+def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
+    assert tenant_a.operation["status"] == "SUCCEEDED", tenant_a.operation["error"]
+    slug, tenant_path = tenant_a.slug, f"/v1/tenants/{tenant_a.tenant_id}"
+    license_path = f"/api/license/{tenant_a.tenant_id}"
+    running = replicas(kube, slug, "prod")
+    assert running >= 1
+
+    # Suspend: workloads to zero, license suspended (in the API and in the mounted Secret).
+    run_lifecycle(cp, tenant_a, "suspend")
+    assert get(cp, tenant_path, tenant_a.headers)["status"] == "SUSPENDED"
+    assert replicas(kube, slug, "prod") == 0
+    suspended = get(cp, license_path, tenant_a.headers)
+    assert suspended["status"] == "suspended"
+    assert mounted_license(kube, slug, "prod") == suspended["token"]
+    assert license_verdict(cp, suspended["token"]).state.value == "suspended"
+
+    # Reactivate: replicas back, license active again.
+    run_lifecycle(cp, tenant_a, "reactivate")
+    assert get(cp, tenant_path, tenant_a.headers)["status"] == "ACTIVE"
+    assert replicas(kube, slug, "prod") == running
+    active = get(cp, license_path, tenant_a.headers)
+    assert active["status"] == "active" and active["token"] != suspended["token"]
+    assert mounted_license(kube, slug, "prod") == active["token"]
+    assert license_verdict(cp, active["token"]).state.value == "valid"
+
+    # Tier change low -> mid (both shared: no move, no confirmation): the quotas on the
+    # cluster, the environments and the license's tier and features follow the catalog.
+    assert catalog_quota("mid", "prod") != catalog_quota("low", "prod")
+    operation = run_lifecycle(cp, tenant_a, "tier", {"tier": "mid"})
+    assert [s["name"] for s in operation["steps"]] == ["billing", "license", "stack_up", "readiness", "activate"]
+    tenant = get(cp, tenant_path, tenant_a.headers)
+    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "mid", "shared:default")
+    assert quota_hard(kube, slug, "prod") == catalog_quota("mid", "prod")
+    assert tenant_namespaces(kube, slug) == sorted(namespace_name(slug, env) for env in ("dev", "prod"))
+    assert quota_hard(kube, slug, "dev") == catalog_quota("mid", "dev")
+    mid = get(cp, license_path, tenant_a.headers)
+    assert (mid["tier"], mid["status"]) == ("mid", "active")
+    claims = jwt.decode(mid["token"], options={"verify_signature": False})
+    assert claims["tier"] == "mid" and claims["features"] == get_tier("mid").features.as_claims()
+    assert claims["features"] != get_tier("low").features.as_claims()
+    for environment in ("dev", "prod"):
+        assert mounted_license(kube, slug, environment) == mid["token"]
+    assert license_verdict(cp, mid["token"]).claims["tier"] == "mid"
+
+    history = cp.stack_operations().history(tenant_a.stack)
+    assert [(h.kind, h.result) for h in history] == [("update", "succeeded")] * 4
+    assert cp.scalar("SELECT count(*) FROM licenses WHERE tenant_id = %s", tenant_a.tenant_id) == 4
+
+    # Delete: the stack is destroyed and removed, personal data scrubbed, the audit trail kept.
+    user_id = cp.scalar("SELECT id::text FROM users WHERE email = %s", tenant_a.email)
+    audit_before = cp.scalar("SELECT count(*) FROM audit_log WHERE tenant_id = %s", tenant_a.tenant_id)
+    run_lifecycle(cp, tenant_a, "delete")
+
+    wait_for(lambda: not tenant_namespaces(kube, slug), 90, "the tenant's namespaces to be gone")
+    for environment in ("dev", "prod"):
+        assert kube_missing(kube.core.read_namespace, namespace_name(slug, environment))
+    assert tenant_a.stack not in cp.stack_list()
+    assert not (REPO_ROOT / "stacks" / "config" / f"Pulumi.{tenant_a.stack}.yaml").exists()
+    assert cp.tenant_schemas(slug) == []
+
+    tenant = get(cp, tenant_path, auditor)
+    assert (tenant["status"], tenant["name"]) == ("DELETED", "[deleted]")
+    assert cp.scalar("SELECT count(*) FROM users WHERE email = %s", tenant_a.email) == 0
+    email, password_hash = cp.row("SELECT email, password_hash FROM users WHERE id = %s", user_id)
+    assert email.startswith("scrubbed+") and password_hash == "!"
+    assert cp.scalar("SELECT count(*) FROM memberships WHERE tenant_id = %s", tenant_a.tenant_id) == 0
+    with cp.client() as client:
+        login = client.post("/v1/auth/login", json={"email": tenant_a.email, "password": STRONG_PASSWORD})
+    assert login.status_code == 401
+    assert get(cp, license_path, auditor)["status"] == "revoked"
+
+    records = get(cp, f"/v1/platform/audit?tenant_id={tenant_a.tenant_id}&limit=1000", auditor)
+    actions = {record["action"] for record in records}
+    assert {"tenant.signup", "operation.suspend", "operation.reactivate", "operation.change_tier",
+            "operation.delete", "operation.delete.scrub"} <= actions
+    assert len(records) > audit_before
+    assert tenant_a.email not in json.dumps(records)  # the trail holds ids, no personal data
+    verdict = get(cp, "/v1/platform/audit/verify", auditor)
+    assert verdict["ok"] is True and verdict["checked"] >= len(records), verdict
