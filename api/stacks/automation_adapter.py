@@ -56,13 +56,15 @@ class AutomationStackDriver:
 
         spec = _spec(tenant, tier, environments, license_jwt, suspended)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
-        result = self._ops.provision(
+        # Outputs are not read back: the service needs none, and each costs a CLI process.
+        result = self._ops.up(
             spec.stack_name,
-            stack_config(spec, TenantPlatform.from_env()),
             UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
+            config=stack_config(spec, TenantPlatform.from_env()),
+            create=True,
             on_event=_relay(on_event),
         )
-        return ProvisionResult(stack=result.stack, outputs=dict(result.outputs), summary=dict(result.resource_changes))
+        return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
     def preview(
         self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, on_event: EventSink
