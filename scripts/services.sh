@@ -72,10 +72,10 @@ stop_daemon() {
 # ---------------------------------------------------------------------------- PostgreSQL
 
 ensure_postgres_installed() {
-    if [[ ! -x "$PG_BIN/pg_ctl" ]]; then
+    if [[ ! -x "$PG_BIN/pg_ctl" ]] || ! command -v psql >/dev/null; then
         step "installing PostgreSQL 15 from Debian"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null \
-            || die "could not install postgresql-15 (apt-get install postgresql-15)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null \
+            || die "could not install PostgreSQL 15 (apt-get install postgresql-15 postgresql-client-15)"
     fi
 }
 

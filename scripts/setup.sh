@@ -12,7 +12,6 @@ source "$ROOT/scripts/lib.sh"
 require_tool python3.11 "Python 3.11 (the machine image's CPython, or Debian's python3.11)"
 require_tool openssl "openssl (apt-get install openssl)"
 require_tool curl "curl (apt-get install curl)"
-require_tool psql "the PostgreSQL client (apt-get install postgresql-client-15)"
 
 stamp="$ROOT/.venv/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
