@@ -104,6 +104,16 @@ def _role_options(password: str, connection_limit: int) -> sql.Composed:
     ).format(limit=sql.Literal(connection_limit), verifier=sql.Literal(scram_verifier(password)))
 
 
+def _serialize_ddl(conn: psycopg.Connection) -> None:
+    """Take the tenant-DDL lock for the rest of the transaction.
+
+    Grants on the database and DROP OWNED rewrite the database's catalog row; two tenant
+    environments changed at once (the engine runs them in parallel) otherwise fail with
+    "tuple concurrently updated".
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('cameleer:tenant-ddl'))")
+
+
 def converge(conn: psycopg.Connection, identifier: str, password: str, connection_limit: int) -> None:
     """Create or repair the role and schema, in one transaction.
 
@@ -112,6 +122,7 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
     """
     name = sql.Identifier(identifier)
     with conn.transaction():
+        _serialize_ddl(conn)
         observed = observe(conn, identifier, password=None) or {"member_of": [], "foreign_grants": []}
         verb = "ALTER" if _role_exists(conn, identifier) else "CREATE"
         conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name) + _role_options(password, connection_limit))
@@ -136,6 +147,7 @@ def _revoke_schema(conn: psycopg.Connection, schema: str, identifier: str) -> No
 def drop(conn: psycopg.Connection, identifier: str) -> None:
     name = sql.Identifier(identifier)
     with conn.transaction():
+        _serialize_ddl(conn)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
         if _role_exists(conn, identifier):
             conn.execute(sql.SQL("DROP OWNED BY {}").format(name))

@@ -85,3 +85,25 @@ def test_errors_carry_no_secret(props):
     with pytest.raises(PostgresError) as raised:
         TenantSchemaProvider().read(IDENTIFIER, {**props, "admin_url": url})
     assert "wrong-secret-value" not in str(raised.value) and PASSWORD not in str(raised.value)
+
+
+def test_environments_created_and_deleted_at_once_do_not_collide(props, admin_url):
+    """The engine creates and deletes a tenant's environments in parallel; grants on the
+    database and DROP OWNED touch the same catalog row ("tuple concurrently updated")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    identifiers = [f"tenant_it{uuid.uuid4().hex[:8]}_{env}" for env in ("dev", "staging", "prod", "qa")]
+    provider = TenantSchemaProvider()
+    try:
+        for _ in range(3):
+            with ThreadPoolExecutor(max_workers=len(identifiers)) as pool:
+                created = list(pool.map(lambda ident: provider.create({**props, "identifier": ident}), identifiers))
+                list(pool.map(lambda result: provider.delete(result.id, result.outs), created))
+        with admin(admin_url) as conn:
+            left = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (identifiers,)).fetchall()
+        assert left == []
+    finally:
+        with admin(admin_url) as conn:
+            for ident in identifiers:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ident)))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ident)))
