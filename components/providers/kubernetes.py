@@ -35,6 +35,9 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 FIELD_MANAGER = "cameleer"
+# Which stack owns an object. Create refuses an object another stack (or nobody) owns, so
+# that one stack can never adopt, and later delete, another's object.
+OWNER_ANNOTATION = "cameleer.io/owner"
 DELETE_TIMEOUT_SECONDS = 180
 # Server-populated metadata that is never part of what a program manages.
 _IGNORED_METADATA = frozenset({
@@ -143,10 +146,12 @@ class _Api:
     def resource(self, api_version: str, kind: str):
         return self.client.resources.get(api_version=api_version, kind=kind)
 
-    def apply(self, manifest: dict) -> dict:
+    def apply(self, manifest: dict, owner: str) -> dict:
         api_version, kind, name, namespace = identity(manifest)
+        body = copy.deepcopy(manifest)
+        body["metadata"].setdefault("annotations", {})[OWNER_ANNOTATION] = owner
         applied = self.resource(api_version, kind).server_side_apply(
-            body=manifest, name=name, namespace=namespace,
+            body=body, name=name, namespace=namespace,
             field_manager=FIELD_MANAGER, force_conflicts=True,
         )
         return applied.to_dict()
@@ -195,16 +200,37 @@ def _live_view(live: dict, manifest: dict) -> dict:
     return live
 
 
-def _outputs(cluster: dict, manifest: dict, live: dict) -> dict:
-    return {"cluster": cluster, "manifest": project(_live_view(live, manifest), manifest)}
+def _outputs(props: dict, live: dict) -> dict:
+    manifest = props["manifest"]
+    return {"cluster": props["cluster"], "owner": props.get("owner", ""),
+            "manifest": project(_live_view(live, manifest), manifest)}
+
+
+class ForeignObjectError(Exception):
+    """The object exists and belongs to another stack, or to no stack."""
+
+
+def _check_not_foreign(live: dict | None, manifest: dict, owner: str) -> None:
+    """A create may take over its own object (left by an interrupted update), nothing else."""
+    if live is None:
+        return
+    found = ((live.get("metadata") or {}).get("annotations") or {}).get(OWNER_ANNOTATION)
+    if found != owner:
+        held_by = f"stack {found}" if found else "no Cameleer stack"
+        raise ForeignObjectError(
+            f"{object_id(manifest)} already exists and belongs to {held_by}, not {owner}; "
+            "delete it, or manage it from the stack that owns it"
+        )
 
 
 class KubeObjectProvider(ResourceProvider):
     serialize_as_secret_always = False
 
     def create(self, props: dict) -> CreateResult:
-        live = _Api(props["cluster"]).apply(props["manifest"])
-        return CreateResult(object_id(props["manifest"]), _outputs(props["cluster"], props["manifest"], live))
+        api = _Api(props["cluster"])
+        _check_not_foreign(api.get(props["manifest"]), props["manifest"], props["owner"])
+        live = api.apply(props["manifest"], props["owner"])
+        return CreateResult(object_id(props["manifest"]), _outputs(props, live))
 
     def diff(self, _id: str, olds: dict, news: dict) -> DiffResult:
         old, new = olds.get("manifest") or {}, news["manifest"]
@@ -218,14 +244,14 @@ class KubeObjectProvider(ResourceProvider):
         return DiffResult(changes=bool(paths), replaces=replaces, stables=[], delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict, news: dict) -> UpdateResult:
-        live = _Api(news["cluster"]).apply(news["manifest"])
-        return UpdateResult(_outputs(news["cluster"], news["manifest"], live))
+        live = _Api(news["cluster"]).apply(news["manifest"], news["owner"])
+        return UpdateResult(_outputs(news, live))
 
     def read(self, id_: str, props: dict) -> ReadResult:
         live = _Api(props["cluster"]).get(props["manifest"])
         if live is None:
             return ReadResult(id_=None, outs={})  # gone: refresh drops it from state
-        return ReadResult(id_, _outputs(props["cluster"], props["manifest"], live))
+        return ReadResult(id_, _outputs(props, live))
 
     def delete(self, _id: str, props: dict) -> None:
         _Api(props["cluster"]).delete(props["manifest"])
@@ -272,4 +298,6 @@ def KubeObject(  # noqa: N802 - reads as a resource class at call sites
     kind = manifest["kind"]
     if kind == "Secret":
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["manifest"]))
-    return _resource_class(kind)(resource_name, {"cluster": cluster.as_input(), "manifest": manifest}, opts)
+    owner = f"{pulumi.get_project()}/{pulumi.get_stack()}"
+    props = {"cluster": cluster.as_input(), "owner": owner, "manifest": manifest}
+    return _resource_class(kind)(resource_name, props, opts)

@@ -88,3 +88,33 @@ def test_up_drift_restore_history_destroy(proof_stack, kube_core, kubeconfig):
     with pytest.raises(ApiException) as gone:
         kube_core.read_namespace(namespace)
     assert gone.value.status == 404
+
+
+def test_a_stack_never_adopts_another_stacks_object(backend_url, engine_env, unique_name, kube_core):
+    """Two stacks declaring the same namespace: the second is refused, and nothing of the
+    first is touched (before ownership was checked, it adopted the object and its destroy
+    deleted it)."""
+    env = {**engine_env, "PULUMI_BACKEND_URL": backend_url}
+    namespace = f"proof-{unique_name}"
+    stacks = []
+    try:
+        for name in (f"{unique_name}a", f"{unique_name}b"):
+            stack = auto.create_stack(name, work_dir=str(PROGRAMS / "engine_proof"),
+                                      opts=auto.LocalWorkspaceOptions(env_vars=env))
+            stack.set_config("namespace", auto.ConfigValue(namespace))
+            stacks.append(stack)
+        first, second = stacks
+        first.up(on_output=lambda _: None)
+
+        with pytest.raises(auto.CommandError) as refused:
+            second.up(on_output=lambda _: None)
+        assert f"Namespace/{namespace} already exists and belongs to stack engine-proof/{first.name}" in str(
+            refused.value)
+
+        second.destroy(on_output=lambda _: None)
+        assert kube_core.read_namespace(namespace).status.phase == "Active"
+        assert _greeting(kube_core, namespace) == "hello"
+    finally:
+        for stack in reversed(stacks):
+            stack.destroy(on_output=lambda _: None)
+            stack.workspace.remove_stack(stack.name)
