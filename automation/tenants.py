@@ -9,7 +9,7 @@ tenant database, cluster) and the readiness check the service runs after an upda
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,11 +138,10 @@ def check_readiness(spec: TenantSpec, kubeconfig: str | None) -> Readiness:
             problems.append(f"{namespace}: {'missing' if exc.status == 404 else exc.reason}")
             continue
         problems += _namespace_problems(ns, spec, namespace)
-        wanted = 0 if spec.suspended else None
-        replicas = deployment.spec.replicas
-        if wanted is not None and replicas != wanted:
-            problems.append(f"{namespace}/{SERVER_NAME}: {replicas} replicas, expected {wanted} (suspended)")
-        if wanted is None and not replicas:
+        replicas = deployment.spec.replicas or 0
+        if spec.suspended and replicas:
+            problems.append(f"{namespace}/{SERVER_NAME}: {replicas} replicas, expected 0 (suspended)")
+        if not spec.suspended and not replicas:
             problems.append(f"{namespace}/{SERVER_NAME}: scaled to zero but the tenant is not suspended")
     return Readiness(ready=not problems, problems=tuple(problems))
 
@@ -155,6 +154,3 @@ def _namespace_problems(ns: Any, spec: TenantSpec, name: str) -> list[str]:
         problems.append(f"{name}: label {TENANT_LABEL} is not {spec.slug!r}")
     return problems
 
-
-def environments_of(environments: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(environments))
