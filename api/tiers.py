@@ -7,7 +7,7 @@ from components.catalog import CatalogError, Placement, Tier, get_tier, validate
 
 from api.problems import Problem
 
-SHARED_CLUSTER = "default"
+SHARED_CLUSTER = "eu1"
 
 
 def tier_named(name: str) -> Tier:

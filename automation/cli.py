@@ -165,12 +165,13 @@ def up(
         raise OperationError(ErrorKind.CONFIG, "--reason must say why")
     ops = _operations()
     stack = parse_stack_name(target).name if create else ops.resolve(target)
-    # A committed settings file is enough to bring a new stack up.
-    create = create or ops.factory.stack_config_file(stack).exists()
+    # A committed settings file is enough to bring a new stack up; it stays where it is.
+    committed = ops.factory.config_file(stack).is_relative_to(ops.settings.stack_config_dir) \
+        and ops.factory.config_file(stack).exists()
     meta = UpdateMetadata(actor or ops.settings.actor, reason, kind="operator")
     with err.status(f"updating {stack}") as status:
-        result = ops.up(stack, meta, config=_overrides(set_, set_secret) or None, create=create,
-                        refresh=refresh, on_event=_progress_listener(status))
+        result = ops.up(stack, meta, config=_overrides(set_, set_secret) or None, create=create or committed,
+                        in_repository=committed, refresh=refresh, on_event=_progress_listener(status))
     if as_json:
         _emit_json({"schema": "cameleer.update/v1", "ok": True, **result.to_dict(), "error": None})
     else:

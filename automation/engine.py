@@ -54,24 +54,27 @@ def _run(stack: Stack, command: str, args: list[str], on_event: OnEvent | None) 
 
 
 def update(stack: Stack, *, message: str, policy_packs: Sequence[str] = (), refresh: bool = False,
-           on_event: OnEvent | None = None, parallel: int | None = None) -> CommandResult:
+           on_event: OnEvent | None = None, parallel: int | None = None,
+           config_file: str | None = None) -> CommandResult:
     """`pulumi up --yes --skip-preview` with the given flags, one process."""
     extra = _parse_extra_args(message=message, policy_packs=list(policy_packs) or None, refresh=refresh or None,
-                              color="never", suppress_progress=True, parallel=parallel)
+                              color="never", suppress_progress=True, parallel=parallel,
+                              config_file=config_file)
     return _run(stack, "up", ["up", "--yes", "--skip-preview", *extra], on_event)
 
 
 def refresh(stack: Stack, *, message: str, on_event: OnEvent | None = None,
-            clear_pending_creates: bool = False) -> CommandResult:
+            clear_pending_creates: bool = False, config_file: str | None = None) -> CommandResult:
     """`pulumi refresh --yes --skip-preview`, one process."""
     extra = _parse_extra_args(message=message, color="never", suppress_progress=True,
-                              clear_pending_creates=clear_pending_creates or None)
+                              clear_pending_creates=clear_pending_creates or None, config_file=config_file)
     return _run(stack, "refresh", ["refresh", "--yes", "--skip-preview", *extra], on_event)
 
 
-def destroy(stack: Stack, *, message: str, on_event: OnEvent | None = None) -> CommandResult:
+def destroy(stack: Stack, *, message: str, on_event: OnEvent | None = None,
+            config_file: str | None = None) -> CommandResult:
     """`pulumi destroy --yes --skip-preview`, one process."""
-    extra = _parse_extra_args(message=message, color="never", suppress_progress=True)
+    extra = _parse_extra_args(message=message, color="never", suppress_progress=True, config_file=config_file)
     return _run(stack, "destroy", ["destroy", "--yes", "--skip-preview", *extra], on_event)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -36,13 +37,16 @@ from typing import Any, TypeVar
 
 from pulumi.automation import Deployment, Stack
 
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
+
 from . import engine
 from .changes import ResourceChange, changes_from_events
 from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
 from .locks import BackendLocks, OperationGate, backend_locks_for
-from .naming import is_stack_name, parse_stack_name, resolve_target
+from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
+from .readiness import api_client, explain_rollout_failure
 from .recovery import RecoveryReport, recover
 from .settings import Settings
 from .workspace import SecretsProvider, WorkspaceFactory, config_json, qualify_key
@@ -230,7 +234,8 @@ class StackOperations:
 
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
-            with self._config_overlay(stack_name, config) as config_file:
+            with self._config_overlay(stack_name, config) as overlay:
+                config_file = overlay or str(self.factory.config_file(stack_name))
                 preview = stack.preview(
                     on_event=capture, policy_packs=packs, diff=False, color="never",
                     config_file=config_file,
@@ -249,7 +254,8 @@ class StackOperations:
         """
         def body(stack: Stack, capture: EventCapture) -> DriftReport:
             started = _now()
-            stack.preview_refresh(on_event=capture, color="never")
+            stack.preview_refresh(on_event=capture, color="never",
+                                  config_file=str(self.factory.config_file(stack_name)))
             changes = changes_from_events(capture.engine_events, mode="refresh")
             return DriftReport(
                 stack=stack_name, checked_at=started,
@@ -299,27 +305,32 @@ class StackOperations:
         *,
         config: Mapping[str, Any] | None = None,
         create: bool = False,
+        in_repository: bool = False,
         refresh: bool = False,
         with_outputs: bool = False,
         on_event: OnEvent | None = None,
     ) -> OperationResult:
         """Update the stack (config, when given, is written to its settings file first).
 
+        `create` creates a missing stack, with its settings file in the service's config
+        dir, or with `in_repository` in the repository's (an operator's committed stack).
         `with_outputs` also reads the stack's outputs afterwards (two more CLI processes)."""
         packs = self._policy_packs()
         operation = "update"
 
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
+            config_file = str(self.factory.config_file(stack_name))
             if config:
-                self.factory.run_cli(["config", "set-all", "--json", config_json(config)],
-                                     stack=stack_name)
+                self.factory.run_cli(["config", "set-all", "--config-file", config_file,
+                                      "--json", config_json(config)], stack=stack_name)
             engine.update(stack, message=metadata.message(), policy_packs=packs, refresh=refresh,
-                          on_event=capture)
+                          on_event=capture, config_file=config_file)
             return self._result(stack_name, operation, started, capture,
                                 outputs=engine.outputs(stack) if with_outputs else None)
 
-        return self._run(stack_name, operation, body, on_event=on_event, metadata=metadata, create=create)
+        return self._run(stack_name, operation, body, on_event=on_event, metadata=metadata, create=create,
+                         in_repository=in_repository)
 
     def correct_drift(self, stack_name: str, metadata: UpdateMetadata | None = None, *,
                       on_event: OnEvent | None = None) -> OperationResult:
@@ -334,7 +345,8 @@ class StackOperations:
         """Adopt the live state into the stack's state (changes nothing in the cluster)."""
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
-            engine.refresh(stack, message=metadata.message(), on_event=capture)
+            engine.refresh(stack, message=metadata.message(), on_event=capture,
+                           config_file=str(self.factory.config_file(stack_name)))
             return self._result(stack_name, "refresh", started, capture, diff_mode="refresh")
 
         return self._run(stack_name, "refresh", body, on_event=on_event, metadata=metadata)
@@ -344,10 +356,11 @@ class StackOperations:
         """Delete every resource of the stack; then remove the stack (and its config file)."""
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
-            engine.destroy(stack, message=metadata.message(), on_event=capture)
+            engine.destroy(stack, message=metadata.message(), on_event=capture,
+                           config_file=str(self.factory.config_file(stack_name)))
             outcome = self._result(stack_name, "destroy", started, capture)
             if remove:
-                stack.workspace.remove_stack(stack_name)
+                self.factory.remove_stack(stack_name)
                 capture.emit("removed", f"stack {stack_name} removed")
             return outcome
 
@@ -371,7 +384,8 @@ class StackOperations:
         def body(stack: Stack, capture: EventCapture) -> RecoveryReport:
             return recover(stack, capture, lock_store=self._lock_store(),
                            stale_after_seconds=self.settings.lock_stale_after_seconds,
-                           refresh_message=metadata.message(), always_check_state=True)
+                           refresh_message=metadata.message(), always_check_state=True,
+                           config_file=str(self.factory.config_file(stack_name)))
 
         return self._run(stack_name, "recover", body, on_event=on_event, metadata=metadata,
                          recover_locks=False)
@@ -387,6 +401,7 @@ class StackOperations:
         on_event: OnEvent | None = None,
         metadata: UpdateMetadata | None = None,
         create: bool = False,
+        in_repository: bool = False,
         recover_locks: bool = True,
     ) -> T:
         capture = EventCapture(stack_name, operation, on_event)
@@ -400,7 +415,8 @@ class StackOperations:
                 attempt += 1
                 stack: Stack | None = None
                 try:
-                    stack = (self.factory.create_or_select(stack_name, metadata=metadata) if create
+                    stack = (self.factory.create_or_select(stack_name, metadata=metadata,
+                                                           in_repository=in_repository) if create
                              else self.factory.attach(stack_name, metadata=metadata))
                     result = body(stack, capture)
                 except Exception as exc:  # noqa: BLE001 - every failure is classified
@@ -424,6 +440,8 @@ class StackOperations:
                         self._sleep(delay)
                         capture.reset_engine_run()
                         continue
+                    if operation == "update":
+                        error.message = explain_rollout_failure(error.message, lambda: self.cluster_api(stack_name))
                     capture.emit("finished", str(error), severity="error", data={"error": error.to_dict()})
                     raise error from exc
                 break
@@ -452,7 +470,8 @@ class StackOperations:
         try:
             report = recover(stack, capture, lock_store=lock_store,
                              stale_after_seconds=self.settings.lock_stale_after_seconds,
-                             refresh_message=why.message())
+                             refresh_message=why.message(),
+                             config_file=str(self.factory.config_file(stack.name)))
         except OperationError:
             raise  # a live lock (conflict): already classified
         except Exception as exc:  # noqa: BLE001 - a failed recovery is classified like any failure
@@ -461,6 +480,13 @@ class StackOperations:
             # Locked, yet no lock we could see: the engine's word stands.
             raise error
         return report
+
+    def cluster_api(self, stack_name: str):
+        """A Kubernetes client for the cluster the stack's config names."""
+        configured = self.factory.read_stack_config(stack_name).get(qualify_key("cluster"))
+        name = parse_stack_name(stack_name)
+        cluster = name.slug if name.kind is StackKind.SHARED else str(configured or DEFAULT_LOCAL_CLUSTER)
+        return api_client(kubeconfig_content(cluster, {**os.environ, **self.factory.env_vars()}))
 
     def _lock_store(self) -> BackendLocks | None:
         try:

@@ -107,6 +107,7 @@ def recover(
     stale_after_seconds: float,
     refresh_message: str | None = None,
     always_check_state: bool = False,
+    config_file: str | None = None,
 ) -> RecoveryReport:
     """Remove stale locks and pending operations of `stack`; raise CONFLICT on a live lock.
 
@@ -144,7 +145,8 @@ def recover(
             body["pending_operations"] = []
             stack.import_stack(Deployment(version=deployment.version, deployment=body))
             report.pending_cleared = True
-            engine.refresh(stack, message=refresh_message or "recovery", on_event=capture)
+            engine.refresh(stack, message=refresh_message or "recovery", on_event=capture,
+                           config_file=config_file)
             report.refreshed = True
     if report.acted:
         capture.emit("recovery", report.summary(), severity="warning", data=report.to_dict())

@@ -152,6 +152,12 @@ class Settings:
         return self.project_dir / config_dir if config_dir else self.project_dir
 
     @property
+    def service_config_dir(self) -> Path:
+        """Where the settings files of the stacks the service creates live: in the data dir,
+        never in the repository (see WorkspaceFactory.config_file)."""
+        return self.data_dir / "stack-config"
+
+    @property
     def pulumi_executable(self) -> Path:
         if self.pulumi_root is None:
             raise SettingsError(

@@ -3,7 +3,7 @@
 The control-plane service knows tenants (slug, tier, environments, license, suspension);
 the stack programs know `cameleer:` config keys. This module is the one translation
 between them, plus the platform-wide settings every tenant stack shares (server image,
-tenant database, cluster) and the readiness check the service runs after an update.
+tenant database, cluster). Whether a tenant's workloads run is `automation.readiness`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.catalog import get_tier
-from components.naming import TENANT_LABEL, namespace_name
-from components.tenant_server import SERVER_NAME
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 
 from .naming import StackKind, stack_name
 from .workspace import Secret
@@ -53,6 +52,12 @@ def stack_name_for(slug: str, placement: str) -> str:
     return stack_name(kind, slug)
 
 
+def cluster_of(placement: str) -> str:
+    """The cluster a placement names (`shared:<cluster>`); the local cluster otherwise."""
+    kind, _, cluster = placement.partition(":")
+    return cluster if kind == "shared" and cluster else DEFAULT_LOCAL_CLUSTER
+
+
 @dataclass(frozen=True)
 class TenantPlatform:
     """What every tenant stack shares, from CAMELEER_TENANT_* (see .cameleer/services.env)."""
@@ -60,8 +65,8 @@ class TenantPlatform:
     image: str
     database_endpoint: str
     database_admin_url: str = field(repr=False)
-    kubeconfig: str | None = None
     cluster_cidrs: tuple[str, ...] = ()
+    rollout_timeout: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantPlatform:
@@ -78,27 +83,30 @@ class TenantPlatform:
             image=env.get("CAMELEER_TENANT_IMAGE", DEFAULT_TENANT_IMAGE),
             database_endpoint=endpoint,
             database_admin_url=admin_url,
-            kubeconfig=env.get("KUBECONFIG"),
             cluster_cidrs=cidrs,
+            rollout_timeout=env.get("CAMELEER_TENANT_ROLLOUT_TIMEOUT") or None,
         )
 
 
 def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
-    """The `cameleer:` config of the tenant's stack; secrets wrapped as `Secret`."""
+    """The `cameleer:` config of the tenant's stack; secrets wrapped as `Secret`.
+
+    It names the cluster, never how to reach it: the kubeconfig is found at run time."""
     config: dict[str, Any] = {
         "slug": spec.slug,
         "tier": spec.tier,
         "environments": list(spec.environments),
+        "cluster": cluster_of(spec.placement),
         "image": platform.image,
         "databaseEndpoint": platform.database_endpoint,
         "databaseAdminUrl": Secret(platform.database_admin_url),
         "license": Secret(spec.license_jwt),
         "suspended": spec.suspended,
     }
-    if platform.kubeconfig:
-        config["kubeconfig"] = platform.kubeconfig
     if platform.cluster_cidrs:
         config["clusterCidrs"] = list(platform.cluster_cidrs)
+    if platform.rollout_timeout:
+        config["rolloutTimeout"] = platform.rollout_timeout
     tier = get_tier(spec.tier)
     if tier.requires_commitment:
         minimum = tier.billing.minimum
@@ -106,51 +114,6 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
     return config
 
 
-@dataclass(frozen=True)
-class Readiness:
-    ready: bool
-    problems: tuple[str, ...] = ()
-
-    @property
-    def detail(self) -> str:
-        return "all objects present as the program says" if self.ready else "; ".join(self.problems)
-
-
-def check_readiness(spec: TenantSpec, kubeconfig: str | None) -> Readiness:
-    """Each environment's namespace is Active and labelled for the tenant, and its server
-    Deployment exists with the replica count the suspension flag asks for.
-
-    The local cluster has no nodes, so a rollout is never awaited: the check is that the
-    cluster holds what the program declared.
-    """
-    from kubernetes import client, config as kube_config
-    from kubernetes.client.exceptions import ApiException
-
-    api_client = kube_config.new_client_from_config(config_file=kubeconfig)
-    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    problems: list[str] = []
-    for environment in spec.environments:
-        namespace = namespace_name(spec.slug, environment)
-        try:
-            ns = core.read_namespace(namespace)
-            deployment = apps.read_namespaced_deployment(SERVER_NAME, namespace)
-        except ApiException as exc:
-            problems.append(f"{namespace}: {'missing' if exc.status == 404 else exc.reason}")
-            continue
-        problems += _namespace_problems(ns, spec, namespace)
-        replicas = deployment.spec.replicas or 0
-        if spec.suspended and replicas:
-            problems.append(f"{namespace}/{SERVER_NAME}: {replicas} replicas, expected 0 (suspended)")
-        if not spec.suspended and not replicas:
-            problems.append(f"{namespace}/{SERVER_NAME}: scaled to zero but the tenant is not suspended")
-    return Readiness(ready=not problems, problems=tuple(problems))
-
-
-def _namespace_problems(ns: Any, spec: TenantSpec, name: str) -> list[str]:
-    problems = []
-    if ns.status.phase != "Active":
-        problems.append(f"{name}: phase {ns.status.phase}")
-    if (ns.metadata.labels or {}).get(TENANT_LABEL) != spec.slug:
-        problems.append(f"{name}: label {TENANT_LABEL} is not {spec.slug!r}")
-    return problems
-
+def baseline_config(platform: TenantPlatform) -> dict[str, Any]:
+    """The `cameleer:` config of a shared cluster's baseline stack (`shared-<cluster>`)."""
+    return {"clusterCidrs": list(platform.cluster_cidrs)} if platform.cluster_cidrs else {}

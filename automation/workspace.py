@@ -3,8 +3,14 @@
 `WorkspaceFactory` turns `Settings` into Automation API objects: a `LocalWorkspace` on the
 repository root (the same `Pulumi.yaml` an operator uses by hand), the state backend, the
 secrets provider, the environment the engine's processes get (PATH to the CLI and its
-plugins, KUBECONFIG of the stack's cluster, the update's who/why metadata), and the raw
-CLI for the few commands the SDK does not wrap the way we need.
+plugins, the clusters' kubeconfigs, the update's who/why metadata), the stack's settings
+file, and the raw CLI for the few commands the SDK does not wrap the way we need.
+
+Settings files: an operator's stack keeps its `Pulumi.<stack>.yaml` in the repository's
+`stacks/config` (reviewed, committed). The stacks the service creates keep theirs in the
+data directory (`Settings.service_config_dir`), and every engine command gets it with
+`--config-file`: the service never writes into the work tree, whichever stack names its
+tenants choose.
 
     factory = WorkspaceFactory(Settings.from_env())
     stack = factory.select("tenant-acme", metadata=UpdateMetadata("alice", "tier change"))
@@ -31,7 +37,6 @@ from pulumi.automation import (
     LocalWorkspaceOptions,
     PulumiCommand,
     Stack,
-    create_or_select_stack,
     select_stack,
 )
 
@@ -184,7 +189,6 @@ class WorkspaceFactory:
         self,
         stack: str | None = None,
         *,
-        kubeconfig: str | None = None,
         metadata: UpdateMetadata | None = None,
     ) -> dict[str, str]:
         """Everything an engine process for `stack` needs in its environment."""
@@ -200,9 +204,8 @@ class WorkspaceFactory:
             env.update(self.secrets.env(stack))
         else:
             env.update(PassphraseSecrets(settings.passphrase).env(""))
-        cluster = kubeconfig or settings.kubeconfig
-        if cluster:
-            env["KUBECONFIG"] = cluster
+        if settings.kubeconfig:
+            env["KUBECONFIG"] = settings.kubeconfig
         # The CLI's directory first: the engine finds its plugins (language host, dynamic
         # provider, policy analyzer) next to it; then the project's virtualenv.
         path_parts = []
@@ -224,22 +227,15 @@ class WorkspaceFactory:
 
     # -- workspaces and stacks ------------------------------------------------------
 
-    def workspace(
-        self,
-        stack: str | None = None,
-        *,
-        kubeconfig: str | None = None,
-        metadata: UpdateMetadata | None = None,
-    ) -> LocalWorkspace:
-        return LocalWorkspace(**self._options(stack, kubeconfig, metadata).__dict__)
+    def workspace(self, stack: str | None = None, *, metadata: UpdateMetadata | None = None) -> LocalWorkspace:
+        return LocalWorkspace(**self._options(stack, metadata).__dict__)
 
-    def _options(self, stack: str | None, kubeconfig: str | None,
-                 metadata: UpdateMetadata | None) -> LocalWorkspaceOptions:
+    def _options(self, stack: str | None, metadata: UpdateMetadata | None) -> LocalWorkspaceOptions:
         self._prepare_dirs()
         return LocalWorkspaceOptions(
             work_dir=str(self.settings.project_dir),
             pulumi_home=str(self.settings.pulumi_home),
-            env_vars=self.env_vars(stack, kubeconfig=kubeconfig, metadata=metadata),
+            env_vars=self.env_vars(stack, metadata=metadata),
             secrets_provider=self.secrets.provider_url(stack) if stack else None,
             pulumi_command=self.pulumi_command,
         )
@@ -247,56 +243,87 @@ class WorkspaceFactory:
     def attach(self, stack: str, *, metadata: UpdateMetadata | None = None) -> Stack:
         """An existing stack, without a `pulumi stack select` round trip (see engine.py);
         an operation on a stack that does not exist fails with StackNotFoundError."""
-        return engine.attach(stack, LocalWorkspace(**self._options(stack, self.kubeconfig_for(stack),
-                                                                   metadata).__dict__))
+        return engine.attach(stack, LocalWorkspace(**self._options(stack, metadata).__dict__))
 
     def select(self, stack: str, *, metadata: UpdateMetadata | None = None) -> Stack:
         """An existing stack (StackNotFoundError from the SDK when it does not exist)."""
-        return select_stack(
-            stack, work_dir=str(self.settings.project_dir),
-            opts=self._options(stack, self.kubeconfig_for(stack), metadata),
-        )
+        return select_stack(stack, work_dir=str(self.settings.project_dir), opts=self._options(stack, metadata))
 
-    def create_or_select(self, stack: str, *, metadata: UpdateMetadata | None = None) -> Stack:
-        return create_or_select_stack(
-            stack, work_dir=str(self.settings.project_dir),
-            opts=self._options(stack, self.kubeconfig_for(stack), metadata),
-        )
+    def create_or_select(self, stack: str, *, metadata: UpdateMetadata | None = None,
+                         in_repository: bool = False) -> Stack:
+        """The stack, created first (one `stack init`) if it does not exist.
+
+        The service's stacks get their settings file in the service's config dir. `pulumi
+        stack init` writes the new stack's settings file (the passphrase provider's salt)
+        next to the project file it finds and has no `--config-file`, so it runs there, in a
+        directory holding a project file of the same name. `in_repository`: an operator's
+        stack whose committed settings file is in the repository keeps it there.
+        """
+        self._init_stack(stack, self.settings.project_dir if in_repository else self._service_project_dir())
+        return self.attach(stack, metadata=metadata)
+
+    def _service_project_dir(self) -> Path:
+        directory = self.settings.service_config_dir
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "Pulumi.yaml").write_text(
+            "# Written by the control plane: lets `pulumi stack init` put the settings files of\n"
+            "# the stacks it creates here. The program is the repository's (see its Pulumi.yaml).\n"
+            f"name: {self.project_name}\nruntime: python\n")
+        return directory
+
+    def _init_stack(self, stack: str, directory: Path) -> None:
+        args = ["stack", "init", stack, "--non-interactive", "--no-select"]
+        url = self.secrets.provider_url(stack)
+        if url != "passphrase":
+            args += ["--secrets-provider", url]
+        env = self.env_vars(stack)
+        try:
+            self.pulumi_command.run(args, str(directory), env)
+        except Exception as exc:  # noqa: BLE001 - an existing stack is fine, anything else is not
+            if "already exists" not in str(exc):
+                raise
+
+    def remove_stack(self, stack: str) -> None:
+        """`pulumi stack rm`, and the service's settings file of it. An operator's settings
+        file in the repository is left alone (`--preserve-config`)."""
+        self.run_cli(["stack", "rm", stack, "--yes", "--preserve-config"])
+        (self.settings.service_config_dir / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
 
     def run_cli(self, args: list[str], *, stack: str | None = None,
                 metadata: UpdateMetadata | None = None) -> CommandResult:
         """Run `pulumi <args>` in the project with the stack's environment."""
         self._prepare_dirs()
-        env = self.env_vars(stack, kubeconfig=self.kubeconfig_for(stack) if stack else None,
-                            metadata=metadata)
+        env = self.env_vars(stack, metadata=metadata)
         full = list(args) + (["--stack", stack] if stack and "--stack" not in args else [])
         return self.pulumi_command.run(full, str(self.settings.project_dir), env)
 
     # -- stack config files (read without the CLI) ------------------------------------
 
+    def config_file(self, stack: str) -> Path:
+        """The stack's settings file: the service's if it has one, else the operator's in
+        the repository, else where the service would create it."""
+        service = self.settings.service_config_dir / f"Pulumi.{stack}.yaml"
+        if service.exists():
+            return service
+        operator = self.settings.stack_config_dir / f"Pulumi.{stack}.yaml"
+        return operator if operator.exists() else service
+
     def stack_config_file(self, stack: str) -> Path:
-        return self.settings.stack_config_dir / f"Pulumi.{stack}.yaml"
+        return self.config_file(stack)
 
     def read_stack_config(self, stack: str) -> dict[str, Any]:
         """The `config:` map of the stack's settings file (secure values stay encrypted)."""
         try:
-            data = yaml.safe_load(self.stack_config_file(stack).read_text()) or {}
+            data = yaml.safe_load(self.config_file(stack).read_text()) or {}
         except FileNotFoundError:
             return {}
         config = data.get("config") or {}
         return dict(config) if isinstance(config, dict) else {}
 
     def configured_stacks(self) -> list[str]:
-        """Stacks that have a settings file in the stack config dir."""
-        directory = self.settings.stack_config_dir
-        if not directory.is_dir():
-            return []
-        return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
-
-    def kubeconfig_for(self, stack: str | None) -> str | None:
-        """The stack's cluster: `cameleer:kubeconfig` when it names a file, else the default."""
-        if stack:
-            value = self.read_stack_config(stack).get(qualify_key("kubeconfig"))
-            if isinstance(value, str) and value and Path(value).expanduser().is_file():
-                return str(Path(value).expanduser())
-        return self.settings.kubeconfig
+        """Stacks that have a settings file, the operator's or the service's."""
+        names: set[str] = set()
+        for directory in (self.settings.stack_config_dir, self.settings.service_config_dir):
+            if directory.is_dir():
+                names.update(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+        return sorted(names)

@@ -101,7 +101,7 @@ def raw_pulumi_up(cp: ControlPlane, tier: str, license_jwt: str) -> float:
 
     slug = cp.unique_slug("raw")
     stack = f"tenant-{slug}"
-    spec = TenantSpec(slug=slug, placement="shared:default", tier=tier,
+    spec = TenantSpec(slug=slug, placement="shared:eu1", tier=tier,
                       environments=get_tier(tier).standard_environments, license_jwt=license_jwt)
     cp.pulumi("stack", "init", stack, "--secrets-provider", "passphrase", "--non-interactive")
     cp.pulumi("config", "set-all", "--stack", stack, "--json", config_json(stack_config(spec, TenantPlatform.from_env(cp.env))))

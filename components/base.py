@@ -6,7 +6,8 @@ from typing import Sequence
 
 import pulumi
 
-from components.providers.kubernetes import Cluster, KubeObject
+from components.cluster import Cluster
+from components.kube import declare
 
 
 class Component(pulumi.ComponentResource):
@@ -25,10 +26,10 @@ class Component(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, depends_on=[*self._waits_for, *depends_on], **options)
 
     def kube_object(self, name: str, cluster: Cluster, manifest: dict, *,
-                    depends_on: Sequence[pulumi.Resource] = ()) -> KubeObject:
-        """Declare `manifest` on `cluster` as a child. (A Secret's manifest is kept secret in
-        state by KubeObject itself.)"""
-        return KubeObject(name, cluster=cluster, manifest=manifest, opts=self.child_options(depends_on))
+                    depends_on: Sequence[pulumi.Resource] = (), **options) -> pulumi.CustomResource:
+        """Declare `manifest` on `cluster` as a typed child resource (a Secret's data is
+        kept secret in state by pulumi-kubernetes itself); `options` are ResourceOptions."""
+        return declare(name, manifest, cluster.provider, self.child_options(depends_on, **options))
 
 
 def _resources(depends_on) -> list[pulumi.Resource]:

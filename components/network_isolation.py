@@ -17,7 +17,7 @@ from components import naming
 from components.endpoints import DatabaseEndpoint
 from components.base import Component
 from components.kube import manifest
-from components.providers.kubernetes import Cluster
+from components.cluster import Cluster
 
 NETWORKING = "networking.k8s.io/v1"
 DEFAULT_DENY = "default-deny"

@@ -9,7 +9,7 @@ import pulumi
 
 from components.base import Component
 from components.kube import manifest
-from components.providers.kubernetes import Cluster
+from components.cluster import Cluster
 from components.providers.random import RandomPassword
 
 PASSWORD_LENGTH = 32

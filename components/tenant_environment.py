@@ -18,7 +18,7 @@ from components.network_isolation import NetworkIsolation, NetworkIsolationArgs
 from components.tenant_credentials import TenantCredentials, TenantCredentialsArgs
 from components.tenant_database import TenantDatabase, TenantDatabaseArgs
 from components.tenant_namespace import DATABASE_SECRET, TenantNamespace, TenantNamespaceArgs
-from components.tenant_server import TenantServer, TenantServerArgs
+from components.tenant_server import DEFAULT_ROLLOUT_TIMEOUT, TenantServer, TenantServerArgs
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class TenantEnvironmentArgs:
     license: pulumi.Input[str]
     suspended: bool = False
     committed: Compute | None = None
+    rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
 
     def __post_init__(self) -> None:
         naming.namespace_name(self.slug, self.environment)
@@ -80,13 +81,24 @@ class TenantEnvironment(Component):
             cluster=cluster, namespace=namespace.namespace, image=args.image,
             size=args.tier.profile_for(args.environment).server, license=args.license,
             priority_class=args.tier.priority_class_name, suspended=args.suspended,
-            labels=labels), self.child_options(depends_on=[namespace, credentials, database]))
+            settings=server_settings(args), labels=labels, rollout_timeout=args.rollout_timeout), self.child_options(depends_on=[namespace, credentials, database]))
 
         self.namespace = namespace.namespace
         self.server = server.deployment_name
         self.database_schema = database.identifier
         self.register_outputs({"namespace": self.namespace, "server": self.server,
                                "databaseSchema": self.database_schema})
+
+
+def server_settings(args: TenantEnvironmentArgs) -> dict[str, str]:
+    """What the server is told about its tenant; the license stays the authority on features."""
+    retention = args.tier.limits.retention_days
+    return {
+        "CAMELEER_TENANT": args.slug,
+        "CAMELEER_ENVIRONMENT": args.environment,
+        "CAMELEER_TIER": args.tier.name,
+        "CAMELEER_RETENTION_DAYS": str(retention) if retention is not None else "contract",
+    }
 
 
 def _database_name(admin_url: str) -> str:

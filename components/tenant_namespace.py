@@ -10,7 +10,7 @@ from components import naming
 from components.catalog import Compute, Tier
 from components.base import Component
 from components.kube import manifest
-from components.providers.kubernetes import Cluster
+from components.cluster import Cluster
 
 SERVER_ACCOUNT = "cameleer-server"
 LICENSE_SECRET = "cameleer-license"

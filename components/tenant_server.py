@@ -1,4 +1,5 @@
-"""The tenant's Cameleer server: a Deployment with its license Secret, and a Service.
+"""The tenant's Cameleer server: a Deployment with its license Secret, its settings
+ConfigMap, and a Service.
 
 The pod runs with the restricted security context Pod Security `restricted` demands, a
 digest-pinned image, requests and limits from the tier, and probes. A suspended tenant
@@ -17,15 +18,21 @@ from components.catalog import ServerSize
 from components.images import validate_pinned_image
 from components.base import Component
 from components.kube import manifest
-from components.providers.kubernetes import Cluster
+from components.cluster import Cluster
 from components.tenant_namespace import DATABASE_SECRET, LICENSE_SECRET, SERVER_ACCOUNT
 
 SERVER_NAME = "cameleer-server"
 HTTP_PORT = 8080
 SERVICE_PORT = 80
+DEFAULT_ROLLOUT_TIMEOUT = "5m"
+# The provider's Service awaiter waits a fixed 10 s for endpoints to "settle" after every
+# create. The tenant's readiness check reads the Service's endpoints itself, so the stack
+# does not pay that on every environment.
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 RUN_AS_ID = 10001
 LICENSE_DIR = "/etc/cameleer/license"
 LICENSE_FILE = "license.jwt"
+SETTINGS_CONFIG_MAP = "cameleer-server-settings"
 DATABASE_ENV = {
     # environment variable -> key in the database credentials Secret
     "CAMELEER_DB_HOST": "host",
@@ -46,10 +53,15 @@ class TenantServerArgs:
     # Secret: the license JWT.
     license: pulumi.Input[str]
     priority_class: str
+    # Plain settings the server reads as environment variables (tenant, tier, retention).
+    settings: Mapping[str, str] = field(default_factory=dict)
     suspended: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     service_account: str = SERVER_ACCOUNT
     database_secret: str = DATABASE_SECRET
+    # How long an update waits for the rollout before it fails (pulumi-kubernetes awaits
+    # it; its own default is 10 minutes). A pod the quota refuses never comes.
+    rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
 
     def __post_init__(self) -> None:
         validate_pinned_image(self.image)
@@ -66,8 +78,11 @@ class TenantServer(Component):
         self.replicas = 0 if args.suspended else 1
 
         license_secret = self.kube_object(f"{name}-license", args.cluster, license_manifest(args))
+        settings = self.kube_object(f"{name}-settings", args.cluster, settings_manifest(args))
         self.kube_object(f"{name}-deployment", args.cluster, deployment_manifest(args, self.replicas),
-                         depends_on=[license_secret])
+                         depends_on=[license_secret, settings],
+                         custom_timeouts=pulumi.CustomTimeouts(create=args.rollout_timeout,
+                                                               update=args.rollout_timeout))
         self.kube_object(f"{name}-service", args.cluster, service_manifest(args))
         self.register_outputs({"deployment": self.deployment_name, "service": self.service_name,
                                "replicas": self.replicas})
@@ -80,6 +95,11 @@ def selector_labels() -> dict[str, str]:
 def license_manifest(args: TenantServerArgs) -> dict:
     return manifest("v1", "Secret", LICENSE_SECRET, namespace=args.namespace, labels=dict(args.labels),
                     type="Opaque", stringData={LICENSE_FILE: args.license})
+
+
+def settings_manifest(args: TenantServerArgs) -> dict:
+    return manifest("v1", "ConfigMap", SETTINGS_CONFIG_MAP, namespace=args.namespace, labels=dict(args.labels),
+                    data=dict(args.settings))
 
 
 def deployment_manifest(args: TenantServerArgs, replicas: int) -> dict:
@@ -125,6 +145,7 @@ def server_container(args: TenantServerArgs) -> dict:
         "name": "server",
         "image": args.image,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": SETTINGS_CONFIG_MAP}}],
         "env": [
             {"name": "CAMELEER_LICENSE_FILE", "value": f"{LICENSE_DIR}/{LICENSE_FILE}"},
             *({"name": env, "valueFrom": {"secretKeyRef": {"name": args.database_secret, "key": key}}}
@@ -164,7 +185,7 @@ def _probe(path: str, *, initial_delay: int, period: int) -> dict:
 
 
 def service_manifest(args: TenantServerArgs) -> dict:
-    return manifest(
+    body = manifest(
         "v1", "Service", SERVER_NAME, namespace=args.namespace, labels=dict(args.labels),
         spec={
             "type": "ClusterIP",
@@ -172,3 +193,5 @@ def service_manifest(args: TenantServerArgs) -> dict:
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
     )
+    body["metadata"]["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}
+    return body

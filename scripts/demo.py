@@ -1,7 +1,9 @@
 """The main job on embedded defaults: API + worker on the local services, a demo signup to ACTIVE.
 
 Run by scripts/demo.sh after set-up (services started, environment from services.env).
-Migrates the platform database, starts the API and one worker, signs up the organisation
+Migrates the platform database, brings up the shared cluster's baseline stack (shared-eu1,
+its settings file in the data directory like every stack the service creates), starts the
+API and one worker, signs up the organisation
 "Demo" (tier from CAMELEER_DEMO_TIER, default mid), follows the signup operation step by
 step until the tenant is ACTIVE, shows the tenant's namespaces on the cluster, and stops
 the processes it started. Exit status 0 only if the tenant reached ACTIVE.
@@ -19,10 +21,14 @@ from pathlib import Path
 
 import httpx
 
+from api.stacks.automation_adapter import AutomationStackDriver
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 API = f"http://{os.environ.get('CAMELEER_HTTP_HOST', '127.0.0.1')}:{os.environ.get('CAMELEER_HTTP_PORT', '8080')}"
 TIMEOUT_SECONDS = 600
+CLUSTER = os.environ.get("CAMELEER_CLUSTER", DEFAULT_LOCAL_CLUSTER)
 
 
 def say(message: str) -> None:
@@ -95,6 +101,9 @@ def main() -> int:
     password = secrets.token_urlsafe(18)
     say("migrating the platform database")
     subprocess.run([PYTHON, "-m", "api.migrate", "upgrade"], cwd=ROOT, check=True)
+    say(f"bringing up the baseline of the shared cluster {CLUSTER} (stack shared-{CLUSTER})")
+    baseline = AutomationStackDriver().ensure_cluster_baseline(CLUSTER)
+    say(f"shared-{CLUSTER}: {baseline.summary}")
     with ExitStack() as stack, httpx.Client(base_url=API, timeout=30) as client:
         api = stack.enter_context(background("api", "api"))
         stack.enter_context(background("worker", "api.worker"))
@@ -109,6 +118,7 @@ def main() -> int:
         tenant = client.get(f"/v1/tenants/{accepted['tenant']['id']}").raise_for_status().json()
     say(f"tenant {tenant['slug']} is {tenant['status']}" + (f": {tenant['failure_reason']}" if tenant["failure_reason"] else ""))
     subprocess.run(["kubectl", "get", "namespaces", "-l", f"cameleer.io/tenant={slug}"], check=False)
+    subprocess.run(["kubectl", "get", "pods", "-A", "-l", f"cameleer.io/tenant={slug}", "-o", "wide"], check=False)
     return 0 if tenant["status"] == "ACTIVE" and operation["status"] == "SUCCEEDED" else 1
 
 

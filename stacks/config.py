@@ -15,13 +15,17 @@ Keys (namespace `cameleer:`):
     suspended         true to run no workloads
     committed         {cpu, memory} committed resources (dedicated tiers)
     clusterCidrs      pod and service networks of the cluster
-    kubeconfig, kubeContext   the cluster (kubeconfig falls back to env KUBECONFIG)
+    cluster           the cluster's name in the registry (default eu1; a shared-<cluster>
+                      stack's is its own name); its kubeconfig is found at run time, see
+                      stacks/clusters.py, and never stored in config
+    rolloutTimeout    how long an update waits for the server's rollout (default 5m)
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping
@@ -31,8 +35,11 @@ import pulumi
 from components.catalog import CatalogError, Compute, Placement, Tier, get_tier, validate_slug
 from components.endpoints import DatabaseEndpoint
 from components.images import validate_pinned_image
+from components.tenant_server import DEFAULT_ROLLOUT_TIMEOUT
 
 NAMESPACE = "cameleer"
+DEFAULT_CLUSTER = "eu1"
+_DURATION = re.compile(r"^[1-9][0-9]*(s|m|h)$")
 
 
 class StackConfigError(pulumi.RunError):
@@ -83,6 +90,8 @@ class TenantSettings:
     suspended: bool
     committed: Compute | None
     cluster_cidrs: tuple[str, ...]
+    cluster: str = DEFAULT_CLUSTER
+    rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -132,12 +141,15 @@ def tenant_settings(stack: StackName, raw: Mapping[str, Any], secrets_present: M
     suspended = problems.check("suspended", lambda: _bool(raw.get("suspended", False)))
     committed = problems.check("committed", lambda: _committed(tier, raw.get("committed")))
     cidrs = problems.check("clusterCidrs", lambda: _cidrs(raw.get("clusterCidrs")))
+    cluster = problems.check("cluster", lambda: validate_slug(raw.get("cluster") or DEFAULT_CLUSTER))
+    rollout_timeout = problems.check("rolloutTimeout", lambda: _duration(raw.get("rolloutTimeout")))
     for key in ("databaseAdminUrl", "license"):
         if not secrets_present.get(key):
             problems.add(key, f"missing; set it with `pulumi config set --secret {NAMESPACE}:{key} ...`")
     problems.raise_if_any()
     return TenantSettings(slug=slug, tier=tier, environments=environments, image=image, database=database,
-                          suspended=suspended, committed=committed, cluster_cidrs=cidrs)
+                          suspended=suspended, committed=committed, cluster_cidrs=cidrs,
+                          cluster=cluster, rollout_timeout=rollout_timeout)
 
 
 def shared_cluster_settings(stack: StackName, raw: Mapping[str, Any]) -> SharedClusterSettings:
@@ -145,6 +157,14 @@ def shared_cluster_settings(stack: StackName, raw: Mapping[str, Any]) -> SharedC
     cidrs = problems.check("clusterCidrs", lambda: _cidrs(raw.get("clusterCidrs")))
     problems.raise_if_any()
     return SharedClusterSettings(cluster=stack.subject, cluster_cidrs=cidrs)
+
+
+def _duration(value: Any) -> str:
+    if value in (None, ""):
+        return DEFAULT_ROLLOUT_TIMEOUT
+    if not _DURATION.match(str(value)):
+        raise ValueError(f"expected a duration such as 90s, 5m or 1h, got {value!r}")
+    return str(value)
 
 
 def _required(raw: Mapping[str, Any], key: str) -> Any:
@@ -222,7 +242,7 @@ def _bool(value: Any) -> bool:
 # --------------------------------------------------------------------------- from pulumi.Config
 
 PLAIN_KEYS = ("slug", "tier", "environments", "image", "databaseEndpoint", "databaseCidr",
-              "suspended", "committed", "clusterCidrs")
+              "suspended", "committed", "clusterCidrs", "cluster", "rolloutTimeout")
 SECRET_KEYS = ("databaseAdminUrl", "license")
 
 

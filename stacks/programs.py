@@ -6,10 +6,10 @@ from __future__ import annotations
 import pulumi
 
 from components.catalog import Placement, tiers_placed
-from components.cluster import ExistingCluster
+from components.cluster import Cluster, ExistingCluster
 from components.cluster_baseline import ClusterBaseline, ClusterBaselineArgs
-from components.providers.kubernetes import Cluster
 from components.tenant_environment import TenantEnvironment, TenantEnvironmentArgs
+from stacks.clusters import ClusterLookupError, kubeconfig_content
 from stacks.config import (
     NAMESPACE,
     StackConfigError,
@@ -26,7 +26,7 @@ def tenant_program(stack: StackName) -> None:
     """`tenant-<slug>`: a shared-tier tenant's environments on a shared cluster."""
     config = pulumi.Config(NAMESPACE)
     settings = tenant_settings(stack, read_plain(config), secrets_present(config))
-    target = ExistingCluster(_cluster(config), settings.cluster_cidrs)
+    target = ExistingCluster(_cluster(settings.cluster), settings.cluster_cidrs)
     _tenant_environments(settings, target, config)
 
 
@@ -34,7 +34,7 @@ def dedicated_program(stack: StackName) -> None:
     """`dedicated-<slug>`: a customer's dedicated cluster, its baseline and environments."""
     config = pulumi.Config(NAMESPACE)
     settings = tenant_settings(stack, read_plain(config), secrets_present(config))
-    target = ExistingCluster(_cluster(config), settings.cluster_cidrs)
+    target = ExistingCluster(_cluster(settings.cluster), settings.cluster_cidrs)
     baseline = ClusterBaseline("baseline", ClusterBaselineArgs(target=target, tiers=(settings.tier,)))
     _tenant_environments(settings, target, config, depends_on=[baseline])
     committed = settings.committed
@@ -45,7 +45,7 @@ def shared_cluster_program(stack: StackName) -> None:
     """`shared-<cluster>`: the baseline of a shared cluster that hosts shared-tier tenants."""
     config = pulumi.Config(NAMESPACE)
     settings = shared_cluster_settings(stack, read_plain(config))
-    target = ExistingCluster(_cluster(config), settings.cluster_cidrs)
+    target = ExistingCluster(_cluster(settings.cluster), settings.cluster_cidrs)
     baseline = ClusterBaseline("baseline", ClusterBaselineArgs(
         target=target, tiers=tiers_placed(Placement.SHARED)))
     pulumi.export("cluster", settings.cluster)
@@ -62,9 +62,11 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
             target=target, slug=settings.slug, tier=settings.tier, environment=environment,
             image=settings.image, database=settings.database, database_admin_url=admin_url,
             license=license_jwt, suspended=settings.suspended, committed=settings.committed,
+            rollout_timeout=settings.rollout_timeout,
         ), pulumi.ResourceOptions(depends_on=depends_on or []))
         for environment in settings.environments
     }
+    pulumi.export("cluster", settings.cluster)
     pulumi.export("slug", settings.slug)
     pulumi.export("tier", settings.tier.name)
     pulumi.export("suspended", settings.suspended)
@@ -73,8 +75,8 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
     pulumi.export("databaseSchemas", {env: item.database_schema for env, item in environments.items()})
 
 
-def _cluster(config: pulumi.Config) -> Cluster:
+def _cluster(name: str) -> Cluster:
     try:
-        return Cluster.from_config(config)
-    except (ValueError, OSError) as error:
-        raise StackConfigError(f"{NAMESPACE}:kubeconfig: {error}") from None
+        return Cluster(name, kubeconfig_content(name))
+    except ClusterLookupError as error:
+        raise StackConfigError(f"{NAMESPACE}:cluster: {error}") from None

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from api.stacks.driver import (
+    ClusterNotReady,
     EventSink,
     PreviewResult,
     ProvisionResult,
@@ -55,6 +56,8 @@ class AutomationStackDriver:
         from automation.tenants import TenantPlatform, stack_config
 
         spec = _spec(tenant, tier, environments, license_jwt, suspended)
+        if tenant.placement.startswith("shared"):
+            self._require_baseline(tenant.placement, tier)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
         # Outputs are not read back: the service needs none, and each costs a CLI process.
         result = self._ops.up(
@@ -63,6 +66,41 @@ class AutomationStackDriver:
             config=stack_config(spec, TenantPlatform.from_env()),
             create=True,
             on_event=_relay(on_event),
+        )
+        return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
+
+    def _require_baseline(self, placement: str, tier: str) -> None:
+        """A shared cluster takes tenants once its shared-<cluster> stack is up: without the
+        tier's PriorityClass every tenant pod would be refused."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from automation.tenants import cluster_of
+        from components.catalog import get_tier
+
+        cluster, priority_class = cluster_of(placement), get_tier(tier).priority_class_name
+        try:
+            client.SchedulingV1Api(self._cluster_client(placement)).read_priority_class(priority_class)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise ClusterNotReady(f"cluster {cluster}: cannot read PriorityClass {priority_class}: "
+                                      f"{exc.reason}") from None
+            raise ClusterNotReady(
+                f"cluster {cluster} has no baseline yet (PriorityClass {priority_class} is missing): "
+                f"bring up its stack with `cameleer up shared-{cluster}`; the signup resumes then"
+            ) from None
+
+    def ensure_cluster_baseline(self, cluster: str, on_event: EventSink | None = None) -> ProvisionResult:
+        """Bring up the shared cluster's baseline stack, `shared-<cluster>` (idempotent: a
+        no-change update when it is up already). Its settings file is the service's."""
+        from automation.history import UpdateMetadata
+        from automation.tenants import TenantPlatform, baseline_config
+
+        stack = f"shared-{cluster}"
+        result = self._ops.up(
+            stack, UpdateMetadata(ACTOR, f"baseline of shared cluster {cluster}", kind="control-plane"),
+            config=baseline_config(TenantPlatform.from_env()), create=True,
+            on_event=_relay(on_event) if on_event else None,
         )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
@@ -86,19 +124,29 @@ class AutomationStackDriver:
         )
 
     def readiness(self, tenant: TenantRef) -> Readiness:
-        from automation.tenants import TenantSpec, check_readiness, stack_name_for
+        from automation.readiness import check_readiness
+        from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
         config = self._ops.factory.read_stack_config(stack)
         if not config:
             return Readiness(ready=False, detail=f"stack {stack} has no configuration yet")
-        spec = TenantSpec(
-            slug=tenant.slug, placement=tenant.placement, tier=str(config["cameleer:tier"]),
-            environments=tuple(config.get("cameleer:environments") or ()), license_jwt="",
+        state = check_readiness(
+            self._cluster_client(tenant.placement), tenant.slug,
+            tuple(config.get("cameleer:environments") or ()),
             suspended=str(config.get("cameleer:suspended")).lower() == "true",
         )
-        state = check_readiness(spec, self._ops.settings.kubeconfig)
         return Readiness(ready=state.ready, detail=state.detail)
+
+    def _cluster_client(self, placement: str):
+        from automation.readiness import api_client
+        from automation.tenants import cluster_of
+        from stacks.clusters import ClusterLookupError, kubeconfig_content
+
+        try:
+            return api_client(kubeconfig_content(cluster_of(placement), self._ops.factory.env_vars()))
+        except ClusterLookupError as exc:
+            raise StackUnavailable(str(exc)) from exc
 
     def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
         from automation.history import UpdateMetadata

@@ -68,6 +68,10 @@ class StackUnavailable(Exception):
     """The automation layer cannot be used (not installed, misconfigured)."""
 
 
+class ClusterNotReady(Exception):
+    """The tenant's cluster cannot take it yet (no baseline); the step is retried later."""
+
+
 class StackDriver(Protocol):
     def provision(
         self,

@@ -94,7 +94,7 @@ def test_suspend_and_reactivate(client, services, driver):
     assert suspended.status_code == 202
     run_queue(services)
     assert _tenant(client, tenant)["status"] == "SUSPENDED"
-    assert driver.stacks[(tenant_uuid, "shared:default")]["suspended"] is True
+    assert driver.stacks[(tenant_uuid, "shared:eu1")]["suspended"] is True
     license_body = client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()
     assert license_body["status"] == "suspended"
 
@@ -104,7 +104,7 @@ def test_suspend_and_reactivate(client, services, driver):
     assert client.post(f"/v1/tenants/{tenant.tenant_id}/reactivate", headers=tenant.headers).status_code == 202
     run_queue(services)
     assert _tenant(client, tenant)["status"] == "ACTIVE"
-    assert driver.stacks[(tenant_uuid, "shared:default")]["suspended"] is False
+    assert driver.stacks[(tenant_uuid, "shared:eu1")]["suspended"] is False
     assert client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["status"] == "active"
 
 
@@ -115,7 +115,7 @@ def test_change_tier_on_the_same_placement_applies_directly(client, services, dr
     run_queue(services)
     assert _tenant(client, tenant)["tier"] == "mid"
     assert client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["tier"] == "mid"
-    assert driver.stacks[(uuid.UUID(tenant.tenant_id), "shared:default")]["environments"] == ["dev", "prod"]
+    assert driver.stacks[(uuid.UUID(tenant.tenant_id), "shared:eu1")]["environments"] == ["dev", "prod"]
 
 
 def test_change_to_dedicated_previews_then_waits_for_confirmation(client, services, driver):
@@ -134,7 +134,7 @@ def test_change_to_dedicated_previews_then_waits_for_confirmation(client, servic
     state = _tenant(client, tenant)
     assert state["tier"] == "high" and state["placement"] == f"dedicated:{tenant.slug}" and state["status"] == "ACTIVE"
     assert (tenant_uuid, f"dedicated:{tenant.slug}") in driver.stacks
-    assert (tenant_uuid, "shared:default") not in driver.stacks  # old placement released
+    assert (tenant_uuid, "shared:eu1") not in driver.stacks  # old placement released
 
 
 def test_delete_destroys_scrubs_and_keeps_audit(client, services, driver, auditor_headers):

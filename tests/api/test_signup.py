@@ -97,7 +97,7 @@ def test_signup_reaches_active_with_license_and_engine_progress(client, services
     assert [s["name"] for s in operation["steps"]] == ["tenant_record", "billing", "license", "stack_up", "readiness", "activate"]
     assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in operation["steps"])
     assert {e["type"] for e in operation["events"]} >= {"preludeEvent", "summaryEvent"}
-    assert driver.stacks[(tenant_id, "shared:default")]["environments"] == ["dev", "prod"]
+    assert driver.stacks[(tenant_id, "shared:eu1")]["environments"] == ["dev", "prod"]
     with services.db.transaction(Scope.system()) as s:
         assert s.scalar(select(func.count()).select_from(License).where(License.tenant_id == tenant_id)) == 1
         assert s.get(Tenant, tenant_id).billing_customer_id == f"local_cus_{tenant_id.hex}"

@@ -61,12 +61,22 @@ def unique_name() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture(scope="session")
+def pulumi_home() -> str:
+    """The project's PULUMI_HOME: the one scripts/toolchain.sh installed the kubernetes
+    provider plugin into (tests keep their own backends and passphrases)."""
+    path = _require_env("PULUMI_HOME")
+    if not list(Path(path).glob("plugins/resource-kubernetes-v*")):
+        pytest.fail(f"no kubernetes provider plugin in PULUMI_HOME {path}: scripts/toolchain.sh installs it")
+    return path
+
+
 @pytest.fixture
-def engine_env(tmp_path, kubeconfig, pulumi_bin) -> dict[str, str]:
-    """Environment for one test's engine runs: its own PULUMI_HOME and passphrase."""
+def engine_env(tmp_path, kubeconfig, pulumi_bin, pulumi_home) -> dict[str, str]:
+    """Environment for one test's engine runs: its own passphrase (backends are per test)."""
     return {
         "KUBECONFIG": kubeconfig,
-        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+        "PULUMI_HOME": pulumi_home,
         "PULUMI_CONFIG_PASSPHRASE": "integration-test-passphrase",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PATH": f"{pulumi_bin.parent}:{os.environ['PATH']}",
@@ -269,7 +279,8 @@ class ProjectStack:
 
 
 @pytest.fixture
-def project_stacks(tmp_path, engine_env, tenant_database_url, kube) -> Iterator[Callable[..., ProjectStack]]:
+def project_stacks(tmp_path, engine_env, tenant_database_url, kube,
+                   shared_baseline) -> Iterator[Callable[..., ProjectStack]]:
     """`new(kind, slug=None, work_dir=REPO_ROOT)` -> a ProjectStack `<kind>-<slug>` (a unique
     slug by default) of the program in `work_dir`, with a private file backend; all of them are destroyed and removed after the test, and
     any tenant namespace a failed destroy left behind is deleted."""
@@ -300,6 +311,54 @@ def project_stacks(tmp_path, engine_env, tenant_database_url, kube) -> Iterator[
         pytest.fail("cleanup of the project's stacks failed:\n" + "\n".join(failures))
 
 
+class SharedBaseline:
+    """The local cluster's baseline, brought up once per session as a `shared-<unique>` stack of
+    the project's program: the platform namespace and the shared tiers' PriorityClasses, which
+    every tenant pod names. Objects that were there before the session (the demo's shared-eu1)
+    are left in place at the end; otherwise the stack is destroyed."""
+
+    def __init__(self, stack: ProjectStack, kube, existed: bool):
+        self.stack, self.kube, self.existed = stack, kube, existed
+
+    def restore(self) -> None:
+        """Bring back what a test deleted (a dedicated stack shares the platform namespace)."""
+        result = self.stack.up(refresh=True)
+        assert result.summary.result == "succeeded"
+
+    def close(self) -> None:
+        if self.existed:
+            self.stack.stack.workspace.pulumi_command.run(
+                ["stack", "rm", "--force", "--yes", "--preserve-config", "--stack", self.stack.name],
+                str(self.stack.work_dir), {**os.environ, **self.stack.env})
+            self.stack.repo_config_file.unlink(missing_ok=True)
+        else:
+            self.stack.close()
+
+
+@pytest.fixture(scope="session")
+def shared_baseline(tmp_path_factory, kubeconfig, pulumi_bin, pulumi_home, kube) -> Iterator[SharedBaseline]:
+    from components.catalog import Placement, tiers_placed
+
+    tmp_path = tmp_path_factory.mktemp("shared-baseline")
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {"KUBECONFIG": kubeconfig, "PULUMI_HOME": pulumi_home,
+           "PULUMI_CONFIG_PASSPHRASE": "integration-test-passphrase", "PULUMI_SKIP_UPDATE_CHECK": "true",
+           "PATH": f"{pulumi_bin.parent}:{os.environ['PATH']}", "PULUMI_BACKEND_URL": f"file://{state}",
+           "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+           # The baseline stack is named after a unique cluster; it is the local one.
+           "CAMELEER_KUBECONFIG_" + "IT" + uuid.uuid4().hex[:6].upper(): kubeconfig}
+    cluster = next(key for key in env if key.startswith("CAMELEER_KUBECONFIG_"))[len("CAMELEER_KUBECONFIG_"):]
+    existed = any(not kube_missing(kube.scheduling.read_priority_class, tier.priority_class_name)
+                  for tier in tiers_placed(Placement.SHARED))
+    baseline = SharedBaseline(ProjectStack(f"shared-{cluster.lower()}", tmp_path, env), kube, existed)
+    try:
+        baseline.restore()
+        yield baseline
+    finally:
+        baseline.close()
+
+
 def tenant_config(slug: str, tier: str, environments: list[str], admin_url: str, **extra: Any) -> dict[str, Any]:
     """A complete `cameleer:` configuration of a tenant or dedicated stack on the local services."""
     from psycopg.conninfo import conninfo_to_dict
@@ -312,6 +371,8 @@ def tenant_config(slug: str, tier: str, environments: list[str], admin_url: str,
         "image": PINNED_IMAGE,
         "databaseEndpoint": f"{database.get('host', '127.0.0.1')}:{database.get('port', 5432)}",
         "suspended": False,
+        # A rollout that cannot finish fails the update in this long, not in five minutes.
+        "rolloutTimeout": "90s",
         "databaseAdminUrl": Secret(admin_url),
         "license": Secret(license_jwt(slug, tier)),
         **extra,

@@ -3,10 +3,10 @@
 `ControlPlane` starts the API server (`python -m api`, uvicorn on a free loopback port) and
 workers (`python -m api.worker`) as subprocesses on a throwaway platform database, with the
 real StackDriver (`api.stacks.automation_adapter.AutomationStackDriver`) and a private
-Pulumi file backend, PULUMI_HOME and passphrase under `root`. Nothing lands in the
-developer's `.cameleer/state`; the stack settings files the automation layer writes into
-`stacks/config/` are removed by `close()`, which also destroys and removes every stack left
-in the private backend and deletes any namespace of the tenants it signed up.
+Pulumi file backend, data directory (the stacks' settings files) and passphrase under
+`root`; PULUMI_HOME is the project's, for its plugins. Nothing lands in the developer's
+`.cameleer/state` or the work tree; `close()` destroys and removes every stack left in the
+private backend and deletes any namespace of the tenants it signed up.
 
 A missing tool or service raises `HarnessError`; nothing here skips.
 """
@@ -43,7 +43,7 @@ DEV_STATE = REPO_ROOT / ".cameleer" / "state"
 # set-up: the shared backend, its passphrase, and settings the harness sets itself.
 DEVELOPER_ONLY_ENV = (
     "PULUMI_BACKEND_URL", "CAMELEER_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
-    "CAMELEER_CONFIG_PASSPHRASE", "CAMELEER_CONFIG_PASSPHRASE_FILE", "PULUMI_HOME", "CAMELEER_DATA_DIR",
+    "CAMELEER_CONFIG_PASSPHRASE", "CAMELEER_CONFIG_PASSPHRASE_FILE", "CAMELEER_DATA_DIR",
     "CAMELEER_STACK_DRIVER", "CAMELEER_BILLING_GATEWAY", "CAMELEER_DATABASE_APP_ROLE", "CAMELEER_PULUMI_ROOT",
 )
 
@@ -140,7 +140,8 @@ class ControlPlane:
             # the automation layer: private backend, data dir, engine home, passphrase
             "CAMELEER_DATA_DIR": str(data),
             "PULUMI_BACKEND_URL": f"file://{state}",
-            "PULUMI_HOME": str(self.root / "pulumi-home"),
+            # The project's engine home: the kubernetes provider plugin is installed there.
+            "PULUMI_HOME": require_env("PULUMI_HOME"),
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",

@@ -51,7 +51,7 @@ RESUME_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin):
+def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin, shared_baseline):
     plane = ControlPlane(
         tmp_path_factory.mktemp("control-plane"), tenant_database_url,
         worker_env={"CAMELEER_STALLED_AFTER_SECONDS": str(STALLED_AFTER_SECONDS),
@@ -202,7 +202,7 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
     assert [(s["name"], s["status"], s["attempts"]) for s in operation["steps"]] == [
         (name, "succeeded", 1) for name in SIGNUP_STEPS]
     tenant = get(cp, f"/v1/tenants/{tenant_a.tenant_id}", tenant_a.headers)
-    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "low", "shared:default")
+    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "low", "shared:eu1")
 
     # The cluster holds what the tier says: one environment (prod), its namespace, quota,
     # the server Deployment running, the license Secret with the current license.
@@ -361,7 +361,7 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
     operation = run_lifecycle(cp, tenant_a, "tier", {"tier": "mid"})
     assert [s["name"] for s in operation["steps"]] == ["billing", "license", "stack_up", "readiness", "activate"]
     tenant = get(cp, tenant_path, tenant_a.headers)
-    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "mid", "shared:default")
+    assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "mid", "shared:eu1")
     assert quota_hard(kube, slug, "prod") == catalog_quota("mid", "prod")
     assert tenant_namespaces(kube, slug) == sorted(namespace_name(slug, env) for env in ("dev", "prod"))
     assert quota_hard(kube, slug, "dev") == catalog_quota("mid", "dev")

@@ -179,19 +179,19 @@ def test_low_tenant_up_tier_change_suspend_destroy(project_stacks, kube, tenant_
 
     quota_step = steps["prod-namespace-quota"]
     assert quota_step.op.value == "update"
-    assert quota_step.old.inputs["manifest"]["spec"]["hard"] == get_tier("low").quota_for("prod").hard()
-    assert quota_step.new.inputs["manifest"]["spec"]["hard"] == get_tier("mid").quota_for("prod").hard()
+    assert quota_step.old.inputs["spec"]["hard"] == get_tier("low").quota_for("prod").hard()
+    assert quota_step.new.inputs["spec"]["hard"] == get_tier("mid").quota_for("prod").hard()
     # The namespace's tier label changes in place: the namespace is not replaced.
     assert ops["prod-namespace-namespace"] == "update"
-    assert steps["prod-namespace-namespace"].new.inputs["manifest"]["metadata"]["labels"][
+    assert steps["prod-namespace-namespace"].new.inputs["metadata"]["labels"][
         naming.TIER_LABEL] == "mid"
     assert ops["prod-server-deployment"] == "update"  # the server is sized by the tier
     dev_namespace = steps["dev-namespace-namespace"]
     assert dev_namespace.op.value == "create"
-    assert dev_namespace.new.inputs["manifest"]["metadata"]["name"] == naming.namespace_name(slug, "dev")
+    assert dev_namespace.new.inputs["metadata"]["name"] == naming.namespace_name(slug, "dev")
     dev_quota = steps["dev-namespace-quota"]
     assert dev_quota.op.value == "create"
-    assert dev_quota.new.inputs["manifest"]["spec"]["hard"] == get_tier("mid").quota_for("dev").hard()
+    assert dev_quota.new.inputs["spec"]["hard"] == get_tier("mid").quota_for("dev").hard()
     dev_created = {name for name, op in ops.items() if name.startswith("dev") and op == "create"}
     prod_resources = {name for name in ops if name.startswith("prod")}
     assert {name.replace("dev", "prod", 1) for name in dev_created} == prod_resources
@@ -213,7 +213,6 @@ def test_low_tenant_up_tier_change_suspend_destroy(project_stacks, kube, tenant_
     up = stack.up(policy_packs=[POLICY_PACK])
     assert up.summary.result == "succeeded"
     assert stack.policy_events() == []  # the advisory replicas rule agrees with the label
-    # (The dynamic providers' default provider takes the stack's config as its inputs.)
     updated = {name for name, step in stack.steps().items()
                if step.op.value == "update" and not step.type.startswith("pulumi:providers:")}
     assert updated == {"dev-server-deployment", "prod-server-deployment"}
@@ -268,28 +267,23 @@ def test_mid_tenant_passes_the_pack_and_comes_up(project_stacks, kube, tenant_da
 
 
 @pytest.fixture
-def empty_baseline(kube):
-    """The cluster-scoped objects a ClusterBaseline creates must not exist before the test
-    (the provider would adopt them, and destroy would delete another stack's objects); any
-    the test leaves behind are deleted."""
+def dedicated_baseline(kube, shared_baseline):
+    """The dedicated tier's PriorityClass must not exist before the test. The platform
+    namespace and class do: the session's shared baseline declares them too, and the
+    dedicated stack's destroy deletes them (one cluster plays both parts here), so the
+    shared baseline is restored afterwards."""
     names = [PLATFORM_PRIORITY_CLASS, get_tier("high").priority_class_name]
-    present = [f"namespace {naming.PLATFORM_NAMESPACE}"] if not kube_missing(
-        kube.core.read_namespace, naming.PLATFORM_NAMESPACE) else []
-    present += [f"PriorityClass {name}" for name in names
-                if not kube_missing(kube.scheduling.read_priority_class, name)]
-    if present:
-        pytest.fail(f"{', '.join(present)} exist already on the local cluster (a shared-<cluster> or "
-                    "dedicated-<slug> stack is up?); destroy that stack before running this test")
+    if not kube_missing(kube.scheduling.read_priority_class, names[1]):
+        pytest.fail(f"PriorityClass {names[1]} exists already on the local cluster (a dedicated-<slug> "
+                    "stack is up?); destroy that stack before running this test")
     yield names
-    if not kube_missing(kube.core.read_namespace, naming.PLATFORM_NAMESPACE):
-        kube.core.delete_namespace(naming.PLATFORM_NAMESPACE)
-    for name in names:
-        if not kube_missing(kube.scheduling.read_priority_class, name):
-            kube.scheduling.delete_priority_class(name)
+    if not kube_missing(kube.scheduling.read_priority_class, names[1]):
+        kube.scheduling.delete_priority_class(names[1])
+    shared_baseline.restore()
 
 
 def test_dedicated_stack_previews_comes_up_and_is_destroyed(project_stacks, kube, tenant_database_url,
-                                                            empty_baseline):
+                                                            dedicated_baseline):
     stack = project_stacks("dedicated")
     slug = _slug(stack)
     tier = get_tier("high")
@@ -304,9 +298,9 @@ def test_dedicated_stack_previews_comes_up_and_is_destroyed(project_stacks, kube
     assert stack.policy_events() == []
     assert set(preview.change_summary) == {"create"}
     steps = stack.steps()
-    baseline_steps = {"baseline-platform-namespace", *(f"baseline-{name}" for name in empty_baseline)}
+    baseline_steps = {"baseline-platform-namespace", *(f"baseline-{name}" for name in dedicated_baseline)}
     assert baseline_steps <= set(steps)
-    assert steps["baseline-platform-namespace"].new.inputs["manifest"]["metadata"]["name"] == \
+    assert steps["baseline-platform-namespace"].new.inputs["metadata"]["name"] == \
         naming.PLATFORM_NAMESPACE
     assert {name for name in steps if name.endswith("-namespace-namespace")} == {
         f"{environment}-namespace-namespace" for environment in environments}
@@ -323,8 +317,6 @@ def test_dedicated_stack_previews_comes_up_and_is_destroyed(project_stacks, kube
     tenant_class = kube.scheduling.read_priority_class(tier.priority_class_name)
     assert tenant_class.value == tier.priority
     assert tenant_class.preemption_policy == "Never" and not tenant_class.global_default
-    # Only the dedicated customer's tier gets a class on its cluster.
-    assert kube_missing(kube.scheduling.read_priority_class, get_tier("low").priority_class_name)
     for environment in environments:
         assert_environment(kube, tenant_database_url, slug=slug, tier_name=tier.name, environment=environment,
                            license=config["license"], replicas=1, committed=committed)
@@ -338,5 +330,5 @@ def test_dedicated_stack_previews_comes_up_and_is_destroyed(project_stacks, kube
     for environment in environments:
         assert_environment_gone(kube, tenant_database_url, slug, environment)
     assert kube_missing(kube.core.read_namespace, naming.PLATFORM_NAMESPACE)
-    for name in empty_baseline:
+    for name in dedicated_baseline:
         assert kube_missing(kube.scheduling.read_priority_class, name)
