@@ -212,3 +212,29 @@ def test_suspend_removes_every_pod_and_reactivate_brings_them_back_ready(tenant_
     assert cli.get(namespace, "deployment", SERVER_NAME)["spec"]["replicas"] == 0
     cli.cameleer("up", stack, "--reason", "reactivate", "--set", "suspended=false")
     assert _ready_pods(cli, namespace) == 1  # the update returned after the rollout
+
+
+def test_drift_runs_from_another_checkout_with_only_the_backend_and_passphrase(tenant_stack, tmp_path):
+    """CI's drift job: a fresh clone at another path, no data directory, no kubeconfig and
+    no stack settings file; the stack's state carries how to reach its cluster."""
+    import sys
+
+    cli, stack, namespace = tenant_stack
+    clone = tmp_path / "ci" / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+    cli.kubectl("-n", namespace, "scale", "deployment", SERVER_NAME, "--replicas=2")
+    env = {
+        "HOME": os.environ["HOME"],
+        "PATH": cli.env["PATH"],  # the CLI and its plugin launchers
+        "PULUMI_HOME": cli.env["PULUMI_HOME"],  # the provider plugin
+        "PULUMI_BACKEND_URL": cli.env["PULUMI_BACKEND_URL"],
+        "PULUMI_CONFIG_PASSPHRASE": cli.env["PULUMI_CONFIG_PASSPHRASE"],
+        "PYTHONPATH": str(clone),  # the clone's code, not this checkout's
+        "CAMELEER_DATA_DIR": str(tmp_path / "ci" / "data"),
+    }
+    done = subprocess.run([sys.executable, "-m", "automation.cli", "drift", "--all", "--json"], cwd=clone,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert _drifted(json.loads(done.stdout)) == {"prod-server-deployment": {"spec.replicas"}}
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True,
+                          text=True, check=True).stdout == ""

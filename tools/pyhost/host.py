@@ -9,8 +9,9 @@ stubs come from the pinned `pulumi` wheel, so the protocol is the engine's own.
 
 What it implements:
 - Handshake / GetPluginInfo / About: identification.
-- GetRequiredPlugins / GetRequiredPackages: none (the project's programs use the engine's
-  bundled `pulumi-python` dynamic provider only, which the engine resolves itself).
+- GetRequiredPlugins / GetRequiredPackages: the resource plugins the installed provider SDKs
+  declare in their `pulumi-plugin.json` (pulumi-kubernetes: `kubernetes` 4.25.0), as the Go
+  host reports them, so `pulumi about` and `pulumi plugin ls --project` tell the truth.
 - Run: runs the program in a fresh interpreter (`exec.py`) with the same arguments and
   environment the Go host passes to `pulumi-language-python-exec`.
 - RunPlugin: runs Python plugins; CrossGuard policy packs go through `python -m pulumi.policy`.
@@ -57,6 +58,30 @@ def _python_for(info: language_pb2.ProgramInfo | None) -> str:
     return sys.executable
 
 
+# Run in the program's interpreter: every installed distribution that ships a
+# pulumi-plugin.json declaring a resource plugin.
+_LIST_PLUGINS = """
+import importlib.metadata, json
+found = []
+for dist in importlib.metadata.distributions():
+    for file in dist.files or ():
+        if file.name == "pulumi-plugin.json":
+            info = json.loads(file.read_text())
+            if info.get("resource"):
+                found.append({"name": info.get("name") or dist.metadata["Name"],
+                              "version": info.get("version") or dist.version,
+                              "server": info.get("server", "")})
+print(json.dumps(found))
+"""
+
+
+def _installed_packages(info: language_pb2.ProgramInfo | None) -> list[dict[str, str]]:
+    done = subprocess.run([_python_for(info), "-c", _LIST_PLUGINS], capture_output=True, text=True, check=True)
+    packages = json.loads(done.stdout or "[]")
+    return [{"kind": "resource", "name": p["name"], "version": "v" + p["version"].lstrip("v"),
+             "server": p["server"]} for p in packages]
+
+
 def _program_path(request) -> str:
     """The program a Run or RunPlugin request names: its ProgramInfo, else the legacy field."""
     info = request.info
@@ -79,10 +104,12 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         return plugin_pb2.PluginInfo(version=HOST_VERSION)
 
     def GetRequiredPlugins(self, request, context):
-        return language_pb2.GetRequiredPluginsResponse()
+        plugins = [plugin_pb2.PluginDependency(**package) for package in _installed_packages(request.info)]
+        return language_pb2.GetRequiredPluginsResponse(plugins=plugins)
 
     def GetRequiredPackages(self, request, context):
-        return language_pb2.GetRequiredPackagesResponse()
+        packages = [plugin_pb2.PackageDependency(**package) for package in _installed_packages(request.info)]
+        return language_pb2.GetRequiredPackagesResponse(packages=packages)
 
     def About(self, request, context):
         python = _python_for(request.info)
