@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the project's shell scripts (sourced, not executed).
 
 step() { printf '==> %s\n' "$*"; }

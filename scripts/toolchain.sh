@@ -5,7 +5,15 @@
 #
 #   pulumi 3.259.0                      tools/go/pulumi  (github.com/pulumi/pulumi/pkg/v3)
 #   kube-apiserver, kube-controller-    tools/go/kube    (k8s.io/kubernetes v1.34.3, staging
-#   manager, kubectl 1.34.3, etcd 3.6.4                   modules replaced by k8s.io/* v0.34.3)
+#   manager, kube-scheduler, kubectl                      modules replaced by k8s.io/* v0.34.3)
+#   1.34.3, etcd 3.6.4
+#   kwok 0.8.0                          tools/go/kwok    (sigs.k8s.io/kwok: simulated nodes and pods)
+#   pulumi-resource-kubernetes 4.25.0   tools/go/kubernetes (pulumi-kubernetes provider/v4 at the
+#                                                         commit of tag v4.25.0, served as a
+#                                                         pseudo-version; a shim main.go)
+#
+# The Kubernetes provider is installed as the engine's resource plugin into the project's
+# PULUMI_HOME ($CAMELEER_DATA_DIR/pulumi-home, as services.env exports it), never onto PATH.
 #
 # Usage: scripts/toolchain.sh            build what is missing, link into .venv/bin
 #        CAMELEER_CACHE=/path ...        cache location (default ~/.cache/cameleer)
@@ -18,10 +26,16 @@ source "$ROOT/scripts/lib.sh"
 PULUMI_VERSION=3.259.0
 KUBE_VERSION=1.34.3
 ETCD_VERSION=3.6.4
+KWOK_VERSION=0.8.0
+K8S_PROVIDER_VERSION=4.25.0
+K8S_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
 
 CACHE="${CAMELEER_CACHE:-$HOME/.cache/cameleer}"
 BIN="$CACHE/bin"
 VENV_BIN="$ROOT/.venv/bin"
+# Same default as scripts/services.sh, which exports PULUMI_HOME="$DATA/pulumi-home".
+DATA="${CAMELEER_DATA_DIR:-$ROOT/.cameleer}"
+PROJECT_PULUMI_HOME="$DATA/pulumi-home"
 
 require_tool go "Go 1.25+ (Debian: golang, or the machine image's Go toolchain)"
 mkdir -p "$BIN"
@@ -66,7 +80,44 @@ KUBE_LDFLAGS="$KUBE_LDFLAGS -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VE
 build_go "kube-apiserver-$KUBE_VERSION" kube k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
 build_go "kube-controller-manager-$KUBE_VERSION" kube k8s.io/kubernetes/cmd/kube-controller-manager "$KUBE_LDFLAGS"
 build_go "kubectl-$KUBE_VERSION" kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
+build_go "kube-scheduler-$KUBE_VERSION" kube k8s.io/kubernetes/cmd/kube-scheduler "$KUBE_LDFLAGS"
 build_go "etcd-$ETCD_VERSION" kube ./cmd/etcd
+# KWOK's version constants are source constants (pkg/consts), so no -X is needed.
+build_go "kwok-$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
+
+# The provider's main package embeds schema-embed.json and terraform-mapping-embed.json, which
+# upstream's generate.go writes at release time (schema.json with "version" set, both files
+# re-serialized) and which are not in the module. Write them from the module cache, as that
+# generator does, then build the shim. Both files are generated, never committed.
+write_provider_embeds() {
+    local dir python
+    dir="$(cd "$ROOT/tools/go/kubernetes" && GOFLAGS=-mod=mod go mod download -json "$K8S_PROVIDER_MODULE" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+    [[ -n "$dir" && -f "$dir/cmd/pulumi-resource-kubernetes/schema.json" ]] \
+        || die "could not locate $K8S_PROVIDER_MODULE in the Go module cache (go mod download -json)"
+    python="$VENV_BIN/python"; [[ -x "$python" ]] || python="$(command -v python3)" \
+        || die "python3 is needed to write the provider's embedded schema"
+    step "writing the provider's embedded schema (version $K8S_PROVIDER_VERSION) from $dir"
+    "$python" - "$dir/cmd/pulumi-resource-kubernetes" "$ROOT/tools/go/kubernetes" "$K8S_PROVIDER_VERSION" <<'PY'
+import json, os, sys
+src, dst, version = sys.argv[1:]
+def write(name, doc):
+    tmp = os.path.join(dst, name + ".partial")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, os.path.join(dst, name))
+schema = json.load(open(os.path.join(src, "schema.json")))
+schema["version"] = version
+write("schema-embed.json", schema)
+write("terraform-mapping-embed.json", json.load(open(os.path.join(src, "terraform-mapping.json"))))
+PY
+}
+K8S_PROVIDER_BIN="$BIN/pulumi-resource-kubernetes-$K8S_PROVIDER_VERSION"
+if [[ ! -x "$K8S_PROVIDER_BIN" ]]; then
+    write_provider_embeds
+    build_go "pulumi-resource-kubernetes-$K8S_PROVIDER_VERSION" kubernetes . \
+        "-X $K8S_PROVIDER_MODULE/pkg/version.Version=$K8S_PROVIDER_VERSION"
+fi
 
 # Link the toolchain into the virtualenv. The engine looks for its bundled plugins next to
 # its own executable (resolved through symlinks), so `pulumi` is a hard link (or a copy).
@@ -75,8 +126,13 @@ rm -f "$VENV_BIN/pulumi"
 ln "$PULUMI_BIN" "$VENV_BIN/pulumi" 2>/dev/null || cp "$PULUMI_BIN" "$VENV_BIN/pulumi"
 ln -sf "$BIN/kube-apiserver-$KUBE_VERSION" "$VENV_BIN/kube-apiserver"
 ln -sf "$BIN/kube-controller-manager-$KUBE_VERSION" "$VENV_BIN/kube-controller-manager"
+ln -sf "$BIN/kube-scheduler-$KUBE_VERSION" "$VENV_BIN/kube-scheduler"
 ln -sf "$BIN/kubectl-$KUBE_VERSION" "$VENV_BIN/kubectl"
 ln -sf "$BIN/etcd-$ETCD_VERSION" "$VENV_BIN/etcd"
+ln -sf "$BIN/kwok-$KWOK_VERSION" "$VENV_BIN/kwok"
+# Never link the provider into .venv/bin: the engine would then take it from PATH ("using
+# pulumi-resource-kubernetes from $PATH") instead of the installed plugin.
+rm -f "$VENV_BIN/pulumi-resource-kubernetes"
 
 # Plugin launchers. The Go language host is not obtainable from the module proxy (403), so
 # the engine's `python` language plugin is the project's own host (tools/pyhost); the
@@ -89,5 +145,36 @@ write_launcher() {
 write_launcher pulumi-language-python "\"$ROOT/tools/pyhost/host.py\""
 write_launcher pulumi-resource-pulumi-python "-m pulumi.dynamic"
 write_launcher pulumi-analyzer-policy-python "-m pulumi.policy"
+
+# The provider as the engine's plugin in the project's PULUMI_HOME, in the layout that
+# `pulumi plugin install resource kubernetes v<version> --file <binary>` produces:
+# plugins/resource-kubernetes-v<version>/pulumi-resource-kubernetes, complete when no
+# plugins/resource-kubernetes-v<version>.partial exists (the .lock beside it is only a mutex).
+# That command reads the 300 MB binary into memory and writes a copy per PULUMI_HOME; a hard
+# link to the cached build is the same file without the copy, so it is used when the cache and
+# the data dir share a filesystem, and the command otherwise.
+provider_plugin_listed() {
+    PULUMI_HOME="$PROJECT_PULUMI_HOME" "$VENV_BIN/pulumi" plugin ls 2>/dev/null \
+        | awk -v v="$K8S_PROVIDER_VERSION" '$1 == "kubernetes" && $2 == "resource" && $3 == v { found = 1 } END { exit !found }'
+}
+install_provider_plugin() {
+    local plugins="$PROJECT_PULUMI_HOME/plugins" name="resource-kubernetes-v$K8S_PROVIDER_VERSION"
+    local installed="$plugins/$name/pulumi-resource-kubernetes"
+    if [[ ! -f "$plugins/$name.partial" ]] && { [[ "$installed" -ef "$K8S_PROVIDER_BIN" ]] || cmp -s "$installed" "$K8S_PROVIDER_BIN"; } \
+        && provider_plugin_listed; then
+        return
+    fi
+    step "installing the kubernetes provider v$K8S_PROVIDER_VERSION as a plugin into $PROJECT_PULUMI_HOME"
+    mkdir -p "$plugins"
+    rm -rf "${plugins:?}/$name" "$plugins/$name.partial"
+    mkdir -p "$plugins/$name"
+    if ! ln "$K8S_PROVIDER_BIN" "$installed" 2>/dev/null; then
+        rmdir "$plugins/$name"
+        PULUMI_HOME="$PROJECT_PULUMI_HOME" "$VENV_BIN/pulumi" plugin install resource kubernetes \
+            "v$K8S_PROVIDER_VERSION" --file "$K8S_PROVIDER_BIN" >/dev/null
+    fi
+    provider_plugin_listed || die "pulumi plugin ls (PULUMI_HOME=$PROJECT_PULUMI_HOME) does not list kubernetes $K8S_PROVIDER_VERSION"
+}
+install_provider_plugin
 
 step "toolchain ready: $("$VENV_BIN/pulumi" version), kube-apiserver $("$VENV_BIN/kube-apiserver" --version 2>&1 | awk '{print $2}')"
