@@ -4,10 +4,17 @@
 #   PostgreSQL 15 (Debian)        127.0.0.1:$CAMELEER_PG_PORT      platform DB, job queue, postgres:// state backend
 #   etcd 3.6.4                    127.0.0.1:$CAMELEER_ETCD_PORT    storage of the API server
 #   kube-apiserver 1.34.3         https://127.0.0.1:$CAMELEER_KUBE_PORT
-#   kube-controller-manager       namespace finalization, garbage collection, service accounts
+#   kube-controller-manager       namespaces, garbage collection, service accounts, quotas,
+#                                 deployments/replicasets/jobs, endpoints(lices), node lifecycle, pod GC
+#   kube-scheduler 1.34.3         https://127.0.0.1:$CAMELEER_SCHEDULER_PORT (health only)
+#   KWOK 0.8.0                    simulated nodes kwok-node-0..2 (tools/kwok/nodes.yaml)
 #
-# No kubelet or node runs: Deployments are accepted and stored, never scheduled. The
-# project's Kubernetes provider therefore does not await rollouts (see README).
+# No kubelet runs. KWOK plays the kubelet of the nodes annotated kwok.x-k8s.io/node=fake with
+# the stages in tools/kwok/stages: nodes become Ready and keep heartbeating, scheduled pods get
+# an IP from their node's podCIDR and become Running/Ready (no container runs; Job pods
+# complete), deleted pods go away. So Deployments roll out, Services get endpoints and a
+# ResourceQuota refuses pods, as on a real cluster. Every kubeconfig written here embeds its
+# certificates (no file paths), so its content alone reaches the cluster.
 #
 # Usage: scripts/services.sh start|stop|status|env
 #   start  idempotent; waits for readiness; writes $CAMELEER_DATA_DIR/services.env
@@ -26,6 +33,8 @@ PG_PORT="${CAMELEER_PG_PORT:-55432}"
 ETCD_PORT="${CAMELEER_ETCD_PORT:-52379}"
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"
+SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"
+KWOK_DIR="$ROOT/tools/kwok"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_USER=postgres
 
@@ -129,7 +138,10 @@ stop_postgres() {
 
 write_pki() {
     local pki="$DATA/pki"
-    [[ -f "$pki/admin.crt" ]] && return
+    if [[ -f "$pki/admin.crt" ]]; then
+        write_client_cert kube-scheduler "/CN=system:kube-scheduler"   # PKI of an earlier version
+        return
+    fi
     step "generating the API server's CA, serving certificate, service-account key and admin client certificate"
     mkdir -p "$pki"
     (
@@ -148,37 +160,72 @@ write_pki() {
         rm -f ./*.csr san.ext
         chmod 600 ./*.key
     )
+    write_client_cert kube-scheduler "/CN=system:kube-scheduler"
 }
 
+# write_client_cert <name> <subject>: a client certificate signed by the CA, once.
+write_client_cert() {
+    local pki="$DATA/pki" name="$1" subject="$2"
+    [[ -f "$pki/$name.crt" ]] && return
+    (
+        cd "$pki"
+        openssl req -newkey rsa:2048 -nodes -subj "$subject" -keyout "$name.key" -out "$name.csr" 2>/dev/null
+        openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -out "$name.crt.partial" 2>/dev/null
+        rm -f "$name.csr"
+        chmod 600 "$name.key"
+        mv "$name.crt.partial" "$name.crt"
+    )
+}
+
+# write_kubeconfig <file> <user>: the client certificate pki/<user>.crt and the CA embedded,
+# no file paths, so the content alone reaches the cluster (the stack programs pass it to the
+# Kubernetes provider as a secret).
 write_kubeconfig() {
-    local pki="$DATA/pki"
-    cat > "$DATA/kubeconfig" <<EOF
+    local file="$1" user="$2" pki="$DATA/pki"
+    (
+        umask 077
+        cat > "$file.partial" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: local
   cluster:
     server: https://127.0.0.1:$KUBE_PORT
-    certificate-authority: $pki/ca.crt
+    certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
 users:
-- name: admin
+- name: $user
   user:
-    client-certificate: $pki/admin.crt
-    client-key: $pki/admin.key
+    client-certificate-data: $(base64 -w0 < "$pki/$user.crt")
+    client-key-data: $(base64 -w0 < "$pki/$user.key")
 contexts:
 - name: local
-  context: {cluster: local, user: admin}
+  context: {cluster: local, user: $user}
 current-context: local
 EOF
-    chmod 600 "$DATA/kubeconfig"
+    )
+    mv "$file.partial" "$file"
+}
+
+kubectl_admin() { "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" "$@"; }
+
+# Every KWOK node Ready and without the node.kubernetes.io/not-ready taint, which only the
+# node-lifecycle controller removes (until then nothing schedules).
+kwok_nodes_ready() {
+    local want
+    want="$(grep -c '^kind: Node$' "$KWOK_DIR/nodes.yaml")"
+    kubectl_admin get nodes -l type=kwok -o \
+        jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}{"\n"}{end}' \
+        | awk -v want="$want" '$2 == "True" && $0 !~ /node\.kubernetes\.io\/not-ready/ { ready++ } END { exit !(ready == want) }'
 }
 
 start_kubernetes() {
-    for tool in etcd kube-apiserver kube-controller-manager kubectl; do
+    for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
         [[ -x "$VENV_BIN/$tool" ]] || die "'$tool' is not built; run scripts/setup.sh (it builds the toolchain)"
     done
     write_pki
-    write_kubeconfig
+    write_kubeconfig "$DATA/kubeconfig" admin
+    write_kubeconfig "$DATA/kube-scheduler.kubeconfig" kube-scheduler
     local pki="$DATA/pki"
     mkdir -p "$DATA/etcd"
     start_daemon etcd "$VENV_BIN/etcd" --name local --data-dir "$DATA/etcd" \
@@ -198,17 +245,42 @@ start_kubernetes() {
         --service-cluster-ip-range 10.96.0.0/16 \
         --authorization-mode RBAC --enable-admission-plugins NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota,LimitRanger \
         --allow-privileged=false --profiling=false --event-ttl 10m
-    wait_for kube-apiserver 120 "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" get --raw /readyz
+    wait_for kube-apiserver 120 kubectl_admin get --raw /readyz
 
+    # KWOK's heartbeat stage renews a node's conditions every 20-45 s (no Lease), so a node
+    # counts as unhealthy after 2 min without one rather than the default 50 s, which a
+    # CPU-starved KWOK could miss on 2 cores.
+    local controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller
+    controllers+=,serviceaccount-token-controller,resourcequota-controller,root-ca-certificate-publisher-controller
+    controllers+=,deployment-controller,replicaset-controller,job-controller
+    controllers+=,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller
+    controllers+=,node-lifecycle-controller,pod-garbage-collector-controller
     start_daemon kube-controller-manager "$VENV_BIN/kube-controller-manager" \
         --kubeconfig "$DATA/kubeconfig" --authentication-kubeconfig "$DATA/kubeconfig" \
         --authorization-kubeconfig "$DATA/kubeconfig" \
+        --authentication-skip-lookup=true --client-ca-file "$pki/ca.crt" \
         --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
         --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
         --use-service-account-credentials=false \
-        --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token,resourcequota,root-ca-cert-publisher
-    wait_for kube-controller-manager 120 \
-        "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" -n default get serviceaccount default
+        --node-monitor-grace-period 2m --node-startup-grace-period 2m \
+        --controllers "$controllers"
+    wait_for kube-controller-manager 120 kubectl_admin -n default get serviceaccount default
+
+    local sched="$DATA/kube-scheduler.kubeconfig"
+    start_daemon kube-scheduler "$VENV_BIN/kube-scheduler" \
+        --kubeconfig "$sched" --authentication-kubeconfig "$sched" --authorization-kubeconfig "$sched" \
+        --authentication-skip-lookup=true --client-ca-file "$pki/ca.crt" \
+        --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
+    wait_for kube-scheduler 120 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/readyz"
+
+    # The nodes first, then KWOK, which takes them over (Ready, heartbeat, their pods).
+    kubectl_admin apply -f "$KWOK_DIR/nodes.yaml" >/dev/null
+    local stage stages=()
+    for stage in "$KWOK_DIR"/stages/*.yaml; do stages+=(--config "$stage"); done
+    start_daemon kwok "$VENV_BIN/kwok" --kubeconfig "$DATA/kubeconfig" \
+        --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+        "${stages[@]}"
+    wait_for kwok 120 kwok_nodes_ready
 }
 
 # ---------------------------------------------------------------------------- env file
@@ -252,13 +324,18 @@ case "${1:-}" in
         write_env
         ;;
     stop)
-        for daemon in kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
+        # Reverse order of start. Objects stay in etcd; a pod deleted while KWOK is down stays
+        # Terminating until KWOK runs again (delete namespaces before stopping to leave none).
+        for daemon in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
         stop_postgres
         ;;
     status)
-        for daemon in etcd kube-apiserver kube-controller-manager; do
+        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
             if pid_alive "$RUN/$daemon.pid"; then echo "$daemon: running (pid $(cat "$RUN/$daemon.pid"))"; else echo "$daemon: stopped"; fi
         done
+        if pid_alive "$RUN/kube-apiserver.pid" && kubectl_admin get --raw /readyz >/dev/null 2>&1; then
+            echo "nodes: $(kubectl_admin get nodes -l type=kwok --no-headers 2>/dev/null | awk '$2 == "Ready" { n++ } END { print n + 0 }') Ready"
+        fi
         if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1; then echo "postgres: running"; else echo "postgres: stopped"; fi
         ;;
     env)
