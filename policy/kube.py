@@ -1,11 +1,10 @@
-"""Kubernetes objects as the policies see them, whichever provider declared them.
+"""Kubernetes objects as the policies see them.
 
-Two shapes reach the pack:
-- the project's dynamic provider: type `pulumi-python:dynamic/kubernetes:<Kind>`, the
-  object under the `manifest` property;
-- the real pulumi-kubernetes provider: type `kubernetes:<group>/<version>:<Kind>`, the
-  object's fields as the properties themselves.
-Both become one plain mapping with apiVersion, kind, metadata, spec... .
+The stacks declare typed pulumi-kubernetes resources: type `kubernetes:<group>/<version>:<Kind>`
+(`kubernetes:core/v1:Namespace`, `kubernetes:apps/v1:Deployment`, ...), the object's fields
+as the properties themselves. Each becomes one plain mapping with apiVersion, kind,
+metadata, spec... . Anything else (the provider resource `pulumi:providers:kubernetes`,
+components, the project's other dynamic resources) declares no object.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
-DYNAMIC_PREFIX = "pulumi-python:dynamic/kubernetes:"
 NATIVE_PREFIX = "kubernetes:"
 
 WORKLOAD_KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController",
@@ -23,17 +21,14 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 def kubernetes_object(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The Kubernetes object a resource declares, or None if it declares none."""
-    if resource_type.startswith(DYNAMIC_PREFIX):
-        manifest = props.get("manifest")
-        return manifest if isinstance(manifest, Mapping) else None
-    if resource_type.startswith(NATIVE_PREFIX):
-        _, module, kind = (resource_type.split(":") + ["", ""])[:3]
-        if "/" not in module or not kind:
-            return None  # e.g. kubernetes:yaml:ConfigFile, kubernetes:helm.sh/v3:Release components
-        group, version = module.split("/", 1)
-        api_version = version if group == "core" else module
-        return {"apiVersion": api_version, "kind": kind, **props}
-    return None
+    if not resource_type.startswith(NATIVE_PREFIX):
+        return None
+    _, module, kind = (resource_type.split(":") + ["", ""])[:3]
+    if "/" not in module or not kind:
+        return None  # e.g. the kubernetes:yaml:ConfigFile component
+    group, version = module.split("/", 1)
+    api_version = version if group == "core" else module
+    return {"apiVersion": api_version, "kind": kind, **props}
 
 
 def kind_of(obj: Mapping[str, Any]) -> str:

@@ -26,7 +26,7 @@ ADVISORY = EnforcementLevel.ADVISORY
 def resource_policy(name: str, description: str, rule: Callable, enforcement: EnforcementLevel,
                     config_schema: PolicyConfigSchema | None = None,
                     configured: Callable[[dict], dict] = lambda config: {}) -> ResourceValidationPolicy:
-    """A policy that applies `rule` to every Kubernetes object, however it was declared."""
+    """A policy that applies `rule` to every Kubernetes object the stack declares."""
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         obj = kubernetes_object(args.resource_type, args.props)

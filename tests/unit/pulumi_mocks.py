@@ -14,13 +14,23 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.sync_await import _sync_await
 
-KUBE_TYPE = "pulumi-python:dynamic/kubernetes:"
+KUBE_TYPE = "kubernetes:"
+PROVIDER_TYPE = "pulumi:providers:kubernetes"
 
 
 def unwrap_secret(value: Any) -> Any:
     """A value as the program meant it, without the wire format's secret envelope."""
     if isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig:
         return unwrap_secret(value["value"])
+    return value
+
+
+def _unwrap_all(value: Any) -> Any:
+    value = unwrap_secret(value)
+    if isinstance(value, dict):
+        return {key: _unwrap_all(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_all(item) for item in value]
     return value
 
 
@@ -44,10 +54,27 @@ class Registration:
 
     additional_secret_outputs: list[str] = field(default_factory=list)
     dependencies: list[str] = field(default_factory=list)
+    # The explicit provider reference (`<provider urn>::<provider id>`), "" for the default.
+    provider: str = ""
+    # customTimeouts as registered: {"create": "5m", "update": "5m"}, empty ones left out.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider_urn(self) -> str:
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
+
+    @property
+    def is_kube_object(self) -> bool:
+        return self.type.startswith(KUBE_TYPE)
+
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return unwrap_secret(self.inputs["manifest"])
+        """The object as a manifest: a typed resource's inputs are its fields."""
+        return _unwrap_all(self.inputs)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -68,7 +95,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return [r for r in self.registered if r.type == type_]
 
     def kube(self, kind: str) -> list[Registration]:
-        return self.by_type(KUBE_TYPE + kind)
+        return [r for r in self.registered if r.is_kube_object and r.kind == kind]
+
+    def kube_objects(self) -> list[Registration]:
+        return [r for r in self.registered if r.is_kube_object]
+
+    def providers(self) -> list[Registration]:
+        """The explicit Kubernetes providers (`pulumi:providers:kubernetes`)."""
+        return self.by_type(PROVIDER_TYPE)
+
+    def provider_of(self, registration: Registration) -> Registration | None:
+        """The provider a resource was registered on, if it was given one explicitly."""
+        return next((r for r in self.registered if r.urn == registration.provider_urn), None)
 
     def manifests(self, kind: str) -> list[dict[str, Any]]:
         return [r.manifest for r in self.kube(kind)]
@@ -87,7 +125,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """Also records each registration's parent, which MockResourceArgs leaves out."""
+    """Also records each registration's parent, dependencies, provider reference and custom
+    timeouts, which MockResourceArgs leaves out."""
 
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)
@@ -97,9 +136,11 @@ class RecordingMonitor(MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state
+            timeouts = request.customTimeouts
             self.recorder.registered.append(Registration(
                 request.type, request.name, dict(inputs), request.parent, response.urn,
-                list(request.additionalSecretOutputs), list(request.dependencies)))
+                list(request.additionalSecretOutputs), list(request.dependencies), request.provider,
+                {key: value for key in ("create", "update", "delete") if (value := getattr(timeouts, key))}))
         return response
 
 

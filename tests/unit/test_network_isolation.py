@@ -3,7 +3,7 @@ import ipaddress
 import pytest
 
 from components.network_isolation import NON_PUBLIC_RANGES, NetworkIsolation, NetworkIsolationArgs
-from tests.unit.component_fixtures import CLUSTER, DATABASE
+from tests.unit.component_fixtures import DATABASE, cluster
 from tests.unit.pulumi_mocks import run, use_mocks
 
 NAMESPACE = "tenant-demo-prod"
@@ -12,7 +12,7 @@ NAMESPACE = "tenant-demo-prod"
 def build(cluster_cidrs=("10.96.0.0/12", "198.18.0.0/15")):
     mocks = use_mocks()
     run(lambda: NetworkIsolation("prod-network", NetworkIsolationArgs(
-        cluster=CLUSTER, namespace=NAMESPACE, database=DATABASE, cluster_cidrs=cluster_cidrs)))
+        cluster=cluster(), namespace=NAMESPACE, database=DATABASE, cluster_cidrs=cluster_cidrs)))
     return mocks
 
 
@@ -25,7 +25,15 @@ def test_component_type_and_children():
     assert len(mocks.by_type("cameleer:tenancy:NetworkIsolation")) == 1
     children = mocks.children_of("prod-network")
     assert len(children) == 6
+    assert {child.type for child in children} == {"kubernetes:networking.k8s.io/v1:NetworkPolicy"}
     assert all(child.manifest["metadata"]["namespace"] == NAMESPACE for child in children)
+
+
+def test_allowances_wait_for_the_default_deny():
+    mocks = build()
+    (deny,) = [r for r in mocks.kube("NetworkPolicy") if r.manifest["metadata"]["name"] == "default-deny"]
+    others = [r for r in mocks.kube("NetworkPolicy") if r is not deny]
+    assert len(others) == 5 and all(deny.urn in r.dependencies for r in others)
 
 
 def test_default_deny_covers_ingress_and_egress_for_every_pod():
@@ -91,4 +99,4 @@ def test_an_address_in_another_tenant_pod_range_is_not_reachable_via_internet_ru
 
 def test_invalid_cluster_cidr_is_refused():
     with pytest.raises(ValueError, match="10.0.0.1/8"):
-        NetworkIsolationArgs(cluster=CLUSTER, namespace=NAMESPACE, database=DATABASE, cluster_cidrs=("10.0.0.1/8",))
+        NetworkIsolationArgs(cluster=cluster(), namespace=NAMESPACE, database=DATABASE, cluster_cidrs=("10.0.0.1/8",))

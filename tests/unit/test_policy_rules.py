@@ -11,14 +11,14 @@ from components.tenant_namespace import namespace_manifest
 from components.tenant_server import TenantServerArgs, deployment_manifest
 from policy import rules
 from policy.kube import kubernetes_object, pod_spec
-from tests.unit.component_fixtures import CLUSTER, DATABASE, IMAGE, LICENSE
+from tests.unit.component_fixtures import DATABASE, IMAGE, LICENSE, cluster
 
 NAMESPACE = "tenant-demo-prod"
 LABELS = naming.tenant_labels("demo", "mid", "prod")
 
 
 def server(**overrides):
-    args = TenantServerArgs(cluster=CLUSTER, namespace=NAMESPACE, image=IMAGE,
+    args = TenantServerArgs(cluster=cluster(), namespace=NAMESPACE, image=IMAGE,
                             size=get_tier("mid").profile_for("prod").server, license=LICENSE,
                             priority_class="cameleer-tenant-mid", labels=LABELS, **overrides)
     return deployment_manifest(args, 0 if args.suspended else 1)
@@ -139,20 +139,20 @@ def _stack(*objects):
 
 
 def test_tenant_namespace_with_default_deny_passes():
-    policies = network_policies(NetworkIsolationArgs(cluster=CLUSTER, namespace=NAMESPACE, database=DATABASE))
+    policies = network_policies(NetworkIsolationArgs(cluster=cluster(), namespace=NAMESPACE, database=DATABASE))
     assert rules.is_default_deny(policies[0])
     assert rules.namespaces_without_default_deny(_stack(tenant_namespace(), *policies)) == []
 
 
 def test_tenant_namespace_without_default_deny_is_reported_with_its_urn():
-    policies = network_policies(NetworkIsolationArgs(cluster=CLUSTER, namespace=NAMESPACE, database=DATABASE))
+    policies = network_policies(NetworkIsolationArgs(cluster=cluster(), namespace=NAMESPACE, database=DATABASE))
     ((message, urn),) = rules.namespaces_without_default_deny(_stack(tenant_namespace(), *policies[1:]))
     assert urn == "urn:0"
     assert message.startswith("Namespace tenant-demo-prod has no default-deny NetworkPolicy")
 
 
 def test_a_deny_in_another_namespace_does_not_count():
-    deny = network_policies(NetworkIsolationArgs(cluster=CLUSTER, namespace="tenant-other-prod", database=DATABASE))[0]
+    deny = network_policies(NetworkIsolationArgs(cluster=cluster(), namespace="tenant-other-prod", database=DATABASE))[0]
     assert len(rules.namespaces_without_default_deny(_stack(tenant_namespace(), deny))) == 1
 
 
@@ -191,26 +191,50 @@ def test_cronjob_pod_spec_is_found():
 # ------------------------------------------------------------------ resource shapes
 
 
-def test_dynamic_kube_object_is_read_from_its_manifest():
-    props = {"cluster": {"kubeconfig": "/k"}, "manifest": server()}
-    assert kubernetes_object("pulumi-python:dynamic/kubernetes:Deployment", props) == server()
-
-
-def test_native_kubernetes_resources_are_their_props():
+def test_typed_kubernetes_resources_are_their_props():
     props = {"metadata": {"name": "web", "namespace": "n"}, "spec": server()["spec"]}
     obj = kubernetes_object("kubernetes:apps/v1:Deployment", props)
     assert obj["kind"] == "Deployment" and obj["apiVersion"] == "apps/v1"
-    assert kubernetes_object("kubernetes:core/v1:Namespace", {"metadata": {}})["apiVersion"] == "v1"
+    assert obj["metadata"] == props["metadata"] and obj["spec"] == props["spec"]
     bad = copy.deepcopy(props)
     pod_spec({"kind": "Deployment", **bad})["hostNetwork"] = True
     assert rules.host_access(kubernetes_object("kubernetes:apps/v1:Deployment", bad))
 
 
+def test_a_typed_resources_own_api_version_and_kind_props_agree_with_its_type():
+    # The SDK sends apiVersion and kind as inputs too; the object is the same either way.
+    assert kubernetes_object("kubernetes:apps/v1:Deployment", server()) == server()
+
+
+@pytest.mark.parametrize("resource_type, api_version, kind", [
+    ("kubernetes:core/v1:Namespace", "v1", "Namespace"),
+    ("kubernetes:core/v1:Secret", "v1", "Secret"),
+    ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "networking.k8s.io/v1", "NetworkPolicy"),
+    ("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("kubernetes:scheduling.k8s.io/v1:PriorityClass", "scheduling.k8s.io/v1", "PriorityClass"),
+    ("kubernetes:batch/v1:CronJob", "batch/v1", "CronJob"),
+])
+def test_api_version_comes_from_the_type_token(resource_type, api_version, kind):
+    obj = kubernetes_object(resource_type, {"metadata": {"name": "x"}})
+    assert (obj["apiVersion"], obj["kind"]) == (api_version, kind)
+
+
+def test_a_typed_tenant_namespace_is_checked_like_a_manifest():
+    namespace = tenant_namespace()
+    props = {"metadata": namespace["metadata"]}
+    assert rules.tenant_namespace_labels(kubernetes_object("kubernetes:core/v1:Namespace", props)) == []
+    del props["metadata"]["labels"]["cameleer.io/tier"]
+    assert rules.tenant_namespace_labels(kubernetes_object("kubernetes:core/v1:Namespace", props))
+
+
 @pytest.mark.parametrize("resource_type, props", [
     ("pulumi-python:dynamic/postgres:TenantSchema", {"identifier": "x"}),
+    ("pulumi-python:dynamic/random:RandomPassword", {"length": 32}),
     ("kubernetes:yaml:ConfigFile", {}),
-    ("pulumi:providers:kubernetes", {}),
-    ("pulumi-python:dynamic/kubernetes:Secret", {"manifest": "[secret]"}),
+    ("pulumi:providers:kubernetes", {"kubeconfig": "[secret]"}),
+    ("cameleer:tenancy:TenantNamespace", {}),
+    # The retired dynamic provider's shape is no longer read.
+    ("pulumi-python:dynamic/kubernetes:Deployment", {"manifest": {"kind": "Deployment", "spec": {}}}),
 ])
 def test_other_resources_are_ignored(resource_type, props):
     assert kubernetes_object(resource_type, props) is None

@@ -2,16 +2,16 @@ import pulumi
 
 from components.catalog import get_tier
 from components.tenant_environment import TenantEnvironment, TenantEnvironmentArgs, _database_name
-from tests.unit.component_fixtures import ADMIN_URL, DATABASE, IMAGE, LICENSE, TARGET
-from tests.unit.pulumi_mocks import run, use_mocks
+from tests.unit.component_fixtures import ADMIN_URL, DATABASE, IMAGE, KUBECONFIG, LICENSE, target
+from tests.unit.pulumi_mocks import PROVIDER_TYPE, is_secret_value, run, unwrap_secret, use_mocks
 
 
-def build(tier="mid", environment="dev", suspended=False):
+def build(tier="mid", environment="dev", suspended=False, **overrides):
     mocks = use_mocks()
     component = run(lambda: TenantEnvironment(environment, TenantEnvironmentArgs(
-        target=TARGET, slug="demo", tier=get_tier(tier), environment=environment, image=IMAGE,
+        target=target(), slug="demo", tier=get_tier(tier), environment=environment, image=IMAGE,
         database=DATABASE, database_admin_url=pulumi.Output.secret(ADMIN_URL),
-        license=pulumi.Output.secret(LICENSE), suspended=suspended)))
+        license=pulumi.Output.secret(LICENSE), suspended=suspended, **overrides)))
     return mocks, component
 
 
@@ -29,9 +29,26 @@ def test_composes_the_five_components():
 
 def test_every_namespaced_object_lands_in_the_tenant_namespace():
     mocks, _ = build()
-    kube = [r for r in mocks.registered if r.type.startswith("pulumi-python:dynamic/kubernetes:")]
-    namespaced = [r.manifest for r in kube if r.manifest["kind"] != "Namespace"]
+    namespaced = [r.manifest for r in mocks.kube_objects() if r.kind != "Namespace"]
     assert namespaced and all(m["metadata"]["namespace"] == "tenant-demo-dev" for m in namespaced)
+
+
+def test_one_provider_for_the_cluster_carries_every_object():
+    mocks, _ = build()
+    (provider,) = mocks.by_type(PROVIDER_TYPE)
+    assert provider.name == "cluster-test"
+    assert provider.inputs["clusterIdentifier"] == "test"
+    assert is_secret_value(provider.inputs["kubeconfig"])
+    assert unwrap_secret(provider.inputs["kubeconfig"]) == KUBECONFIG
+    kube = mocks.kube_objects()
+    assert len(kube) == 17  # namespace 6, network policies 6, credentials 1, server 4
+    assert all(mocks.provider_of(r) is provider for r in kube), [r.name for r in kube if mocks.provider_of(r) is not provider]
+
+
+def test_rollout_timeout_reaches_the_server_deployment():
+    mocks, _ = build(rollout_timeout="90s")
+    (deployment,) = mocks.kube("Deployment")
+    assert deployment.custom_timeouts == {"create": "90s", "update": "90s"}
 
 
 def test_server_is_sized_and_prioritised_by_the_tier():
@@ -70,8 +87,7 @@ def test_database_name_comes_from_the_admin_url():
 def test_every_object_in_the_namespace_waits_for_the_namespace():
     mocks, _ = build()
     (namespace,) = mocks.kube("Namespace")
-    kube = [r for r in mocks.registered if r.type.startswith("pulumi-python:dynamic/kubernetes:")]
-    inside = [r for r in kube if r is not namespace]
+    inside = [r for r in mocks.kube_objects() if r is not namespace]
     assert inside and all(namespace.urn in r.dependencies for r in inside), \
         [r.name for r in inside if namespace.urn not in r.dependencies]
 
@@ -84,12 +100,15 @@ def test_the_component_dependencies_reach_every_child_resource():
 
         gate = RandomPassword("gate", length=16)
         TenantEnvironment("dev", TenantEnvironmentArgs(
-            target=TARGET, slug="demo", tier=get_tier("mid"), environment="dev", image=IMAGE,
+            target=target(), slug="demo", tier=get_tier("mid"), environment="dev", image=IMAGE,
             database=DATABASE, database_admin_url=ADMIN_URL, license=LICENSE),
             pulumi.ResourceOptions(depends_on=[gate]))
 
     run(program)
     gate = mocks.named("gate").urn
-    custom = [r for r in mocks.registered if r.type.startswith("pulumi-python:dynamic/") and r.name != "gate"]
-    assert custom and all(gate in r.dependencies for r in custom), \
+    # Every custom resource of the environment: its Kubernetes objects and dynamic resources
+    # (the provider, shared by the cluster's objects, needs nothing to exist first).
+    custom = [r for r in mocks.registered if r.name != "gate" and r.type != PROVIDER_TYPE
+              and (r.is_kube_object or r.type.startswith("pulumi-python:dynamic/"))]
+    assert len(custom) == 19 and all(gate in r.dependencies for r in custom), \
         [r.name for r in custom if gate not in r.dependencies]

@@ -2,14 +2,14 @@ import pytest
 
 from components.catalog import CatalogError, Compute, get_tier
 from components.tenant_namespace import TenantNamespace, TenantNamespaceArgs
-from tests.unit.component_fixtures import CLUSTER
-from tests.unit.pulumi_mocks import KUBE_TYPE, run, use_mocks
+from tests.unit.component_fixtures import cluster
+from tests.unit.pulumi_mocks import run, use_mocks
 
 
 def build(tier="low", environment="prod", slug="demo", committed=None):
     mocks = use_mocks()
     component = run(lambda: TenantNamespace(environment, TenantNamespaceArgs(
-        cluster=CLUSTER, slug=slug, tier=get_tier(tier), environment=environment, committed=committed)))
+        cluster=cluster(), slug=slug, tier=get_tier(tier), environment=environment, committed=committed)))
     return mocks, component
 
 
@@ -17,10 +17,35 @@ def test_component_type_and_children_parented_to_it():
     mocks, component = build()
     (registration,) = mocks.by_type("cameleer:tenancy:TenantNamespace")
     children = mocks.children_of("prod")
-    assert {child.type.removeprefix(KUBE_TYPE) for child in children} == {
-        "Namespace", "ResourceQuota", "LimitRange", "ServiceAccount", "Role", "RoleBinding"}
-    assert len(children) == len(mocks.registered) - 1
+    assert sorted(child.type for child in children) == [
+        "kubernetes:core/v1:LimitRange", "kubernetes:core/v1:Namespace", "kubernetes:core/v1:ResourceQuota",
+        "kubernetes:core/v1:ServiceAccount", "kubernetes:rbac.authorization.k8s.io/v1:Role",
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"]
+    # The rest: the component itself and the cluster's provider.
+    assert len(children) == len(mocks.registered) - 2
     assert component.namespace == "tenant-demo-prod"
+
+
+def test_every_object_is_on_the_cluster_provider_and_managed():
+    mocks, _ = build()
+    (provider,) = mocks.providers()
+    objects = mocks.kube_objects()
+    assert len(objects) == 6
+    for registration in objects:
+        assert mocks.provider_of(registration) is provider, registration.name
+        annotations = registration.manifest["metadata"]["annotations"]
+        assert annotations == {"cameleer.io/owner": "cameleer/tenant-demo", "pulumi.com/patchForce": "true",
+                               "pulumi.com/patchFieldManager": "cameleer"}, registration.name
+
+
+def test_objects_inside_wait_for_the_namespace_and_the_binding_for_its_role():
+    mocks, _ = build()
+    (namespace,) = mocks.kube("Namespace")
+    (role,) = mocks.kube("Role")
+    inside = [r for r in mocks.kube_objects() if r is not namespace]
+    assert all(namespace.urn in r.dependencies for r in inside), [r.name for r in inside]
+    (binding,) = mocks.kube("RoleBinding")
+    assert role.urn in binding.dependencies
 
 
 def test_namespace_name_and_tenant_labels():
@@ -92,10 +117,10 @@ def test_role_binding_binds_the_server_account_in_its_namespace():
 def test_environment_the_tier_lacks_fails_before_registering():
     mocks = use_mocks()
     with pytest.raises(CatalogError, match="tier 'low' does not offer environment 'dev'"):
-        TenantNamespaceArgs(cluster=CLUSTER, slug="demo", tier=get_tier("low"), environment="dev")
+        TenantNamespaceArgs(cluster=cluster(), slug="demo", tier=get_tier("low"), environment="dev")
     assert mocks.registered == []
 
 
 def test_bad_slug_is_refused():
     with pytest.raises(CatalogError, match="DNS-1123"):
-        TenantNamespaceArgs(cluster=CLUSTER, slug="Demo", tier=get_tier("low"), environment="prod")
+        TenantNamespaceArgs(cluster=cluster(), slug="Demo", tier=get_tier("low"), environment="prod")

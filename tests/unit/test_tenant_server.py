@@ -3,14 +3,14 @@ import pytest
 from components.catalog import get_tier
 from components.images import ImageError
 from components.tenant_server import TenantServer, TenantServerArgs
-from tests.unit.component_fixtures import CLUSTER, IMAGE, LICENSE
-from tests.unit.pulumi_mocks import is_secret_value, run, use_mocks
+from tests.unit.component_fixtures import IMAGE, LICENSE, cluster
+from tests.unit.pulumi_mocks import is_secret_value, run, unwrap_secret, use_mocks
 
 SIZE = get_tier("mid").profile_for("prod").server
 
 
 def args(**overrides):
-    values = dict(cluster=CLUSTER, namespace="tenant-demo-prod", image=IMAGE, size=SIZE, license=LICENSE,
+    values = dict(cluster=cluster(), namespace="tenant-demo-prod", image=IMAGE, size=SIZE, license=LICENSE,
                   priority_class="cameleer-tenant-mid", labels={"cameleer.io/tenant": "demo"})
     return TenantServerArgs(**{**values, **overrides})
 
@@ -27,11 +27,57 @@ def container(mocks):
     return server
 
 
-def test_children_are_license_deployment_service():
+def test_children_are_license_settings_deployment_service():
     mocks, component = build()
-    kinds = sorted(child.type.rsplit(":", 1)[1] for child in mocks.children_of("prod-server"))
-    assert kinds == ["Deployment", "Secret", "Service"]
+    types = sorted(child.type for child in mocks.children_of("prod-server"))
+    assert types == ["kubernetes:apps/v1:Deployment", "kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Secret",
+                     "kubernetes:core/v1:Service"]
     assert component.deployment_name == component.service_name == "cameleer-server"
+
+
+def test_every_object_is_on_the_cluster_provider():
+    mocks, _ = build()
+    (provider,) = mocks.providers()
+    assert len(mocks.kube_objects()) == 4
+    assert all(mocks.provider_of(r) is provider for r in mocks.kube_objects())
+
+
+def test_settings_reach_the_server_through_its_config_map():
+    mocks, _ = build(settings={"CAMELEER_TIER": "mid", "CAMELEER_RETENTION_DAYS": "30"})
+    settings = mocks.one("ConfigMap", "cameleer-server-settings")
+    assert settings["metadata"]["namespace"] == "tenant-demo-prod"
+    assert settings["data"] == {"CAMELEER_TIER": "mid", "CAMELEER_RETENTION_DAYS": "30"}
+    assert container(mocks)["envFrom"] == [{"configMapRef": {"name": "cameleer-server-settings"}}]
+
+
+def test_the_deployment_waits_for_its_secret_and_config_map():
+    mocks, _ = build()
+    (deployment,) = mocks.kube("Deployment")
+    (license_secret,) = mocks.kube("Secret")
+    (settings,) = mocks.kube("ConfigMap")
+    assert {license_secret.urn, settings.urn} <= set(deployment.dependencies)
+
+
+@pytest.mark.parametrize("timeout", ["5m", "90s"])
+def test_rollout_timeout_bounds_the_deployment_create_and_update(timeout):
+    overrides = {} if timeout == "5m" else {"rollout_timeout": timeout}
+    mocks, _ = build(**overrides)
+    (deployment,) = mocks.kube("Deployment")
+    assert deployment.custom_timeouts == {"create": timeout, "update": timeout}
+    assert all(r.custom_timeouts == {} for r in mocks.kube_objects() if r is not deployment)
+
+
+def test_only_the_service_skips_the_providers_await():
+    mocks, _ = build()
+    service = mocks.one("Service")
+    annotations = service["metadata"]["annotations"]
+    assert annotations["pulumi.com/skipAwait"] == "true"
+    # The managed annotations are added, not replaced by the component's own.
+    assert annotations["pulumi.com/patchForce"] == "true"
+    assert annotations["pulumi.com/patchFieldManager"] == "cameleer"
+    assert annotations["cameleer.io/owner"] == "cameleer/tenant-demo"
+    others = [m for kind in ("Deployment", "Secret", "ConfigMap") for m in mocks.manifests(kind)]
+    assert others and all("pulumi.com/skipAwait" not in m["metadata"]["annotations"] for m in others)
 
 
 def test_image_is_digest_pinned():
@@ -95,8 +141,16 @@ def test_license_mounted_read_only_from_its_secret():
 def test_license_secret_is_secret_in_state():
     mocks, _ = build(license=__import__("pulumi").Output.secret(LICENSE))
     (secret,) = mocks.kube("Secret")
-    assert is_secret_value(secret.inputs["manifest"])
-    assert "manifest" in secret.additional_secret_outputs
+    assert is_secret_value(secret.inputs["stringData"])
+    assert unwrap_secret(secret.inputs["stringData"]) == {"license.jwt": LICENSE}
+    assert {"data", "stringData"} <= set(secret.additional_secret_outputs)
+    assert LICENSE not in repr({key: value for key, value in secret.inputs.items() if key != "stringData"})
+
+
+def test_a_plain_license_is_still_kept_secret_by_the_typed_secret():
+    mocks, _ = build()
+    (secret,) = mocks.kube("Secret")
+    assert is_secret_value(secret.inputs["stringData"])
 
 
 def test_database_credentials_come_from_the_secret_not_the_manifest():
