@@ -512,7 +512,7 @@ class StackOperations:
         if not overrides:
             yield None
             return
-        source = self.factory.stack_config_file(stack_name)
+        source = self.factory.config_file(stack_name)
         with tempfile.TemporaryDirectory(prefix="cameleer-preview-") as tmp:
             target = Path(tmp) / source.name
             if source.exists():

@@ -308,9 +308,6 @@ class WorkspaceFactory:
         operator = self.settings.stack_config_dir / f"Pulumi.{stack}.yaml"
         return operator if operator.exists() else service
 
-    def stack_config_file(self, stack: str) -> Path:
-        return self.config_file(stack)
-
     def read_stack_config(self, stack: str) -> dict[str, Any]:
         """The `config:` map of the stack's settings file (secure values stay encrypted)."""
         try:

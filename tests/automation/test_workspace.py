@@ -26,15 +26,13 @@ def factory(tmp_path: Path) -> WorkspaceFactory:
     project = tmp_path / "project"
     (project / "stacks" / "config").mkdir(parents=True)
     (project / "Pulumi.yaml").write_text("name: cameleer\nruntime: python\nstackConfigDir: stacks/config\n")
-    kubeconfig = tmp_path / "eu1.kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\n")
-    (project / "stacks" / "config" / "Pulumi.tenant-acme.yaml").write_text(
-        "config:\n  cameleer:tier: mid\n  cameleer:kubeconfig: " + str(kubeconfig) + "\n")
+    (project / "stacks" / "config" / "Pulumi.tenant-acme.yaml").write_text("config:\n  cameleer:tier: mid\n")
     (project / "stacks" / "config" / "Pulumi.dedicated-big.yaml").write_text("config:\n  cameleer:tier: high\n")
     root = tmp_path / "pulumi-root"
     (root / "bin").mkdir(parents=True)
     settings = Settings.from_env({
         "CAMELEER_PROJECT_DIR": str(project), "CAMELEER_PULUMI_ROOT": str(root),
+        "CAMELEER_DATA_DIR": str(tmp_path / "data"),
         "PULUMI_CONFIG_PASSPHRASE": "pp", "KUBECONFIG": "/default/kubeconfig", "PATH": "/usr/bin",
     })
     return WorkspaceFactory(settings)
@@ -56,10 +54,16 @@ def test_update_metadata_reaches_the_engine_env(factory):
     assert env["PULUMI_CI_SYSTEM"] == "cameleer" and env["PULUMI_CI_BUILD_ID"] == "op-1"
 
 
-def test_stack_kubeconfig_file_wins_over_the_default(factory, tmp_path):
-    assert factory.kubeconfig_for("tenant-acme") == str(tmp_path / "eu1.kubeconfig")
-    assert factory.kubeconfig_for("dedicated-big") == "/default/kubeconfig"
-    assert factory.kubeconfig_for("tenant-missing") == "/default/kubeconfig"
+def test_service_settings_file_wins_then_the_repositorys_then_where_the_service_creates_it(factory):
+    service_dir = factory.settings.service_config_dir
+    repository_dir = factory.settings.stack_config_dir
+    assert factory.config_file("dedicated-big") == repository_dir / "Pulumi.dedicated-big.yaml"
+    assert factory.config_file("tenant-new") == service_dir / "Pulumi.tenant-new.yaml"
+    service_dir.mkdir(parents=True)
+    (service_dir / "Pulumi.dedicated-big.yaml").write_text("config:\n  cameleer:tier: low\n")
+    assert factory.config_file("dedicated-big") == service_dir / "Pulumi.dedicated-big.yaml"
+    assert factory.read_stack_config("dedicated-big") == {"cameleer:tier": "low"}
+    assert not service_dir.is_relative_to(factory.settings.project_dir / "stacks")
 
 
 def test_stack_config_files_are_read_without_the_cli(factory):
