@@ -2,8 +2,10 @@
 
 Each test gets its own project copy (tests/integration/programs/automation_tenant), its
 own state backend and a stack `tenant-<unique>`; every preview and update runs the
-project's real CrossGuard pack (policy/). Out-of-band changes are made with the
-Kubernetes API, as a person with kubectl would.
+project's real CrossGuard pack (policy/). The objects are typed pulumi-kubernetes
+resources (`kubernetes:apps/v1:Deployment`, ...), so changes and drift are reported at the
+objects' own fields (`spec.replicas`, `data.greeting`). Out-of-band changes are made with
+`kubectl`, the client people use; the Kubernetes Python client only reads.
 
 Needs the local services (scripts/services.sh start): a missing CLI, API server or
 database fails these tests; nothing here skips.
@@ -96,6 +98,19 @@ def apps(kubeconfig):
 
 
 @pytest.fixture
+def kubectl(kubeconfig):
+    """`kubectl(*args)` against the local cluster; returns stdout, fails the test on an error."""
+    def run(*args: str) -> str:
+        done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    return run
+
+
+@pytest.fixture
 def tenant(ops, unique_name, kube_core):
     """A provisioned stack `tenant-<unique>` (replicas 1, greeting hello); destroyed after."""
     stack = f"tenant-{unique_name}"
@@ -130,6 +145,10 @@ def replicas(apps, namespace: str) -> int:
 
 def greeting(kube_core, namespace: str) -> str:
     return kube_core.read_namespaced_config_map("settings", namespace).data["greeting"]
+
+
+def part_of(kube_core, namespace: str) -> str:
+    return kube_core.read_namespace(namespace).metadata.labels["app.kubernetes.io/part-of"]
 
 
 def paths_by_resource(drift_doc: dict) -> dict[str, dict[str, tuple]]:
@@ -176,9 +195,9 @@ def test_preview_shows_property_changes_and_applies_nothing(tenant, env, kube_co
     assert set(changed) == {"settings", "server"}
     assert changed["settings"]["op"] == "update"
     assert changed["settings"]["properties"] == [
-        {"path": "manifest.data.greeting", "kind": "update", "replace": False, "old": "hello", "new": "bonjour"}]
+        {"path": "data.greeting", "kind": "update", "replace": False, "old": "hello", "new": "bonjour"}]
     assert {p["path"]: (p["old"], p["new"]) for p in changed["server"]["properties"]} == {
-        "manifest.spec.replicas": (1, 2)}
+        "spec.replicas": (1, 2)}
     assert "cameleer-guardrails" in " ".join(doc["policy"]["packs"])
     # Nothing applied, nothing persisted.
     assert greeting(kube_core, namespace) == "hello"
@@ -205,21 +224,25 @@ def test_policy_violation_stops_preview_and_update(ops, tenant, env, apps, uniqu
 
 
 @both_backends
-def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_core, unique_name):
+def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_core, kubectl, unique_name):
     namespace = f"auto-{unique_name}"
-    apps.patch_namespaced_deployment("server", namespace, {"spec": {"replicas": 3}})
-    kube_core.patch_namespaced_config_map("settings", namespace, {"data": {"greeting": "tampered"}})
+    kubectl("-n", namespace, "scale", "deployment", "server", "--replicas=3")
+    kubectl("-n", namespace, "patch", "configmap", "settings", "--type", "merge",
+            "-p", json.dumps({"data": {"greeting": "tampered"}}))
+    kubectl("label", "--overwrite", "namespace", namespace, "app.kubernetes.io/part-of=someone-else")
 
     code, doc, err = cameleer(env, "drift", unique_name, "--json")
     assert code == 2, err
     assert doc["schema"] == "cameleer.drift/v1" and doc["exit_code"] == 2
     assert doc["summary"]["drifted"] == 1
     assert paths_by_resource(doc) == {
-        "server": {"manifest.spec.replicas": (1, 3)},
-        "settings": {"manifest.data.greeting": ("hello", "tampered")},
+        "server": {"spec.replicas": (1, 3)},
+        "settings": {"data.greeting": ("hello", "tampered")},
+        "namespace": {'metadata.labels["app.kubernetes.io/part-of"]': ("cameleer-tests", "someone-else")},
     }
     # Detection applied nothing.
     assert replicas(apps, namespace) == 3 and greeting(kube_core, namespace) == "tampered"
+    assert part_of(kube_core, namespace) == "someone-else"
 
     code, doc, err = cameleer(env, "drift", unique_name, "--fix", "--json")
     assert code == 0, err
@@ -227,6 +250,7 @@ def test_drift_is_found_exactly_then_fixed_and_recorded(tenant, env, apps, kube_
     assert outcome["status"] == "fixed"
     assert outcome["verification"]["drifted"] is False
     assert replicas(apps, namespace) == 1 and greeting(kube_core, namespace) == "hello"
+    assert part_of(kube_core, namespace) == "cameleer-tests"
 
     code, doc, err = cameleer(env, "drift", tenant, "--json")
     assert code == 0, err
@@ -333,9 +357,11 @@ def real_project(tmp_path) -> Path:
     return project
 
 
-def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path, unique_name, apps, kube_core):
+def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path, unique_name, apps, kube_core,
+                                                     kubectl, shared_baseline):
     """stacks/ tenant program: 25-odd resources; a NetworkPolicy deleted and the server scaled
-    out of band are both reported (delete / update) and both restored."""
+    out of band are both reported (delete / update) and both restored. Its pods name the
+    shared tiers' PriorityClasses: the session's shared baseline provides them."""
     admin_dsn = os.environ.get("CAMELEER_POSTGRES_ADMIN_DSN")
     if not admin_dsn:
         pytest.fail("CAMELEER_POSTGRES_ADMIN_DSN is not set: run through scripts/test.sh (services.env)")
@@ -346,6 +372,7 @@ def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path,
         "slug": unique_name, "tier": "low", "environments": ["prod"], "suspended": False,
         "image": "ghcr.io/cameleer/server@sha256:" + "4f5e1c3b2a9d8e7f" * 4,
         "databaseEndpoint": "127.0.0.1:55432",
+        "rolloutTimeout": "90s",
         "databaseAdminUrl": Secret(admin_dsn), "license": Secret("eyJhbGciOiJFZERTQSJ9.e30.c2ln"),
     }
     who = UpdateMetadata("integration-test", "real tenant program", kind="signup")
@@ -358,23 +385,22 @@ def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path,
 
         [deployment] = apps.list_namespaced_deployment(namespace).items
         desired = deployment.spec.replicas
-        apps.patch_namespaced_deployment(deployment.metadata.name, namespace, {"spec": {"replicas": desired + 3}})
-        networking = kube_client.NetworkingV1Api(apps.api_client)
-        networking.delete_namespaced_network_policy("allow-internet", namespace)
+        kubectl("-n", namespace, "scale", "deployment", deployment.metadata.name, f"--replicas={desired + 3}")
+        kubectl("-n", namespace, "delete", "networkpolicy", "allow-internet")
 
         drift = ops.check_drift(stack)
         by_op = {(r.op, r.type.rsplit(":", 1)[-1]) for r in drift.resources}
         assert by_op == {("delete", "NetworkPolicy"), ("update", "Deployment")}
         [scaled] = [r for r in drift.resources if r.op == "update"]
         assert [(p.path, p.old, p.new) for p in scaled.properties] == [
-            ("manifest.spec.replicas", desired, desired + 3)]
+            ("spec.replicas", desired, desired + 3)]
 
         fixed = ops.correct_drift(stack, UpdateMetadata("integration-test", "drift correction",
                                                         kind="drift-correction"))
         assert fixed.resource_changes.get("create") == 1 and fixed.resource_changes.get("update") == 1
         assert not ops.check_drift(stack).drifted
         assert apps.read_namespaced_deployment(deployment.metadata.name, namespace).spec.replicas == desired
-        networking.read_namespaced_network_policy("allow-internet", namespace)
+        kube_client.NetworkingV1Api(apps.api_client).read_namespaced_network_policy("allow-internet", namespace)
         assert [h.reason for h in ops.history(stack)] == ["drift correction", "real tenant program"]
     finally:
         ops.destroy(stack, UpdateMetadata("integration-test", "test cleanup"))
@@ -385,7 +411,7 @@ def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path,
 FLEET_SIZE = 20
 
 
-def test_drift_over_twenty_stacks_in_parallel_reports_each(ops, env, kube_core, unique_name):
+def test_drift_over_twenty_stacks_in_parallel_reports_each(ops, env, kube_core, kubectl, unique_name):
     """`drift --all --parallel 2` over 20 stacks: every stack reported, exactly the tampered
     ones drifted, exit 2; nothing is changed by the check."""
     from concurrent.futures import ThreadPoolExecutor
@@ -408,8 +434,8 @@ def test_drift_over_twenty_stacks_in_parallel_reports_each(ops, env, kube_core, 
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(provision, stacks))
         for stack in tampered:
-            kube_core.patch_namespaced_config_map(
-                "settings", namespaces[stack], {"data": {"greeting": "tampered"}})
+            kubectl("-n", namespaces[stack], "patch", "configmap", "settings", "--type", "merge",
+                    "-p", json.dumps({"data": {"greeting": "tampered"}}))
 
         code, doc, err = cameleer(env, "drift", "--all", "--parallel", "2", "--json")
 

@@ -1,5 +1,7 @@
 """Proof that the engine is real: the Automation API drives the built CLI, the project's
-language host and providers against the local API server, on both state backends."""
+language host, the pulumi-kubernetes provider plugin and the project's random-password
+provider against the local API server, on both state backends. Out-of-band edits are made
+with `kubectl`."""
 
 from __future__ import annotations
 
@@ -50,6 +52,12 @@ def test_up_drift_restore_history_destroy(proof_stack, kube_core, kubeconfig):
     assert _greeting(kube_core, namespace) == "hello"
     secret = kube_core.read_namespaced_secret("credentials", namespace)
     assert len(secret.data["password"]) > 0
+    # State holds typed pulumi-kubernetes resources, the object's fields as their properties.
+    resources = proof_stack.export_stack().deployment["resources"]
+    [config_map] = [r for r in resources if r["type"] == "kubernetes:core/v1:ConfigMap"]
+    assert config_map["outputs"]["data"] == {"greeting": "hello", "mode": "strict"}
+    assert {r["type"] for r in resources} >= {"kubernetes:core/v1:Namespace", "kubernetes:core/v1:Secret",
+                                              "pulumi:providers:kubernetes"}
 
     # Out-of-band edit with kubectl, then drift detection without applying anything.
     subprocess.run(
@@ -89,32 +97,3 @@ def test_up_drift_restore_history_destroy(proof_stack, kube_core, kubeconfig):
         kube_core.read_namespace(namespace)
     assert gone.value.status == 404
 
-
-def test_a_stack_never_adopts_another_stacks_object(backend_url, engine_env, unique_name, kube_core):
-    """Two stacks declaring the same namespace: the second is refused, and nothing of the
-    first is touched (before ownership was checked, it adopted the object and its destroy
-    deleted it)."""
-    env = {**engine_env, "PULUMI_BACKEND_URL": backend_url}
-    namespace = f"proof-{unique_name}"
-    stacks = []
-    try:
-        for name in (f"{unique_name}a", f"{unique_name}b"):
-            stack = auto.create_stack(name, work_dir=str(PROGRAMS / "engine_proof"),
-                                      opts=auto.LocalWorkspaceOptions(env_vars=env))
-            stack.set_config("namespace", auto.ConfigValue(namespace))
-            stacks.append(stack)
-        first, second = stacks
-        first.up(on_output=lambda _: None)
-
-        with pytest.raises(auto.CommandError) as refused:
-            second.up(on_output=lambda _: None)
-        assert f"Namespace/{namespace} already exists and belongs to stack engine-proof/{first.name}" in str(
-            refused.value)
-
-        second.destroy(on_output=lambda _: None)
-        assert kube_core.read_namespace(namespace).status.phase == "Active"
-        assert _greeting(kube_core, namespace) == "hello"
-    finally:
-        for stack in reversed(stacks):
-            stack.destroy(on_output=lambda _: None)
-            stack.workspace.remove_stack(stack.name)

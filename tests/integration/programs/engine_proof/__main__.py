@@ -1,36 +1,35 @@
-"""Namespace + ConfigMap + a Secret whose value is a generated password."""
+"""Namespace + ConfigMap + a Secret whose value is a generated password, as typed
+pulumi-kubernetes resources on the provider of the local cluster (the kubeconfig is the
+file $KUBECONFIG names)."""
+
+import os
 
 import pulumi
 
-from components.providers.kubernetes import Cluster, KubeObject
+from components.cluster import Cluster
+from components.kube import declare, manifest
 from components.providers.random import RandomPassword
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
 
 config = pulumi.Config()
 namespace_name = config.require("namespace")
-cluster = Cluster.from_config(pulumi.Config("cameleer"))
+cluster = Cluster(DEFAULT_LOCAL_CLUSTER, kubeconfig_content(
+    DEFAULT_LOCAL_CLUSTER, {"KUBECONFIG": os.environ.get("KUBECONFIG", "")}))
 
-namespace = KubeObject(
-    "namespace", cluster=cluster,
-    manifest={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace_name}},
-)
+namespace = declare("namespace", manifest("v1", "Namespace", namespace_name), cluster.provider)
 opts = pulumi.ResourceOptions(depends_on=[namespace])
-settings = KubeObject(
-    "settings", cluster=cluster, opts=opts,
-    manifest={
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": namespace_name, "labels": {"app": "engine-proof"}},
-        "data": {"greeting": "hello", "mode": config.get("mode") or "strict"},
-    },
+settings = declare(
+    "settings",
+    manifest("v1", "ConfigMap", "settings", namespace=namespace_name, labels={"app": "engine-proof"},
+             data={"greeting": "hello", "mode": config.get("mode") or "strict"}),
+    cluster.provider, opts,
 )
 password = RandomPassword("password", length=24)
-credentials = KubeObject(
-    "credentials", cluster=cluster, opts=opts,
-    manifest={
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "credentials", "namespace": namespace_name},
-        "type": "Opaque",
-        "stringData": {"password": password.result},
-    },
+credentials = declare(
+    "credentials",
+    manifest("v1", "Secret", "credentials", namespace=namespace_name, type="Opaque",
+             stringData={"password": password.result}),
+    cluster.provider, opts,
 )
 pulumi.export("namespace", namespace_name)
 pulumi.export("password", password.result)

@@ -1,40 +1,45 @@
 """A tenant-shaped stack, small enough for engine tests of the automation layer.
 
 Namespace `auto-<slug>`, a ConfigMap and a Deployment that satisfies the project's
-CrossGuard pack, all through the project's own Kubernetes dynamic provider. Config
-(namespace `cameleer`): replicas, greeting, image, and `holdSeconds`/`holdMarker` for a
-resource whose creation blocks (to kill an update in the middle of it).
+CrossGuard pack, as typed pulumi-kubernetes resources on the provider of the cluster
+`cameleer:cluster` (default eu1), whose kubeconfig is the file $KUBECONFIG names. The
+Deployment is schedulable on the local cluster (no PriorityClass, modest requests), and
+the provider awaits its rollout. Config (namespace `cameleer`): replicas, greeting, image,
+and `holdSeconds`/`holdMarker` for a resource whose creation blocks (to kill an update in
+the middle of it).
 """
 
+import os
 import pathlib
 import time
 
 import pulumi
 from pulumi.dynamic import CreateResult, Resource, ResourceProvider
 
-from components.providers.kubernetes import Cluster, KubeObject
+from components.cluster import Cluster
+from components.kube import declare, manifest
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
 
 PINNED = "ghcr.io/cameleer/server@sha256:" + "4f5e1c3b2a9d8e7f" * 4
 
 config = pulumi.Config("cameleer")
 slug = pulumi.get_stack().split("-", 1)[1]
 namespace = f"auto-{slug}"
-cluster = Cluster.from_config(config)
+cluster_name = config.get("cluster") or DEFAULT_LOCAL_CLUSTER
+# Only $KUBECONFIG counts: the file the test's environment passes.
+cluster = Cluster(cluster_name, kubeconfig_content(
+    cluster_name, {"KUBECONFIG": os.environ.get("KUBECONFIG", ""), "CAMELEER_CLUSTER": cluster_name}))
 labels = {"app.kubernetes.io/name": "auto-server", "app.kubernetes.io/part-of": "cameleer-tests"}
 
-ns = KubeObject("namespace", cluster=cluster, manifest={
-    "apiVersion": "v1", "kind": "Namespace",
-    "metadata": {"name": namespace, "labels": {"app.kubernetes.io/part-of": "cameleer-tests"}},
-})
-settings = KubeObject("settings", cluster=cluster, manifest={
-    "apiVersion": "v1", "kind": "ConfigMap",
-    "metadata": {"name": "settings", "namespace": namespace},
-    "data": {"greeting": config.get("greeting") or "hello"},
-}, opts=pulumi.ResourceOptions(depends_on=[ns]))
-server = KubeObject("server", cluster=cluster, manifest={
-    "apiVersion": "apps/v1", "kind": "Deployment",
-    "metadata": {"name": "server", "namespace": namespace, "labels": labels},
-    "spec": {
+ns = declare("namespace", manifest("v1", "Namespace", namespace,
+                                   labels={"app.kubernetes.io/part-of": "cameleer-tests"}),
+             cluster.provider)
+settings = declare("settings", manifest("v1", "ConfigMap", "settings", namespace=namespace,
+                                        data={"greeting": config.get("greeting") or "hello"}),
+                   cluster.provider, pulumi.ResourceOptions(depends_on=[ns]))
+server = declare("server", manifest(
+    "apps/v1", "Deployment", "server", namespace=namespace, labels=labels,
+    spec={
         "replicas": config.get_int("replicas") or 1,
         "selector": {"matchLabels": labels},
         "template": {
@@ -55,7 +60,11 @@ server = KubeObject("server", cluster=cluster, manifest={
             },
         },
     },
-}, opts=pulumi.ResourceOptions(depends_on=[settings]))
+), cluster.provider, pulumi.ResourceOptions(
+    depends_on=[settings],
+    # A rollout that cannot finish fails the update in this long, not in ten minutes.
+    custom_timeouts=pulumi.CustomTimeouts(create="120s", update="120s"),
+))
 
 
 class Hold(ResourceProvider):
