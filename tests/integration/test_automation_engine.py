@@ -182,9 +182,11 @@ def test_provision_records_who_and_why_and_lists_the_stack(ops, tenant, env, app
     assert info["last_result"] == "succeeded" and info["last_reason"] == "provision for a test"
 
 
-def test_preview_shows_property_changes_and_applies_nothing(tenant, env, kube_core, unique_name, project):
+def test_preview_shows_property_changes_and_applies_nothing(tenant, env, ops, kube_core, unique_name, project):
     namespace = f"auto-{unique_name}"
-    settings_file = project / "config" / f"Pulumi.{tenant}.yaml"
+    settings_file = ops.factory.config_file(tenant)
+    assert settings_file.is_relative_to(Path(env["CAMELEER_DATA_DIR"])), "service stacks keep settings out of the tree"
+    assert not list((project / "config").iterdir())
     before = settings_file.read_text()
 
     code, doc, err = cameleer(env, "preview", unique_name, "--set", "greeting=bonjour", "--set", "replicas=2",
@@ -380,8 +382,8 @@ def test_a_real_tenant_stack_drifts_and_is_put_back(real_project, env, tmp_path,
     try:
         assert created.resource_changes["create"] >= 20
         assert not [v for v in created.policy_violations if v.mandatory]
-        settings_file = real_project / "config" / f"Pulumi.{stack}.yaml"
-        assert admin_dsn not in settings_file.read_text(), "a secret was written in clear"
+        settings_file = ops.factory.config_file(stack)
+        assert settings_file.exists() and admin_dsn not in settings_file.read_text(), "a secret was written in clear"
 
         [deployment] = apps.list_namespaced_deployment(namespace).items
         desired = deployment.spec.replicas
