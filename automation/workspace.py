@@ -46,6 +46,8 @@ from .history import UpdateMetadata
 from .settings import Settings
 
 CONFIG_NAMESPACE = "cameleer"
+# What `pulumi stack init` prints when the stack is there already.
+STACK_EXISTS_SIGNS = ("already exists", "is currently locked")
 
 
 # --------------------------------------------------------------------------- secrets
@@ -280,7 +282,9 @@ class WorkspaceFactory:
         try:
             self.pulumi_command.run(args, str(directory), env)
         except Exception as exc:  # noqa: BLE001 - an existing stack is fine, anything else is not
-            if "already exists" not in str(exc):
+            # A locked stack exists too (the lock of a killed update): the operation that
+            # follows meets the lock and recovers it if it is stale.
+            if not any(sign in str(exc) for sign in STACK_EXISTS_SIGNS):
                 raise
 
     def remove_stack(self, stack: str) -> None:

@@ -9,6 +9,7 @@ components, the project's other dynamic resources) declares no object.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
@@ -20,7 +21,11 @@ CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 
 def kubernetes_object(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The Kubernetes object a resource declares, or None if it declares none."""
+    """The Kubernetes object a resource declares, or None if it declares none.
+
+    The properties are read lazily, field by field: in a preview some values are unknown
+    (a Secret's `stringData` from a password not generated yet), and the policy SDK fails a
+    policy that reads an unknown value. No rule reads a field it does not check."""
     if not resource_type.startswith(NATIVE_PREFIX):
         return None
     _, module, kind = (resource_type.split(":") + ["", ""])[:3]
@@ -28,7 +33,7 @@ def kubernetes_object(resource_type: str, props: Mapping[str, Any]) -> Mapping[s
         return None  # e.g. the kubernetes:yaml:ConfigFile component
     group, version = module.split("/", 1)
     api_version = version if group == "core" else module
-    return {"apiVersion": api_version, "kind": kind, **props}
+    return ChainMap({"apiVersion": api_version, "kind": kind}, props)
 
 
 def kind_of(obj: Mapping[str, Any]) -> str:

@@ -92,14 +92,15 @@ class AutomationStackDriver:
 
     def ensure_cluster_baseline(self, cluster: str, on_event: EventSink | None = None) -> ProvisionResult:
         """Bring up the shared cluster's baseline stack, `shared-<cluster>` (idempotent: a
-        no-change update when it is up already). Its settings file is the service's."""
+        no-change update when it is up already). It refreshes first, so a baseline object
+        deleted out of band is put back. Its settings file is the service's."""
         from automation.history import UpdateMetadata
         from automation.tenants import TenantPlatform, baseline_config
 
         stack = f"shared-{cluster}"
         result = self._ops.up(
             stack, UpdateMetadata(ACTOR, f"baseline of shared cluster {cluster}", kind="control-plane"),
-            config=baseline_config(TenantPlatform.from_env()), create=True,
+            config=baseline_config(TenantPlatform.from_env()), create=True, refresh=True,
             on_event=_relay(on_event) if on_event else None,
         )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))

@@ -141,7 +141,8 @@ def test_kubectl_edits_are_reported_exactly_and_corrected(tenant_stack):
     assert _drifted(cli.drift(stack, expect=0)) == {}
 
     # A label or annotation someone else adds on a field the program does not declare is no drift.
-    cli.kubectl("label", "namespace", namespace, "team.example.com/owner=payments")
+    cli.kubectl("label", "namespace", namespace, "team.example.com/owner=payments", "--field-manager=payments-team")
+    cli.kubectl("label", "namespace", namespace, "example.com/scratch=yes")
     cli.kubectl("-n", namespace, "annotate", "deployment", SERVER_NAME, "example.com/on-call=alice")
     assert _drifted(cli.drift(stack, expect=0)) == {}
 
@@ -166,7 +167,12 @@ def test_kubectl_edits_are_reported_exactly_and_corrected(tenant_stack):
                    {'metadata.labels["pod-security.kubernetes.io/enforce"]'})
     labels = cli.get(None, "namespace", namespace)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert labels["team.example.com/owner"] == "payments"  # someone else's label survives
+    assert labels["team.example.com/owner"] == "payments"  # another field manager's label survives
+    # Known upstream behaviour, pinned so an upgrade that changes it is noticed: before each
+    # server-side apply the provider takes over the fields of every client-side `kubectl*`
+    # manager (fixCSAFieldManagers, fluxcd/pkg/ssa matches manager names by prefix), so a
+    # label added with plain `kubectl label` goes with the next update of that object.
+    assert "example.com/scratch" not in labels
 
     # 4. kubectl patch of the quota.
     cli.kubectl("-n", namespace, "patch", "resourcequota", "tenant-quota", "--type", "merge",
