@@ -36,6 +36,7 @@ class ErrorKind(str, Enum):
     NOT_FOUND = "not_found"
     POLICY = "policy"
     CONFLICT = "conflict"
+    ROLLOUT = "rollout"
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
 
@@ -111,6 +112,9 @@ RULES: tuple[_Rule, ...] = (
     # --- policy
     _rule(ErrorKind.POLICY, r"mandatory policy violation"),
     _rule(ErrorKind.POLICY, r"\[mandatory\]"),
+    # --- a workload that cannot roll out (quota, scheduling, failing pods): the provider
+    # gave up awaiting it. Before the transient list, whose "timed out" its text contains.
+    _rule(ErrorKind.ROLLOUT, r"failed to fully initialize or become live"),
     # --- not found
     _rule(ErrorKind.NOT_FOUND, r"no stack named .* found"),
     # --- config / validation

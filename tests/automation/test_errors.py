@@ -174,3 +174,18 @@ def test_a_stack_programs_config_diagnostic_is_kept_whole():
     error = classify("code: 255\n stdout: Previewing update (tenant-demo):\n", diagnostics=[diagnostic])
     assert error.kind is ErrorKind.CONFIG
     assert "cameleer:databaseAdminUrl: missing" in error.message and "cameleer:license: missing" in error.message
+
+
+# An update whose rollout the quota refuses, as pulumi-kubernetes 4.25.0 words it.
+ROLLOUT_TIMEOUT = (
+    '    kubernetes:apps/v1:Deployment prod-server-deployment updating failed error: 1 error occurred:\n'
+    '    error: 1 error occurred:\n'
+    '\t* the Kubernetes API server reported that "tenant-acme-prod/cameleer-server" failed to fully '
+    'initialize or become live: timed out waiting for the condition')
+
+
+def test_a_rollout_that_cannot_finish_is_not_retried():
+    error = classify(ROLLOUT_TIMEOUT)
+    assert error.kind is ErrorKind.ROLLOUT and not error.retryable
+    assert "tenant-acme-prod/cameleer-server" in error.message
+    assert not RetryPolicy().should_retry(error)

@@ -207,6 +207,7 @@ def test_rollout_over_quota_fails_naming_the_quota(tenant_stack):
     done = cli.cameleer("up", stack, "--reason", "image roll", "--set", f"image={PINNED_IMAGE[:-4]}beef",
                         "--json", expect=1)
     error = json.loads(done.stdout)["error"]
+    assert error["kind"] == "rollout" and not error["retryable"], error
     assert "tenant-quota" in error["message"] and "exceeded quota" in error["message"], error
 
 
