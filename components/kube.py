@@ -9,6 +9,11 @@ Every object is applied with server-side apply under the field manager `cameleer
 `pulumi.com/patchForce`: a field someone changed with `kubectl` (scale, edit, label, patch)
 is owned by that manager afterwards, and only a forced apply takes it back. Without it the
 drift correction would fail with a field-manager conflict.
+
+Fields the program does not declare are left to their managers, with one exception that is
+the provider's: before each apply it takes over what client-side `kubectl*` commands wrote
+(its `fixCSAFieldManagers`), so a label added with a plain `kubectl label` goes with the
+next update of that object. Tools that set their own field manager keep their fields.
 """
 
 from __future__ import annotations
