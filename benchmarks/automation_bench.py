@@ -1,7 +1,7 @@
 """What the engine costs per stack, and what the automation layer adds on top of it.
 
 For each of N small tenant-like stacks (tests/integration/programs/automation_tenant: a
-Namespace, a ConfigMap and a Deployment through the project's Kubernetes provider, checked
+Namespace, a ConfigMap and a Deployment, typed pulumi-kubernetes resources, checked
 by the project's CrossGuard pack), this measures, side by side and interleaved:
 
 | operation        | automation layer (`StackOperations`)   | bare CLI                                        |
@@ -108,8 +108,14 @@ def main() -> int:
         stacks = [f"tenant-bench{i}-{run_id}" for i in range(args.stacks)]
 
         def bare(*cli_args: str) -> Callable[[], object]:
+            """The CLI as an operator runs it on a service-created stack: its settings file
+            is the service's (`--config-file`), the same file the layer passes."""
+            stack = cli_args[cli_args.index("-s") + 1]
+
             def run() -> None:
-                subprocess.run([pulumi, "--non-interactive", *cli_args], cwd=project, env=cli_env, check=True,
+                subprocess.run([pulumi, "--non-interactive", *cli_args,
+                                "--config-file", str(ops.factory.config_file(stack))],
+                               cwd=project, env=cli_env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return run
 
