@@ -221,6 +221,32 @@ def test_suspend_removes_every_pod_and_reactivate_brings_them_back_ready(tenant_
     assert _ready_pods(cli, namespace) == 1  # the update returned after the rollout
 
 
+def test_readiness_fails_while_the_servers_pod_cannot_come_back(tenant_stack):
+    """The control plane's readiness check, against the cluster: Ready once rolled out; not
+    ready, naming the replicas and the quota, while the server's pod is gone and the
+    quota refuses its replacement."""
+    from automation.readiness import api_client, check_readiness
+
+    cli, stack, namespace = tenant_stack
+    slug = stack.removeprefix("tenant-")
+    api = api_client(Path(cli.kubeconfig).read_text())
+    _wait(lambda: check_readiness(api, slug, ["prod"], suspended=False).ready, "the tenant to be ready")
+
+    cli.kubectl("-n", namespace, "patch", "resourcequota", "tenant-quota", "--type", "merge",
+                "-p", json.dumps({"spec": {"hard": {"pods": "0"}}}))
+    cli.kubectl("-n", namespace, "delete", "pods", "-l", SERVER_SELECTOR, "--wait=true")
+
+    def refused():
+        readiness = check_readiness(api, slug, ["prod"], suspended=False)
+        return not readiness.ready and "exceeded quota" in readiness.detail
+
+    _wait(refused, "readiness to report the refused pod")
+    detail = check_readiness(api, slug, ["prod"], suspended=False).detail
+    assert f"{namespace}/{SERVER_NAME}: 0/1 replicas available" in detail, detail
+    assert "tenant-quota" in detail, detail
+    assert not check_readiness(api, slug, ["prod"], suspended=True).ready  # a Deployment of 1 is not suspended
+
+
 def test_drift_runs_from_another_checkout_with_only_the_backend_and_passphrase(tenant_stack, tmp_path):
     """CI's drift job: a fresh clone at another path, no data directory, no kubeconfig and
     no stack settings file; the stack's state carries how to reach its cluster."""
