@@ -24,10 +24,10 @@ from api.metrics import OPERATION_STEPS, OPERATIONS_FINISHED, PROVISIONING_DURAT
 from api.operations.plans import now_iso
 from api.operations.steps import STEPS, AwaitConfirmation, PermanentStepError, StepContext
 from api.services import Services
-from api.stacks.driver import StackUnavailable
+from api.stacks.driver import StackChangeRefused, StackUnavailable
 
 log = logging.getLogger(__name__)
-PERMANENT_ERRORS = (PermanentStepError, StackUnavailable, CatalogError)
+PERMANENT_ERRORS = (PermanentStepError, StackUnavailable, StackChangeRefused, CatalogError)
 MAX_ERROR_LENGTH = 2000
 
 

@@ -8,7 +8,8 @@ locks, retries transient failures and classifies the rest.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from api.stacks.driver import (
     PreviewResult,
     ProvisionResult,
     Readiness,
+    StackChangeRefused,
     StackEventData,
     StackUnavailable,
     StackUpdate,
@@ -60,13 +62,14 @@ class AutomationStackDriver:
             self._require_baseline(tenant.placement, tier)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
         # Outputs are not read back: the service needs none, and each costs a CLI process.
-        result = self._ops.up(
-            spec.stack_name,
-            UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
-            config=stack_config(spec, TenantPlatform.from_env()),
-            create=True,
-            on_event=_relay(on_event),
-        )
+        with _permanent_failures_refused():
+            result = self._ops.up(
+                spec.stack_name,
+                UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
+                config=stack_config(spec, TenantPlatform.from_env()),
+                create=True,
+                on_event=_relay(on_event),
+            )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
     def _require_baseline(self, placement: str, tier: str) -> None:
@@ -183,6 +186,20 @@ def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt
         slug=tenant.slug, placement=tenant.placement, tier=tier,
         environments=tuple(environments), license_jwt=license_jwt, suspended=suspended,
     )
+
+
+@contextmanager
+def _permanent_failures_refused() -> Iterator[None]:
+    """An engine failure that no retry can fix (policy, config, a rollout that cannot
+    finish) ends the step at once instead of going through the job queue's retries."""
+    from automation.errors import ErrorKind, OperationError
+
+    try:
+        yield
+    except OperationError as error:
+        if error.kind in (ErrorKind.POLICY, ErrorKind.CONFIG, ErrorKind.ROLLOUT):
+            raise StackChangeRefused(str(error)) from error
+        raise
 
 
 def _relay(sink: EventSink):

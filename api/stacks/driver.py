@@ -68,6 +68,11 @@ class StackUnavailable(Exception):
     """The automation layer cannot be used (not installed, misconfigured)."""
 
 
+class StackChangeRefused(Exception):
+    """The engine refused the change or could not complete it, and trying again cannot help:
+    a mandatory policy, invalid config, a rollout that cannot finish. The message says why."""
+
+
 class ClusterNotReady(Exception):
     """The tenant's cluster cannot take it yet (no baseline); the step is retried later."""
 

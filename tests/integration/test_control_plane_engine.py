@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -55,7 +56,9 @@ def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin, shared_bas
     plane = ControlPlane(
         tmp_path_factory.mktemp("control-plane"), tenant_database_url,
         worker_env={"CAMELEER_STALLED_AFTER_SECONDS": str(STALLED_AFTER_SECONDS),
-                    "CAMELEER_READINESS_POLL_SECONDS": "1", "CAMELEER_READINESS_TIMEOUT_SECONDS": "120"},
+                    "CAMELEER_READINESS_POLL_SECONDS": "1", "CAMELEER_READINESS_TIMEOUT_SECONDS": "120",
+                    # A rollout that cannot finish fails in this long, not in five minutes.
+                    "CAMELEER_TENANT_ROLLOUT_TIMEOUT": "40s"},
     )
     # This process runs engine commands too (StackOperations for the history, the bare CLI):
     # none of them may reach the developer's backend or passphrase.
@@ -243,6 +246,39 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
                      "AND task_name = 'run_operation'") == 0
     assert len(cp.stack_operations().history(tenant_a.stack)) == len(history)
     assert tenant_namespaces(kube, tenant_a.slug) == [namespace]
+
+
+def test_a_signup_whose_pods_cannot_be_scheduled_fails_at_once_and_is_never_active(cp, kube, kubeconfig):
+    """Every node cordoned (`kubectl cordon`, as an operator drains a cluster): the server's
+    pod stays Pending, the provider gives up awaiting the rollout, and the tenant ends
+    FAILED with the reason after one attempt (no retry can schedule it), never ACTIVE."""
+    nodes = [node.metadata.name for node in kube.core.list_node().items]
+    assert nodes, "the local cluster has no node (scripts/services.sh starts KWOK's)"
+
+    def kubectl(*args: str) -> None:
+        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], check=True, capture_output=True,
+                       timeout=60)
+
+    slug = cp.unique_slug("cpu")
+    kubectl("cordon", *nodes)
+    try:
+        response = cp.signup(slug, "low")
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        headers = cp.login(f"owner@{slug}.example.com")
+        operation = cp.wait_operation(accepted["operation"]["id"], headers, timeout=300)
+        [pod] = kube.core.list_namespaced_pod(namespace_name(slug, "prod")).items
+        assert pod.status.phase == "Pending" and not pod.spec.node_name
+    finally:
+        kubectl("uncordon", *nodes)
+
+    assert operation["status"] == "FAILED", operation
+    steps = {step["name"]: step for step in operation["steps"]}
+    assert (steps["stack_up"]["status"], steps["stack_up"]["attempts"]) == ("failed", 1)
+    assert steps["activate"]["status"] != "succeeded"
+    assert "failed to fully initialize or become live" in operation["error"], operation["error"]
+    tenant = get(cp, f"/v1/tenants/{accepted['tenant']['id']}", headers)
+    assert tenant["status"] == "FAILED" and tenant["failure_reason"], tenant
 
 
 # --------------------------------------------------------------------------- 2. worker crash
