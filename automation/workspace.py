@@ -41,13 +41,11 @@ from pulumi.automation import (
 )
 
 from . import engine
-from .errors import ErrorKind, OperationError
+from .errors import ErrorKind, OperationError, classify
 from .history import UpdateMetadata
 from .settings import Settings
 
 CONFIG_NAMESPACE = "cameleer"
-# What `pulumi stack init` prints when the stack is there already.
-STACK_EXISTS_SIGNS = ("already exists", "is currently locked")
 
 
 # --------------------------------------------------------------------------- secrets
@@ -282,9 +280,9 @@ class WorkspaceFactory:
         try:
             self.pulumi_command.run(args, str(directory), env)
         except Exception as exc:  # noqa: BLE001 - an existing stack is fine, anything else is not
-            # A locked stack exists too (the lock of a killed update): the operation that
-            # follows meets the lock and recovers it if it is stale.
-            if not any(sign in str(exc) for sign in STACK_EXISTS_SIGNS):
+            # A conflict means the stack exists: "already exists", or locked (by a killed
+            # update, say); the operation that follows meets the lock and recovers it if stale.
+            if classify(exc).kind is not ErrorKind.CONFLICT:
                 raise
 
     def remove_stack(self, stack: str) -> None:

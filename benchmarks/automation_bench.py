@@ -107,15 +107,14 @@ def main() -> int:
         run_id = uuid.uuid4().hex[:6]
         stacks = [f"tenant-bench{i}-{run_id}" for i in range(args.stacks)]
 
-        def bare(*cli_args: str) -> Callable[[], object]:
-            """The CLI as an operator runs it on a service-created stack: its settings file
-            is the service's (`--config-file`), the same file the layer passes."""
-            stack = cli_args[cli_args.index("-s") + 1]
+        def bare(stack: str, *cli_args: str) -> Callable[[], object]:
+            """`pulumi <cli_args> -s <stack>` as an operator runs it on a service-created
+            stack: with the service's settings file (`--config-file`), as the layer does."""
+            command = [pulumi, "--non-interactive", *cli_args, "-s", stack,
+                       "--config-file", str(ops.factory.config_file(stack))]
 
             def run() -> None:
-                subprocess.run([pulumi, "--non-interactive", *cli_args,
-                                "--config-file", str(ops.factory.config_file(stack))],
-                               cwd=project, env=cli_env, check=True,
+                subprocess.run(command, cwd=project, env=cli_env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return run
 
@@ -132,14 +131,14 @@ def main() -> int:
                 for stack in stacks:
                     pairs = {
                         "preview": (lambda s=stack: ops.preview(s),
-                                    bare("preview", "-s", stack, "--policy-pack", policy)),
+                                    bare(stack, "preview", "--policy-pack", policy)),
                         "no-change up": (lambda s=stack: ops.up(s, why),
-                                         bare("up", "--yes", "--skip-preview", "-s", stack, "--policy-pack", policy,
+                                         bare(stack, "up", "--yes", "--skip-preview", "--policy-pack", policy,
                                               "-m", why.message())),
                         "refresh": (lambda s=stack: ops.refresh(s, why),
-                                    bare("refresh", "--yes", "--skip-preview", "-s", stack, "-m", why.message())),
+                                    bare(stack, "refresh", "--yes", "--skip-preview", "-m", why.message())),
                         "drift check": (lambda s=stack: ops.check_drift(s),
-                                        bare("refresh", "--preview-only", "-s", stack)),
+                                        bare(stack, "refresh", "--preview-only")),
                     }
                     for op, (layer_fn, bare_fn) in pairs.items():
                         # Alternate which side goes first, so neither always gets a warm cache.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +43,19 @@ def kubeconfig() -> str:
     if not Path(path).exists():
         pytest.fail(f"KUBECONFIG {path} does not exist: scripts/services.sh start writes it")
     return path
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig):
+    """`kubectl(*args)` against the local cluster; returns stdout, fails the test on an error."""
+    def run(*args: str) -> str:
+        done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -98,19 +98,6 @@ def apps(kubeconfig):
 
 
 @pytest.fixture
-def kubectl(kubeconfig):
-    """`kubectl(*args)` against the local cluster; returns stdout, fails the test on an error."""
-    def run(*args: str) -> str:
-        done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
-                              timeout=120)
-        if done.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
-        return done.stdout
-
-    return run
-
-
-@pytest.fixture
 def tenant(ops, unique_name, kube_core):
     """A provisioned stack `tenant-<unique>` (replicas 1, greeting hello); destroyed after."""
     stack = f"tenant-{unique_name}"

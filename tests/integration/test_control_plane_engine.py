@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -248,16 +247,12 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
     assert tenant_namespaces(kube, tenant_a.slug) == [namespace]
 
 
-def test_a_signup_whose_pods_cannot_be_scheduled_fails_at_once_and_is_never_active(cp, kube, kubeconfig):
+def test_a_signup_whose_pods_cannot_be_scheduled_fails_at_once_and_is_never_active(cp, kube, kubectl):
     """Every node cordoned (`kubectl cordon`, as an operator drains a cluster): the server's
     pod stays Pending, the provider gives up awaiting the rollout, and the tenant ends
     FAILED with the reason after one attempt (no retry can schedule it), never ACTIVE."""
     nodes = [node.metadata.name for node in kube.core.list_node().items]
     assert nodes, "the local cluster has no node (scripts/services.sh starts KWOK's)"
-
-    def kubectl(*args: str) -> None:
-        subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], check=True, capture_output=True,
-                       timeout=60)
 
     slug = cp.unique_slug("cpu")
     kubectl("cordon", *nodes)
