@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
     "cameleer_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
@@ -23,6 +23,18 @@ PROVISIONING_DURATION = Histogram(
     ["kind", "result"],
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600),
 )
+
+METERING_LAST_SAMPLE = Gauge(
+    "cameleer_metering_last_sample_timestamp_seconds", "When the usage collector last recorded samples"
+)
+METERING_SILENT = Gauge(
+    "cameleer_metering_silent", "1 while tenants run and no usage sample arrived for over an hour (alert on it)"
+)
+METER_EVENTS_SENT = Counter("cameleer_meter_events_sent_total", "Hourly usage sent to Stripe", ["dimension"])
+USAGE_OVERAGE = Counter(
+    "cameleer_usage_overage_total", "Committed tenants whose usage went above the commitment", ["tier", "dimension"]
+)
+BILLING_WEBHOOKS = Counter("cameleer_billing_webhooks_total", "Stripe webhook deliveries", ["type", "result"])
 
 router = APIRouter(tags=["service"])
 

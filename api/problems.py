@@ -30,7 +30,7 @@ class ProblemDetails(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(code).phrase}
-    for code in (400, 401, 403, 404, 409, 422)
+    for code in (400, 401, 402, 403, 404, 409, 422, 503)
 }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.auth.keys import KeyStore
-from api.billing.gateway import BillingGateway
+from api.billing.stripe_api import StripeBilling
 from api.db.session import Database
 from api.settings import Settings
 from api.stacks.driver import StackDriver
@@ -24,7 +24,7 @@ class Services:
     settings: Settings
     db: Database
     keys: KeyStore
-    billing: BillingGateway
+    billing: StripeBilling
     _driver: StackDriver | None = field(default=None, repr=False)
 
     @property
@@ -40,13 +40,13 @@ class Services:
         settings: Settings,
         *,
         driver: StackDriver | None = None,
-        billing: BillingGateway | None = None,
+        billing: StripeBilling | None = None,
         db: Database | None = None,
     ) -> Services:
         return cls(
             settings=settings,
             db=db or Database(settings.app_dsn()),
             keys=KeyStore(settings.secret_key.get_secret_value()),
-            billing=billing or load_object(settings.billing_gateway)(),
+            billing=billing or StripeBilling.from_settings(settings),
             _driver=driver,
         )

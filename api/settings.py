@@ -34,7 +34,18 @@ class Settings(BaseSettings):
     license_offline_grace_hours: int = 24
 
     stack_driver: str = "api.stacks.automation_adapter:AutomationStackDriver"
-    billing_gateway: str = "api.billing.local:LocalBillingGateway"
+
+    # Stripe (or stripe-mock, which scripts/services.sh starts on loopback). The key and the
+    # webhook signing secret have no default: billing refuses to run without them.
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_webhook_tolerance_seconds: int = 300
+    stripe_max_network_retries: int = 2
+    # Metering: how often the collector samples what tenants reserve, and when the
+    # pipeline counts as silent (alert metric).
+    metering_interval_seconds: int = 300
+    metering_silent_after_seconds: int = 3600
 
     job_queue: str = "operations"
     job_max_attempts: int = 6

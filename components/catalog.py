@@ -297,6 +297,26 @@ class Limits:
 # --------------------------------------------------------------------------- billing
 
 
+class UsageDimension(str, Enum):
+    """What metered tiers pay for beyond the base fee, each in its billing unit."""
+
+    CPU_CORE_HOURS = "cpu_core_hours"
+    RAM_GB_HOURS = "ram_gb_hours"
+    GB_INGESTED = "gb_ingested"
+
+
+@dataclass(frozen=True)
+class BillingTerms:
+    """How a tier's subscription starts and how long an unpaid invoice is tolerated.
+
+    `trial_days` > 0 starts the subscription trialing, so the tenant is provisioned before
+    any payment; otherwise provisioning waits for the first invoice to be paid.
+    """
+
+    trial_days: int = 0
+    payment_grace_days: int = 3
+
+
 @dataclass(frozen=True)
 class MeteredPricing:
     """A monthly base fee plus usage."""
@@ -305,8 +325,16 @@ class MeteredPricing:
     per_cpu_core_hour: Decimal
     per_ram_gb_hour: Decimal
     per_gb_ingested: Decimal
+    terms: BillingTerms = BillingTerms()
     currency: str = "EUR"
     kind: str = field(default="metered", init=False)
+
+    def unit_price(self, dimension: UsageDimension) -> Decimal:
+        return {
+            UsageDimension.CPU_CORE_HOURS: self.per_cpu_core_hour,
+            UsageDimension.RAM_GB_HOURS: self.per_ram_gb_hour,
+            UsageDimension.GB_INGESTED: self.per_gb_ingested,
+        }[dimension]
 
 
 @dataclass(frozen=True)
@@ -316,6 +344,7 @@ class CommittedPricing:
     per_cpu_core_month: Decimal
     per_ram_gb_month: Decimal
     minimum: Compute
+    terms: BillingTerms = BillingTerms(payment_grace_days=7)
     currency: str = "EUR"
     kind: str = field(default="committed", init=False)
 
@@ -476,7 +505,8 @@ _LOW = Tier(
                       debugger=False, replay=False, sso=False, custom_roles=False),
     limits=Limits(agents=5, retention_days=7, environments=1, vaults=1, debug_sessions=0),
     billing=MeteredPricing(base_fee_monthly=Decimal("29.00"), per_cpu_core_hour=Decimal("0.040"),
-                           per_ram_gb_hour=Decimal("0.005"), per_gb_ingested=Decimal("0.10")),
+                           per_ram_gb_hour=Decimal("0.005"), per_gb_ingested=Decimal("0.10"),
+                           terms=BillingTerms(trial_days=14, payment_grace_days=3)),
     priority=1000,
 )
 
@@ -494,7 +524,8 @@ _MID = Tier(
                       debugger=False, replay=False, sso=False, custom_roles=False),
     limits=Limits(agents=25, retention_days=30, environments=2, vaults=3, debug_sessions=0),
     billing=MeteredPricing(base_fee_monthly=Decimal("99.00"), per_cpu_core_hour=Decimal("0.035"),
-                           per_ram_gb_hour=Decimal("0.0045"), per_gb_ingested=Decimal("0.08")),
+                           per_ram_gb_hour=Decimal("0.0045"), per_gb_ingested=Decimal("0.08"),
+                           terms=BillingTerms(trial_days=0, payment_grace_days=3)),
     priority=2000,
 )
 
@@ -540,7 +571,7 @@ _BUSINESS = Tier(
     features=_HIGH.features,
     limits=Limits(agents=500, retention_days=None, environments=12, vaults=50, debug_sessions=20),
     billing=CommittedPricing(per_cpu_core_month=Decimal("22.00"), per_ram_gb_month=Decimal("3.00"),
-                             minimum=Compute(16000, 32768)),
+                             minimum=Compute(16000, 32768), terms=BillingTerms(payment_grace_days=14)),
     priority=4000,
 )
 

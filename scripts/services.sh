@@ -8,6 +8,8 @@
 #                                 deployments/replicasets/jobs, endpoints(lices), node lifecycle, pod GC
 #   kube-scheduler 1.34.3         https://127.0.0.1:$CAMELEER_SCHEDULER_PORT (health only)
 #   KWOK 0.8.0                    simulated nodes kwok-node-0..2 (tools/kwok/nodes.yaml)
+#   stripe-mock 0.203.0           http://127.0.0.1:$CAMELEER_STRIPE_MOCK_PORT  Stripe's API emulator
+#                                 (stateless: answers every valid request from its fixtures)
 #
 # No kubelet runs. KWOK plays the kubelet of the nodes annotated kwok.x-k8s.io/node=fake with
 # the stages in tools/kwok/stages: nodes become Ready and keep heartbeating, scheduled pods get
@@ -34,6 +36,7 @@ ETCD_PORT="${CAMELEER_ETCD_PORT:-52379}"
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
 KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"
 SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"
+STRIPE_MOCK_PORT="${CAMELEER_STRIPE_MOCK_PORT:-52112}"
 KWOK_DIR="$ROOT/tools/kwok"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_USER=postgres
@@ -283,6 +286,15 @@ start_kubernetes() {
     wait_for kwok 120 kwok_nodes_ready
 }
 
+# ---------------------------------------------------------------------------- stripe-mock
+
+start_stripe_mock() {
+    [[ -x "$VENV_BIN/stripe-mock" ]] || die "stripe-mock is missing: run scripts/toolchain.sh"
+    # No -strict-version-check: stripe-python 16 sends a newer API version than the mock's spec.
+    start_daemon stripe-mock "$VENV_BIN/stripe-mock" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT"
+    wait_for stripe-mock 30 curl -sf -u sk_test_123: "http://127.0.0.1:$STRIPE_MOCK_PORT/v1/balance"
+}
+
 # ---------------------------------------------------------------------------- env file
 
 write_env() {
@@ -290,7 +302,9 @@ write_env() {
     local passphrase_file="$DATA/passphrase"
     local secret_key_file="$DATA/secret-key"
     [[ -f "$passphrase_file" ]] || (umask 077; openssl rand -hex 24 > "$passphrase_file")
+    local webhook_secret_file="$DATA/stripe-webhook-secret"
     [[ -f "$secret_key_file" ]] || (umask 077; openssl rand -hex 32 > "$secret_key_file")
+    [[ -f "$webhook_secret_file" ]] || (umask 077; echo "whsec_$(openssl rand -hex 24)" > "$webhook_secret_file")
     cat > "$ENV_FILE" <<EOF
 # Written by scripts/services.sh; local development settings only.
 export CAMELEER_DATA_DIR="$DATA"
@@ -306,6 +320,9 @@ export PULUMI_BACKEND_URL="file://$DATA/state"
 export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
 export CAMELEER_SECRET_KEY="\$(cat "$secret_key_file")"
 export PULUMI_HOME="$DATA/pulumi-home"
+export CAMELEER_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_MOCK_PORT"
+export CAMELEER_STRIPE_API_KEY="sk_test_123"
+export CAMELEER_STRIPE_WEBHOOK_SECRET="\$(cat "$webhook_secret_file")"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
 export PATH="$VENV_BIN:\$PATH"
@@ -321,16 +338,17 @@ case "${1:-}" in
         mkdir -p "$RUN"
         start_postgres
         start_kubernetes
+        start_stripe_mock
         write_env
         ;;
     stop)
         # Reverse order of start. Objects stay in etcd; a pod deleted while KWOK is down stays
         # Terminating until KWOK runs again (delete namespaces before stopping to leave none).
-        for daemon in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
+        for daemon in stripe-mock kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
         stop_postgres
         ;;
     status)
-        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok stripe-mock; do
             if pid_alive "$RUN/$daemon.pid"; then echo "$daemon: running (pid $(cat "$RUN/$daemon.pid"))"; else echo "$daemon: stopped"; fi
         done
         if pid_alive "$RUN/kube-apiserver.pid" && kubectl_admin get --raw /readyz >/dev/null 2>&1; then

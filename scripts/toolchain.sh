@@ -8,6 +8,8 @@
 #   manager, kube-scheduler, kubectl                      modules replaced by k8s.io/* v0.34.3)
 #   1.34.3, etcd 3.6.4
 #   kwok 0.8.0                          tools/go/kwok    (sigs.k8s.io/kwok: simulated nodes and pods)
+#   stripe-mock 0.203.0                 tools/go/stripe-mock (Stripe's API emulator, spec and
+#                                                         fixtures embedded)
 #   pulumi-resource-kubernetes 4.25.0   tools/go/kubernetes (pulumi-kubernetes provider/v4 at the
 #                                                         commit of tag v4.25.0, served as a
 #                                                         pseudo-version; a shim main.go)
@@ -27,6 +29,7 @@ PULUMI_VERSION=3.259.0
 KUBE_VERSION=1.34.3
 ETCD_VERSION=3.6.4
 KWOK_VERSION=0.8.0
+STRIPE_MOCK_VERSION=0.203.0
 K8S_PROVIDER_VERSION=4.25.0
 K8S_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
 
@@ -84,6 +87,7 @@ build_go "kube-scheduler-$KUBE_VERSION" kube k8s.io/kubernetes/cmd/kube-schedule
 build_go "etcd-$ETCD_VERSION" kube ./cmd/etcd
 # KWOK's version constants are source constants (pkg/consts), so no -X is needed.
 build_go "kwok-$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
+build_go "stripe-mock-$STRIPE_MOCK_VERSION" stripe-mock github.com/stripe/stripe-mock
 
 # The provider's main package embeds schema-embed.json and terraform-mapping-embed.json, which
 # upstream's generate.go writes at release time (schema.json with "version" set, both files
@@ -130,6 +134,7 @@ ln -sf "$BIN/kube-scheduler-$KUBE_VERSION" "$VENV_BIN/kube-scheduler"
 ln -sf "$BIN/kubectl-$KUBE_VERSION" "$VENV_BIN/kubectl"
 ln -sf "$BIN/etcd-$ETCD_VERSION" "$VENV_BIN/etcd"
 ln -sf "$BIN/kwok-$KWOK_VERSION" "$VENV_BIN/kwok"
+ln -sf "$BIN/stripe-mock-$STRIPE_MOCK_VERSION" "$VENV_BIN/stripe-mock"
 # Never link the provider into .venv/bin: the engine would then take it from PATH ("using
 # pulumi-resource-kubernetes from $PATH") instead of the installed plugin.
 rm -f "$VENV_BIN/pulumi-resource-kubernetes"

@@ -1,1 +1,2 @@
-"""Billing: the gateway Protocol the operations call, and a local implementation."""
+"""Billing on Stripe: the catalog's products and prices, subscriptions that gate
+provisioning, webhooks that suspend and reactivate, and usage metering."""

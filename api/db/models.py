@@ -14,10 +14,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     LargeBinary,
+    Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -53,12 +56,16 @@ class OperationStatus(enum.StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     AWAITING_CONFIRMATION = "AWAITING_CONFIRMATION"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
 
     @property
     def finished(self) -> bool:
         return self in (OperationStatus.SUCCEEDED, OperationStatus.FAILED)
+
+
+UNFINISHED_OPERATION_STATUSES = tuple(s for s in OperationStatus if not s.finished)
 
 
 class KeyStatus(enum.StrEnum):
@@ -98,6 +105,17 @@ class Tenant(Base):
     placement: Mapped[str] = mapped_column(String(128))
     billing_customer_id: Mapped[str | None] = mapped_column(String(128))
     billing_subscription_id: Mapped[str | None] = mapped_column(String(128))
+    # The subscription's status as Stripe last reported it (create answer or webhook), and
+    # the creation time of the event that said so (older events never overwrite it).
+    billing_status: Mapped[str | None] = mapped_column(String(24))
+    billing_status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by invoice.payment_failed, cleared by invoice.paid: the grace period runs from here.
+    payment_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Suspended for non-payment (only a payment lifts it, not the owner's reactivate).
+    billing_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # A committed tier's usage went above the commitment (an alert, never a charge).
+    usage_overage_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = mapped_column(
@@ -211,6 +229,69 @@ class AuditRecord(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class BillingCatalogItem(Base):
+    """A Stripe object the tier catalog declares (meter, product, price), as last synced."""
+
+    __tablename__ = "billing_catalog"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    stripe_id: Mapped[str] = mapped_column(String(255))
+    # Hash of the declared content: a change (a new amount) makes sync create a new price.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    synced_at: Mapped[datetime] = _now_column()
+
+
+class BillingEvent(Base):
+    """Each Stripe webhook event handled, once: a replay of its id is a no-op."""
+
+    __tablename__ = "billing_events"
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(80))
+    tenant_id: Mapped[uuid.UUID | None]
+    stripe_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = _now_column()
+    outcome: Mapped[str] = mapped_column(Text)
+
+
+class UsageSample(Base):
+    """One observation of a usage dimension: a reservation seen by the collector (an
+    instantaneous amount) or a tenant server's report (an amount used)."""
+
+    __tablename__ = "usage_samples"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "dimension", "source", "sample_key"),
+        Index("ix_usage_samples_hour", "hour", "tenant_id", "dimension"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    dimension: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(16))
+    sample_key: Mapped[str] = mapped_column(String(120))
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sampled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    value: Mapped[Any] = mapped_column(Numeric(24, 9))
+
+
+class UsageHour(Base):
+    """A tenant's usage of one dimension in one hour, and whether it was sent to Stripe."""
+
+    __tablename__ = "usage_hours"
+    __table_args__ = (PrimaryKeyConstraint("tenant_id", "dimension", "hour"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    dimension: Mapped[str] = mapped_column(String(32))
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    quantity: Mapped[Any] = mapped_column(Numeric(24, 9))
+    samples: Mapped[int] = mapped_column(BigInteger)
+    aggregated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    identifier: Mapped[str] = mapped_column(String(100), unique=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_value: Mapped[int | None] = mapped_column(BigInteger)
 
 
 CHECKS = {

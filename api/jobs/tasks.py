@@ -44,6 +44,33 @@ def register_tasks(app: procrastinate.App, settings: Settings) -> None:
     async def recover_stalled_jobs(context: JobContext, timestamp: int) -> None:
         await retry_stalled_jobs(context.app, settings.stalled_after_seconds)
 
+    register_billing_tasks(app, settings)
+
+
+def register_billing_tasks(app: procrastinate.App, settings: Settings) -> None:
+    """Billing's periodic work: enforce billing state, sample usage, send complete hours."""
+
+    @app.periodic(cron="* * * * *", periodic_id="billing-enforce")
+    @app.task(name="billing_enforce", queue=settings.job_queue, pass_context=True)
+    def billing_enforce(context: JobContext, timestamp: int) -> None:
+        from api.billing.enforcement import enforce_all
+
+        enforce_all(context.additional_context["services"])
+
+    @app.periodic(cron="*/5 * * * *", periodic_id="metering-collect")
+    @app.task(name="metering_collect", queue=settings.job_queue, pass_context=True)
+    def metering_collect(context: JobContext, timestamp: int) -> None:
+        from api.billing.metering import collect, kube_client_for_cluster
+
+        collect(context.additional_context["services"], kube_client_for_cluster)
+
+    @app.periodic(cron="5 * * * *", periodic_id="metering-hourly")
+    @app.task(name="metering_hourly", queue=settings.job_queue, pass_context=True)
+    def metering_hourly(context: JobContext, timestamp: int) -> None:
+        from api.billing.metering import run_hourly
+
+        run_hourly(context.additional_context["services"])
+
 
 async def retry_stalled_jobs(app: procrastinate.App, stalled_after_seconds: float) -> list[int]:
     """Put the jobs of workers that stopped heart-beating back in the queue. They resume

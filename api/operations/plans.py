@@ -7,9 +7,10 @@ from typing import Any
 
 from api.db.models import OperationKind
 
-# "confirm" is a gate: the operation waits (AWAITING_CONFIRMATION) until confirmed.
+# Gates: "confirm" waits (AWAITING_CONFIRMATION) until an operator confirms; "payment" waits
+# (AWAITING_PAYMENT) until Stripe reports the subscription active or trialing.
 PLANS: dict[OperationKind, tuple[str, ...]] = {
-    OperationKind.SIGNUP: ("tenant_record", "billing", "license", "stack_up", "readiness", "activate"),
+    OperationKind.SIGNUP: ("tenant_record", "billing", "payment", "license", "stack_up", "readiness", "activate"),
     OperationKind.SUSPEND: ("license", "stack_up", "mark_suspended"),
     OperationKind.REACTIVATE: ("license", "stack_up", "readiness", "activate"),
     OperationKind.CHANGE_TIER: ("billing", "license", "stack_up", "readiness", "activate"),

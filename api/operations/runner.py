@@ -18,16 +18,21 @@ from typing import Any
 from components.catalog import CatalogError
 
 from api.audit.chain import AuditMeta, append
+from api.billing.stripe_api import BillingNotConfigured, BillingRefused
+from api.billing.sync import CatalogNotSynced
 from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
 from api.db.session import Scope, ScopedSession
 from api.metrics import OPERATION_STEPS, OPERATIONS_FINISHED, PROVISIONING_DURATION
 from api.operations.plans import now_iso
-from api.operations.steps import STEPS, AwaitConfirmation, PermanentStepError, StepContext
+from api.operations.steps import STEPS, OperationWaits, PermanentStepError, StepContext
 from api.services import Services
 from api.stacks.driver import StackChangeRefused, StackUnavailable
 
 log = logging.getLogger(__name__)
-PERMANENT_ERRORS = (PermanentStepError, StackUnavailable, StackChangeRefused, CatalogError)
+PERMANENT_ERRORS = (
+    PermanentStepError, StackUnavailable, StackChangeRefused, CatalogError,
+    BillingRefused, BillingNotConfigured, CatalogNotSynced,
+)
 MAX_ERROR_LENGTH = 2000
 
 
@@ -80,11 +85,11 @@ class OperationRunner:
         ctx = StepContext(self.services, operation_id, loaded.tenant_id, loaded.kind, loaded.params, name)
         try:
             result = STEPS[name](ctx)
-        except AwaitConfirmation as exc:
+        except OperationWaits as exc:
             self._mark_step(operation_id, loaded.tenant_id, index, status="waiting", note=str(exc))
-            self._update(operation_id, loaded.tenant_id, status=OperationStatus.AWAITING_CONFIRMATION)
+            self._update(operation_id, loaded.tenant_id, status=exc.status)
             self._audit(loaded, meta, operation_id, f"{name}", "pending")
-            return OperationStatus.AWAITING_CONFIRMATION
+            return exc.status
         except Exception as exc:
             final = final_attempt or isinstance(exc, PERMANENT_ERRORS)
             self._step_failed(operation_id, loaded, index, meta, exc, final)

@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db.models import Operation, OperationKind, OperationStatus
+from api.db.models import UNFINISHED_OPERATION_STATUSES, Operation, OperationKind, OperationStatus
 from api.jobs.enqueue import enqueue_operation
 from api.operations.plans import initial_steps
 from api.problems import Problem
 
-UNFINISHED = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.AWAITING_CONFIRMATION)
+UNFINISHED = UNFINISHED_OPERATION_STATUSES
 
 
 def fingerprint(secret: str, payload: dict[str, Any]) -> str:
@@ -52,6 +52,12 @@ def operation_in_progress(existing: Operation) -> Problem:
         f"Operation {existing.id} ({existing.kind}) is still {existing.status} for this tenant; wait for it to finish.",
         operation_url=f"/v1/operations/{existing.id}",
     )
+
+
+def resume_operation(session: Session, operation: Operation, *, queue: str) -> None:
+    """Put a waiting (or failed, for a retry) operation back in the queue, in the caller's transaction."""
+    operation.status = OperationStatus.PENDING.value
+    enqueue_operation(session, operation.id, operation.tenant_id, queue=queue)
 
 
 def start_operation(

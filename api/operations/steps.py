@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from api.billing.gateway import BillingAccount
-from api.db.models import License, LicenseStatus, Membership, OperationKind, Tenant, TenantStatus, User
+from api.billing import subscriptions
+from api.billing.stripe_api import PAYABLE_STATUSES
+from api.db.models import License, LicenseStatus, Membership, OperationKind, OperationStatus, Tenant, TenantStatus, User
 from api.db.session import Scope, ScopedSession
 from api.licensing.issue import current_license, issue_license, license_for_operation
 from api.operations.events import event_sink
@@ -35,8 +36,22 @@ class PermanentStepError(Exception):
     """Retrying cannot help (bad input, misconfiguration): fail the operation now."""
 
 
-class AwaitConfirmation(Exception):
-    """The operation stops here until someone confirms it."""
+class OperationWaits(Exception):
+    """The operation stops here, in ``status``, until something outside resumes it."""
+
+    status: OperationStatus
+
+
+class AwaitConfirmation(OperationWaits):
+    """Until an operator confirms the previewed change."""
+
+    status = OperationStatus.AWAITING_CONFIRMATION
+
+
+class AwaitPayment(OperationWaits):
+    """Until Stripe reports the subscription paid (the webhook resumes the operation)."""
+
+    status = OperationStatus.AWAITING_PAYMENT
 
 
 @dataclass
@@ -109,28 +124,30 @@ def _owner_email(session: ScopedSession, tenant_id: uuid.UUID) -> str:
 
 @step("billing")
 def billing(ctx: StepContext) -> dict[str, Any]:
-    with ctx.tx() as session:
-        tenant = ctx.tenant(session)
-        tier, name, email = ctx.target_tier(tenant), tenant.name, _owner_email(session, tenant.id)
-        account = (
-            BillingAccount(tenant.billing_customer_id, tenant.billing_subscription_id or "")
-            if tenant.billing_customer_id
-            else None
-        )
-    gateway = ctx.services.billing
+    stripe = ctx.services.billing
     if ctx.kind is OperationKind.DELETE:
-        if account is not None:
-            gateway.cancel(ctx.tenant_id, account)
-        return {"cancelled": account is not None}
-    if account is None:
-        account = gateway.ensure_subscription(ctx.tenant_id, tier=tier, email=email, name=name)
-    elif ctx.kind is OperationKind.CHANGE_TIER:
-        account = gateway.change_plan(ctx.tenant_id, account, tier=tier)
+        return subscriptions.cancel_for_delete(ctx.tx, stripe, ctx.tenant_id, ctx.operation_id)
     with ctx.tx() as session:
         tenant = ctx.tenant(session)
-        tenant.billing_customer_id = account.customer_id
-        tenant.billing_subscription_id = account.subscription_id
-    return {"customer_id": account.customer_id, "subscription_id": account.subscription_id}
+        tier, email, has_subscription = ctx.target_tier(tenant), _owner_email(session, tenant.id), tenant.billing_subscription_id
+    if ctx.kind is OperationKind.CHANGE_TIER and has_subscription:
+        if ctx.params.get("initiated_by") == "stripe":
+            return {"subscription_id": has_subscription, "tier": tier, "changed_in": "stripe"}
+        return subscriptions.change_tier(ctx.tx, stripe, ctx.tenant_id, ctx.operation_id, tier_name=tier)
+    return subscriptions.ensure_subscription(ctx.tx, stripe, ctx.tenant_id, ctx.operation_id, tier_name=tier, email=email)
+
+
+@step("payment")
+def payment(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        status = tenant.billing_status
+    if status in PAYABLE_STATUSES:
+        return {"billing_status": status}
+    raise AwaitPayment(
+        f"the subscription is {status or 'not created'}; the payment page confirms it with the client secret "
+        f"from GET /v1/tenants/{ctx.tenant_id}/billing/payment, and Stripe's webhook resumes this operation"
+    )
 
 
 LICENSE_STATUS_FOR = {OperationKind.SUSPEND: LicenseStatus.SUSPENDED, OperationKind.DELETE: LicenseStatus.REVOKED}

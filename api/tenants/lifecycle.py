@@ -7,13 +7,14 @@ import uuid
 from typing import Any
 
 from api.auth.dependencies import TenantContext
+from api.billing.stripe_api import PAYABLE_STATUSES
 from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
-from api.jobs.enqueue import enqueue_operation
 from api.operations.service import (
     find_by_key,
     fingerprint,
     operation_in_progress,
     replay_or_conflict,
+    resume_operation,
     start_operation,
     unfinished_operation,
 )
@@ -33,6 +34,23 @@ def _check_transition(tenant: Tenant, kind: OperationKind) -> None:
     if TenantStatus(tenant.status) not in allowed:
         names = ", ".join(sorted(s.value for s in allowed))
         raise Problem(409, "invalid-state", f"Cannot {kind.value.replace('_', ' ')} a tenant that is {tenant.status}; it must be {names}.")
+    _check_billing(tenant, kind)
+
+
+def _check_billing(tenant: Tenant, kind: OperationKind) -> None:
+    """Only a payment lifts a suspension for non-payment, and a tier change is paid through
+    the subscription: neither happens without a payable subscription."""
+    if kind is OperationKind.REACTIVATE and tenant.billing_hold:
+        raise Problem(
+            402, "payment-required",
+            "The tenant is suspended for non-payment; it is reactivated when Stripe reports the open invoice paid.",
+        )
+    if kind is OperationKind.CHANGE_TIER and tenant.billing_status not in PAYABLE_STATUSES:
+        raise Problem(
+            402, "payment-required",
+            f"The subscription is {tenant.billing_status or 'missing'}; a tier change needs an active or trialing "
+            "subscription. Pay the open invoice, then change the tier.",
+        )
 
 
 def _tier_change_params(tenant: Tenant, tier_name: str) -> tuple[dict[str, Any], bool]:
@@ -68,8 +86,7 @@ def request_operation(
 
 
 def _requeue(ctx: TenantContext, operation: Operation) -> None:
-    operation.status = OperationStatus.PENDING.value
-    enqueue_operation(ctx.db, operation.id, operation.tenant_id, queue=ctx.services.settings.job_queue)
+    resume_operation(ctx.db, operation, queue=ctx.services.settings.job_queue)
 
 
 def confirm_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:

@@ -21,6 +21,11 @@ from api.jobs.app import build_job_app
 from api.migrate import upgrade
 from api.services import Services
 from api.settings import Settings
+from api.billing.stripe_api import StripeBilling
+from api.billing.sync import sync_catalog
+from api.db.models import Tenant
+from components.catalog import get_tier
+from tests.api import stripe_support
 from tests.api.database import TestDatabase, create_database, drop_database
 from tests.api.fakes import FakeStackDriver
 
@@ -52,14 +57,34 @@ def settings(database: TestDatabase) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def billing_catalog(settings: Settings) -> None:
+    """The Stripe catalog synced (against stripe-mock) into the session's database."""
+    built = Services.build(settings)
+    try:
+        with built.db.transaction(Scope.system()) as session:
+            sync_catalog(session, built.billing)
+    finally:
+        built.db.dispose()
+
+
 @pytest.fixture
 def driver() -> FakeStackDriver:
     return FakeStackDriver()
 
 
 @pytest.fixture
-def services(settings: Settings, driver: FakeStackDriver) -> Iterator[Services]:
-    built = Services.build(settings, driver=driver)
+def stripe_requests() -> stripe_support.RecordingHTTPClient:
+    """Every request this test's services send to Stripe (stripe-mock)."""
+    return stripe_support.RecordingHTTPClient()
+
+
+@pytest.fixture
+def services(
+    settings: Settings, driver: FakeStackDriver, billing_catalog: None, stripe_requests: stripe_support.RecordingHTTPClient
+) -> Iterator[Services]:
+    billing = StripeBilling.from_settings(settings, http_client=stripe_requests)
+    built = Services.build(settings, driver=driver, billing=billing)
     yield built
     built.db.dispose()
 
@@ -123,9 +148,11 @@ def sign_up(client: TestClient, services: Services, *, tier: str = "low", activa
     body = signup_body(tier=tier)
     response = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert response.status_code == 202, response.text
+    data = response.json()
     if activate:
         run_queue(services)
-    data = response.json()
+        if get_tier(tier).billing.terms.trial_days == 0:
+            pay_first_invoice(client, services, uuid.UUID(data["tenant"]["id"]))
     return SignedUp(
         tenant_id=data["tenant"]["id"],
         operation_id=data["operation"]["id"],
@@ -133,6 +160,26 @@ def sign_up(client: TestClient, services: Services, *, tier: str = "low", activa
         email=body["owner_email"],
         headers=login(client, body["owner_email"]),
     )
+
+
+def send_event(client: TestClient, services: Services, event_type: str, obj: dict, **kwargs):
+    payload = stripe_support.event(event_type, obj, **kwargs)
+    secret = services.settings.stripe_webhook_secret.get_secret_value()
+    return client.post("/v1/billing/webhook", content=payload, headers=stripe_support.signed(payload, secret))
+
+
+def customer_of(services: Services, tenant_id: uuid.UUID) -> str:
+    with services.db.transaction(Scope.system()) as session:
+        return session.get(Tenant, tenant_id).billing_customer_id
+
+
+def pay_first_invoice(client: TestClient, services: Services, tenant_id: uuid.UUID) -> None:
+    """What Stripe sends when the payment page succeeds; then the resumed signup runs."""
+    obj = {"object": "invoice", "id": f"in_{uuid.uuid4().hex[:14]}", "customer": customer_of(services, tenant_id),
+           "status": "paid"}
+    response = send_event(client, services, "invoice.paid", obj)
+    assert response.status_code == 200, response.text
+    run_queue(services)
 
 
 def platform_user(client: TestClient, services: Services, role: PlatformRole) -> dict[str, str]:

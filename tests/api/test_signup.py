@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 
 from api.db.models import License, Operation, Tenant, User
 from api.db.session import Scope
-from tests.api.conftest import STRONG_PASSWORD, login, run_queue, signup_body, unique_slug
+from tests.api.conftest import pay_first_invoice, STRONG_PASSWORD, login, run_queue, signup_body, unique_slug
 
 PROBLEM = "application/problem+json"
 
@@ -83,21 +83,42 @@ def test_bad_slug_unknown_tier_and_weak_password_have_clear_messages(client):
         assert phrase in response.json()["detail"]
 
 
-def test_signup_reaches_active_with_license_and_engine_progress(client, services, driver):
+def test_paid_signup_waits_for_payment_then_reaches_active(client, services, driver, stripe_requests):
+    """mid has no trial: nothing is provisioned until Stripe's signed invoice.paid arrives."""
     body = signup_body(tier="mid")
     accepted = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}).json()
     tenant_id = uuid.UUID(accepted["tenant"]["id"])
     run_queue(services)
 
     headers = login(client, body["owner_email"], STRONG_PASSWORD)
+    waiting = client.get(accepted["operation"]["url"], headers=headers).json()
+    assert waiting["status"] == "AWAITING_PAYMENT"
+    assert {s["name"]: s["status"] for s in waiting["steps"]}["payment"] == "waiting"
+    assert (tenant_id, "shared:eu1") not in driver.stacks
+    payment = client.get(f"/v1/tenants/{tenant_id}/billing/payment", headers=headers)
+    assert payment.status_code == 200 and payment.json()["subscription_status"] == "incomplete"
+
+    pay_first_invoice(client, services, tenant_id)
     tenant = client.get(f"/v1/tenants/{tenant_id}", headers=headers).json()
     assert tenant["status"] == "ACTIVE"
     operation = client.get(accepted["operation"]["url"], headers=headers).json()
     assert operation["status"] == "SUCCEEDED"
-    assert [s["name"] for s in operation["steps"]] == ["tenant_record", "billing", "license", "stack_up", "readiness", "activate"]
-    assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in operation["steps"])
+    assert [s["name"] for s in operation["steps"]] == [
+        "tenant_record", "billing", "payment", "license", "stack_up", "readiness", "activate"]
     assert {e["type"] for e in operation["events"]} >= {"preludeEvent", "summaryEvent"}
     assert driver.stacks[(tenant_id, "shared:eu1")]["environments"] == ["dev", "prod"]
     with services.db.transaction(Scope.system()) as s:
         assert s.scalar(select(func.count()).select_from(License).where(License.tenant_id == tenant_id)) == 1
-        assert s.get(Tenant, tenant_id).billing_customer_id == f"local_cus_{tenant_id.hex}"
+        assert s.get(Tenant, tenant_id).billing_customer_id.startswith("cus_")
+    assert _creates(stripe_requests, accepted["operation"]["id"]) == {
+        "/v1/customers": [f"{accepted['operation']['id']}:billing:customer"],
+        "/v1/subscriptions": [f"{accepted['operation']['id']}:billing:subscription"],
+    }
+
+
+def _creates(stripe_requests, operation_id: str) -> dict[str, list[str]]:
+    """The customer and subscription creates this operation sent (other tests' jobs share the queue)."""
+    return {
+        path: [r.idempotency_key for r in stripe_requests.posts(path) if (r.idempotency_key or "").startswith(operation_id)]
+        for path in ("/v1/customers", "/v1/subscriptions")
+    }

@@ -154,6 +154,9 @@ class ControlPlane:
         })
         env.update(self.worker_env)
         self.env = env
+        # The Stripe catalog (stripe-mock) in this database, as an operator's first deploy does.
+        subprocess.run([sys.executable, "-m", "api.billing.cli", "sync"], env=env, cwd=REPO_ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
         self.base_url = f"http://127.0.0.1:{port}"
         self.api = self._spawn("api", ["-m", "api"])
         self._wait_ready()
