@@ -38,8 +38,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ErrorKind, OperationError
 from .history import parse_time
+from .settings import file_backend_root
 
 LOCK_DIR = ".pulumi/locks"
+STACKS_DIR = ".pulumi/stacks"
+ATTRS_SUFFIX = ".attrs"  # fileblob's metadata sidecar
 
 
 # --------------------------------------------------------------------------- backend locks
@@ -167,6 +170,10 @@ def assess(
 class BackendLocks(Protocol):
     def list(self, stack: str) -> list[BackendLock]: ...
 
+    def remove_torn_writes(self, stack: str) -> list[str]:
+        """Remove what a killed engine left half-written for `stack`; the paths removed."""
+        ...
+
 
 class FileBackendLocks:
     """Locks of a `file://` backend: JSON files under `<root>/.pulumi/locks/`."""
@@ -193,6 +200,25 @@ class FileBackendLocks:
                 except (ValueError, json.JSONDecodeError):
                     locks.append(BackendLock(str(path), 0, "?", "?", None))
         return locks
+
+    def remove_torn_writes(self, stack: str) -> list[str]:
+        """Delete the stack's unreadable `.attrs` sidecars (see `Settings.engine_backend_url`).
+
+        A sidecar holds only a content type the engine never uses, and a missing one reads
+        as the default; a torn one makes every read of its blob fail with `error: EOF`.
+        """
+        candidates = [*self.root.glob(f"{STACKS_DIR}/**/{stack}.json*{ATTRS_SUFFIX}"),
+                      *(p for d in self._dirs(stack) for p in d.glob(f"*{ATTRS_SUFFIX}"))]
+        removed = []
+        for path in candidates:
+            try:
+                json.loads(path.read_bytes())
+            except FileNotFoundError:
+                continue
+            except ValueError:
+                path.unlink(missing_ok=True)
+                removed.append(str(path))
+        return removed
 
 
 class PostgresBackendLocks:
@@ -236,14 +262,16 @@ class PostgresBackendLocks:
                         locks.append(BackendLock(key, 0, "?", "?", None))
         return locks
 
+    def remove_torn_writes(self, stack: str) -> list[str]:
+        return []  # each blob is one row, written in one statement
+
 
 def backend_locks_for(backend_url: str, project: str) -> BackendLocks | None:
     """The lock inspector for a backend URL, or None where locks cannot be read directly."""
-    scheme, _, rest = backend_url.partition("://")
-    scheme = scheme.lower()
-    if scheme == "file":
-        path = rest if rest.startswith("/") else os.path.expanduser(rest)
-        return FileBackendLocks(Path(path), project)
+    scheme = backend_url.partition("://")[0].lower()
+    root = file_backend_root(backend_url)
+    if root is not None:
+        return FileBackendLocks(root, project)
     if scheme in ("postgres", "postgresql"):
         return PostgresBackendLocks(backend_url, project)
     return None

@@ -126,6 +126,9 @@ def recover(
             + "; ".join(f"{a.lock.owner} since {a.lock.timestamp} ({a.reason})" for a in live),
             stack=stack.name, operation=capture.operation, retry_after=30.0,
         )
+    if lock_store is not None and (report.locks or always_check_state):
+        for path in lock_store.remove_torn_writes(stack.name):
+            capture.emit("recovery", f"removed a half-written backend file {path}", severity="warning")
     if report.locks:
         for assessment in report.locks:
             capture.emit("recovery", f"stale lock of {assessment.lock.owner}: {assessment.reason}",

@@ -33,6 +33,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Written by scripts/services.sh; read as fallback values (first found wins).
@@ -137,6 +138,28 @@ class Settings:
     @property
     def backend_scheme(self) -> str:
         return self.backend_url.split("://", 1)[0].lower() if "://" in self.backend_url else ""
+
+    @property
+    def engine_backend_url(self) -> str:
+        """The backend URL handed to the engine: for `file://`, without metadata sidecars.
+
+        The file backend (gocloud's fileblob) writes each blob atomically (temp file, then
+        rename) but its `.attrs` sidecar in place; a worker killed in that window leaves an
+        empty sidecar, and every later read of the stack fails with `error: EOF`. The engine
+        never reads those attributes, so `metadata=skip` loses nothing.
+        """
+        if self.backend_scheme != "file":
+            return self.backend_url
+        parts = urlsplit(self.backend_url)
+        query = dict(parse_qsl(parts.query))
+        query.setdefault("metadata", "skip")
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    @property
+    def file_state_root(self) -> Path | None:
+        """The directory of a `file://` backend (without its query), else None."""
+        return file_backend_root(self.backend_url)
+
 
     @property
     def stack_config_dir(self) -> Path:
@@ -257,3 +280,11 @@ def _default_actor(env: Mapping[str, str]) -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def file_backend_root(backend_url: str) -> Path | None:
+    """The directory of a `file://` backend URL (without its query), else None."""
+    scheme, _, rest = backend_url.partition("://")
+    if scheme.lower() != "file":
+        return None
+    return Path(rest.split("?", 1)[0]).expanduser()

@@ -195,7 +195,7 @@ class WorkspaceFactory:
         settings = self.settings
         env: dict[str, str] = dict(settings.extra_env)
         env.update({
-            "PULUMI_BACKEND_URL": settings.backend_url,
+            "PULUMI_BACKEND_URL": settings.engine_backend_url,
             "PULUMI_HOME": str(settings.pulumi_home),
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
@@ -222,8 +222,8 @@ class WorkspaceFactory:
 
     def _prepare_dirs(self) -> None:
         self.settings.pulumi_home.mkdir(parents=True, exist_ok=True)
-        if self.settings.backend_scheme == "file":
-            Path(self.settings.backend_url.split("://", 1)[1]).expanduser().mkdir(parents=True, exist_ok=True)
+        if self.settings.file_state_root is not None:
+            self.settings.file_state_root.mkdir(parents=True, exist_ok=True)
 
     # -- workspaces and stacks ------------------------------------------------------
 

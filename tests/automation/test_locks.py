@@ -106,6 +106,26 @@ def test_file_backend_locks_are_read_from_the_engines_layout(tmp_path):
     assert store.list("tenant-none") == []
 
 
+def test_a_file_backend_url_with_a_query_names_the_same_state_directory(tmp_path):
+    store = backend_locks_for(f"file://{tmp_path}?metadata=skip", "cameleer")
+    assert isinstance(store, FileBackendLocks) and store.root == tmp_path
+
+
+def test_torn_sidecars_of_the_stack_are_removed_and_sound_ones_kept(tmp_path):
+    stacks = tmp_path / ".pulumi" / "stacks" / "cameleer"
+    stacks.mkdir(parents=True)
+    (stacks / "tenant-acme.json").write_text("{}")
+    (stacks / "tenant-acme.json.attrs").write_bytes(b"")  # killed between create and write
+    (stacks / "tenant-acme.json.bak.attrs").write_text('{"user.content_type": "application/json"}')
+    (stacks / "tenant-other.json.attrs").write_bytes(b"")  # another stack's: not ours to touch
+
+    removed = backend_locks_for(f"file://{tmp_path}", "cameleer").remove_torn_writes("tenant-acme")
+
+    assert removed == [str(stacks / "tenant-acme.json.attrs")]
+    assert sorted(p.name for p in stacks.iterdir()) == [
+        "tenant-acme.json", "tenant-acme.json.bak.attrs", "tenant-other.json.attrs"]
+
+
 def test_unreadable_lock_files_are_reported_not_skipped(tmp_path):
     directory = tmp_path / ".pulumi" / "locks" / "organization" / "cameleer" / "tenant-acme"
     directory.mkdir(parents=True)

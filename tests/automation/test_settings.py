@@ -29,6 +29,18 @@ def test_defaults_put_state_and_engine_home_in_the_data_dir(tmp_path):
     assert settings.max_concurrent_operations == 2
 
 
+@pytest.mark.parametrize(("configured", "engine"), [
+    ("file:///srv/state", "file:///srv/state?metadata=skip"),
+    ("file:///srv/state?no_tmp_dir=true", "file:///srv/state?no_tmp_dir=true&metadata=skip"),
+    ("file:///srv/state?metadata=skip", "file:///srv/state?metadata=skip"),
+    ("postgres://u@db/state", "postgres://u@db/state"),
+])
+def test_the_engine_gets_a_file_backend_without_torn_sidecars(tmp_path, configured, engine):
+    settings = Settings.from_env(base_env(tmp_path, CAMELEER_BACKEND_URL=configured))
+    assert settings.engine_backend_url == engine
+    assert settings.file_state_root == (Path("/srv/state") if configured.startswith("file") else None)
+
+
 def test_local_passphrase_is_generated_once_and_private(tmp_path):
     env = base_env(tmp_path)
     first = Settings.from_env(env).passphrase

@@ -41,7 +41,7 @@ def factory(tmp_path: Path) -> WorkspaceFactory:
 def test_engine_env_has_backend_home_passphrase_and_cli_first_on_path(factory):
     env = factory.env_vars("tenant-acme")
     settings = factory.settings
-    assert env["PULUMI_BACKEND_URL"] == settings.backend_url
+    assert env["PULUMI_BACKEND_URL"] == settings.backend_url + "?metadata=skip"
     assert env["PULUMI_HOME"] == str(settings.pulumi_home)
     assert env["PULUMI_CONFIG_PASSPHRASE"] == "pp"
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
