@@ -1,16 +1,19 @@
 """The main job on embedded defaults: API + worker on the local services, a demo signup to ACTIVE.
 
 Run by scripts/demo.sh after set-up (services started, environment from services.env).
-Migrates the platform database, brings up the shared cluster's baseline stack (shared-eu1,
+Migrates the platform database, syncs the billing catalog to Stripe, brings up the shared cluster's baseline stack (shared-eu1,
 its settings file in the data directory like every stack the service creates), starts the
 API and one worker, signs up the organisation
 "Demo" (tier from CAMELEER_DEMO_TIER, default mid), follows the signup operation step by
-step until the tenant is ACTIVE, shows the tenant's namespaces on the cluster, and stops
+step (paying the first invoice when it waits for payment) until the tenant is ACTIVE, shows the tenant's namespaces on the cluster, and stops
 the processes it started. Exit status 0 only if the tenant reached ACTIVE.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import subprocess
@@ -79,8 +82,30 @@ def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> dict:
     return response.json()
 
 
-def follow(client: httpx.Client, operation_url: str) -> dict:
+def pay_first_invoice(client: httpx.Client, tenant_id: str) -> None:
+    """Stand in for the customer and for Stripe: stripe-mock has no payment page and sends no
+    events, so the demo sends the signed `invoice.paid` Stripe would send once the customer
+    confirmed the payment with the client secret."""
+    payment = client.get(f"/v1/tenants/{tenant_id}/billing/payment").raise_for_status().json()
+    say(f"   the payment page is ready for subscription {payment['subscription_id']} "
+        f"({'client secret issued' if payment['client_secret'] else 'no client secret'}); paying it")
+    payload = json.dumps({
+        "id": f"evt_demo_{secrets.token_hex(8)}", "object": "event", "type": "invoice.paid",
+        "created": int(time.time()), "livemode": False,
+        "data": {"object": {"object": "invoice", "id": f"in_demo_{secrets.token_hex(6)}",
+                            "customer": payment["customer_id"], "status": "paid"}},
+    }).encode()
+    timestamp = int(time.time())
+    secret = os.environ["CAMELEER_STRIPE_WEBHOOK_SECRET"].encode()
+    digest = hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    client.post("/v1/billing/webhook", content=payload, headers={
+        "Stripe-Signature": f"t={timestamp},v1={digest}", "Content-Type": "application/json",
+    }).raise_for_status()
+
+
+def follow(client: httpx.Client, operation_url: str, tenant_id: str) -> dict:
     seen: set[tuple[str, str]] = set()
+    paid = False
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         operation = client.get(operation_url).raise_for_status().json()
@@ -91,6 +116,9 @@ def follow(client: httpx.Client, operation_url: str) -> dict:
                 say(f"   step {step['name']}: {step['status']}")
         if operation["status"] in ("SUCCEEDED", "FAILED"):
             return operation
+        if operation["status"] == "AWAITING_PAYMENT" and not paid:
+            pay_first_invoice(client, tenant_id)
+            paid = True
         time.sleep(1)
     sys.exit(f"the signup did not finish within {TIMEOUT_SECONDS}s")
 
@@ -101,6 +129,8 @@ def main() -> int:
     password = secrets.token_urlsafe(18)
     say("migrating the platform database")
     subprocess.run([PYTHON, "-m", "api.migrate", "upgrade"], cwd=ROOT, check=True)
+    say("syncing the tier catalog's products, prices and meters to Stripe (stripe-mock)")
+    subprocess.run([PYTHON, "-m", "api.billing.cli", "sync"], cwd=ROOT, check=True)
     say(f"bringing up the baseline of the shared cluster {CLUSTER} (stack shared-{CLUSTER})")
     baseline = AutomationStackDriver().ensure_cluster_baseline(CLUSTER)
     say(f"shared-{CLUSTER}: {baseline.summary}")
@@ -114,7 +144,7 @@ def main() -> int:
             "/v1/auth/login", json={"email": f"owner@{slug}.example.com", "password": password},
         ).raise_for_status().json()["access_token"]
         client.headers["Authorization"] = f"Bearer {token}"
-        operation = follow(client, accepted["operation"]["url"])
+        operation = follow(client, accepted["operation"]["url"], accepted["tenant"]["id"])
         tenant = client.get(f"/v1/tenants/{accepted['tenant']['id']}").raise_for_status().json()
     say(f"tenant {tenant['slug']} is {tenant['status']}" + (f": {tenant['failure_reason']}" if tenant["failure_reason"] else ""))
     subprocess.run(["kubectl", "get", "namespaces", "-l", f"cameleer.io/tenant={slug}"], check=False)

@@ -217,20 +217,20 @@ def report(services: Services, billing: StripeBilling, now: datetime | None = No
                     Tenant.billing_customer_id.is_not(None)))
         .order_by(UsageHour.hour)
     )
-    sent = 0
-    with services.db.session(Scope.system()) as session:
-        for hour_row, customer_id in session.execute(pending).all():
-            value = meter_value(hour_row.quantity)
-            billing.send_meter_event(
-                event_name=meter_event_name(UsageDimension(hour_row.dimension)), customer_id=customer_id,
-                value=value, identifier=hour_row.identifier, timestamp=hour_row.hour,
-            )
-            with session.begin():
-                row = session.get(UsageHour, (hour_row.tenant_id, hour_row.dimension, hour_row.hour), with_for_update=True)
-                row.sent_at, row.sent_value = datetime.now(UTC), value
-            METER_EVENTS_SENT.labels(hour_row.dimension).inc()
-            sent += 1
-    return sent
+    with services.db.transaction(Scope.system()) as session:
+        hours = [(row.tenant_id, row.dimension, row.hour, row.quantity, row.identifier, customer_id)
+                 for row, customer_id in session.execute(pending).all()]
+    # No transaction is held over a call to Stripe; the meter event's identifier makes a
+    # resend after a crash between the call and the commit a no-op on Stripe's side.
+    for tenant_id, dimension, hour, quantity, identifier, customer_id in hours:
+        value = meter_value(quantity)
+        billing.send_meter_event(event_name=meter_event_name(UsageDimension(dimension)), customer_id=customer_id,
+                                 value=value, identifier=identifier, timestamp=hour)
+        with services.db.transaction(Scope.system()) as session:
+            row = session.get(UsageHour, (tenant_id, dimension, hour), with_for_update=True)
+            row.sent_at, row.sent_value = datetime.now(UTC), value
+        METER_EVENTS_SENT.labels(dimension).inc()
+    return len(hours)
 
 
 # --------------------------------------------------------------------------- reconcile

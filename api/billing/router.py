@@ -110,6 +110,7 @@ def billing_summary(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, plat
 
 
 class PaymentOut(BaseModel):
+    customer_id: str
     subscription_id: str
     subscription_status: str | None
     client_secret: str | None
@@ -130,9 +131,11 @@ def payment(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> Payment
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
         if tenant is None or tenant.billing_subscription_id is None:
             raise not_found("Subscription")
-        subscription_id, status = tenant.billing_subscription_id, tenant.billing_status
+        customer_id, subscription_id = tenant.billing_customer_id, tenant.billing_subscription_id
+        status = tenant.billing_status
     secret = _billing_call(lambda: ctx.services.billing.payment_client_secret(subscription_id))
-    return PaymentOut(subscription_id=subscription_id, subscription_status=status, client_secret=secret)
+    return PaymentOut(customer_id=customer_id, subscription_id=subscription_id, subscription_status=status,
+                      client_secret=secret)
 
 
 class InvoiceOut(BaseModel):

@@ -1,4 +1,5 @@
-"""The worker's tasks: run an operation, and recover jobs of workers that died."""
+"""The worker's tasks: run an operation, recover jobs of workers that died, and billing's
+periodic work."""
 
 from __future__ import annotations
 
@@ -25,7 +26,13 @@ class OperationRetryStrategy(RetryStrategy):
         return super().get_retry_decision(exception=exception, job=job)
 
 
-def register_tasks(app: procrastinate.App, settings: Settings) -> None:
+def _every(app: procrastinate.App, cron: str, periodic_id: str, scheduled: bool):
+    """`app.periodic`, or nothing: a worker that drains the queue and stops (tests, one-shot
+    runs) must not schedule periodic jobs while it shuts down."""
+    return app.periodic(cron=cron, periodic_id=periodic_id) if scheduled else (lambda task: task)
+
+
+def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool = True) -> None:
     max_attempts = settings.job_max_attempts
 
     @app.task(
@@ -39,32 +46,32 @@ def register_tasks(app: procrastinate.App, settings: Settings) -> None:
         final = context.job.attempts >= max_attempts
         OperationRunner(services).run(uuid.UUID(operation_id), final_attempt=final)
 
-    @app.periodic(cron="* * * * *", periodic_id="recover-stalled")
+    @_every(app, "* * * * *", "recover-stalled", periodic)
     @app.task(name=RECOVER_TASK, queue=settings.job_queue, pass_context=True)
     async def recover_stalled_jobs(context: JobContext, timestamp: int) -> None:
         await retry_stalled_jobs(context.app, settings.stalled_after_seconds)
 
-    register_billing_tasks(app, settings)
+    register_billing_tasks(app, settings, periodic=periodic)
 
 
-def register_billing_tasks(app: procrastinate.App, settings: Settings) -> None:
+def register_billing_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool = True) -> None:
     """Billing's periodic work: enforce billing state, sample usage, send complete hours."""
 
-    @app.periodic(cron="* * * * *", periodic_id="billing-enforce")
+    @_every(app, "* * * * *", "billing-enforce", periodic)
     @app.task(name="billing_enforce", queue=settings.job_queue, pass_context=True)
     def billing_enforce(context: JobContext, timestamp: int) -> None:
         from api.billing.enforcement import enforce_all
 
         enforce_all(context.additional_context["services"])
 
-    @app.periodic(cron="*/5 * * * *", periodic_id="metering-collect")
+    @_every(app, "*/5 * * * *", "metering-collect", periodic)
     @app.task(name="metering_collect", queue=settings.job_queue, pass_context=True)
     def metering_collect(context: JobContext, timestamp: int) -> None:
         from api.billing.metering import collect, kube_client_for_cluster
 
         collect(context.additional_context["services"], kube_client_for_cluster)
 
-    @app.periodic(cron="5 * * * *", periodic_id="metering-hourly")
+    @_every(app, "5 * * * *", "metering-hourly", periodic)
     @app.task(name="metering_hourly", queue=settings.job_queue, pass_context=True)
     def metering_hourly(context: JobContext, timestamp: int) -> None:
         from api.billing.metering import run_hourly

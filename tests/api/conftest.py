@@ -96,8 +96,9 @@ def client(settings: Settings, services: Services) -> Iterator[TestClient]:
 
 
 def run_queue(services: Services) -> None:
-    """Run a real procrastinate worker until the queue is empty."""
-    app = build_job_app(services.settings)
+    """Run a real procrastinate worker until the queue is empty (no periodic jobs: a test
+    calls the periodic work itself, at the time it chooses)."""
+    app = build_job_app(services.settings, periodic=False)
 
     async def work() -> None:
         async with app.open_async():

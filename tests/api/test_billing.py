@@ -1,0 +1,144 @@
+"""Billing against stripe-mock and the real platform database: webhooks, exactly-once
+creates, grace-period suspension, payment refusal, catalog sync and metering."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from api.billing import metering
+from api.billing.enforcement import enforce_all
+from api.billing.stripe_api import StripeBilling
+from api.billing.sync import sync_catalog
+from api.db.models import BillingEvent, OperationKind, Tenant, UsageHour
+from api.db.session import Scope
+from api.operations.runner import OperationRunner
+from api.operations.steps import STEPS, StepContext
+from tests.api import stripe_support
+from tests.api.conftest import customer_of, run_queue, send_event, sign_up, signup_body
+
+
+def _tenant(services, tenant_id) -> Tenant:
+    with services.db.transaction(Scope.system()) as session:
+        return session.get(Tenant, uuid.UUID(str(tenant_id)))
+
+
+def _post_raw(client, payload: bytes, headers: dict[str, str]):
+    return client.post("/v1/billing/webhook", content=payload, headers={"Content-Type": "application/json", **headers})
+
+
+def test_forged_unsigned_stale_and_replayed_webhooks_change_nothing(client, services):
+    tenant = sign_up(client, services, tier="low")
+    customer = customer_of(services, uuid.UUID(tenant.tenant_id))
+    secret = services.settings.stripe_webhook_secret.get_secret_value()
+    payload = stripe_support.event("invoice.payment_failed", {"object": "invoice", "customer": customer})
+
+    assert _post_raw(client, payload, {}).status_code == 400
+    forged = _post_raw(client, payload, {"Stripe-Signature": stripe_support.signature_header(payload, "whsec_wrong")})
+    assert forged.status_code == 400 and forged.headers["content-type"] == "application/problem+json"
+    stale = stripe_support.signature_header(payload, secret, timestamp=int(time.time()) - 3600)
+    assert _post_raw(client, payload, {"Stripe-Signature": stale}).status_code == 400
+    assert _tenant(services, tenant.tenant_id).payment_failed_at is None
+
+    first = _post_raw(client, payload, stripe_support.signed(payload, secret))
+    again = _post_raw(client, payload, stripe_support.signed(payload, secret))
+    assert first.status_code == 200 and first.json()["duplicate"] is False
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    event_id = first.json()["event_id"]
+    with services.db.transaction(Scope.system()) as session:
+        assert session.scalar(select(func.count()).select_from(BillingEvent).where(BillingEvent.event_id == event_id)) == 1
+    assert _tenant(services, tenant.tenant_id).billing_status == "past_due"
+
+
+def test_replayed_billing_step_creates_no_second_customer_or_subscription(client, services, stripe_requests):
+    accepted = client.post("/v1/signup", json=signup_body(tier="low"), headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+    operation_id, tenant_id = uuid.UUID(accepted["operation"]["id"]), uuid.UUID(accepted["tenant"]["id"])
+    runner = OperationRunner(services)
+    runner.run(operation_id, final_attempt=False)
+    # The worker was killed after the billing step's Stripe calls but before its step record
+    # was written: the step runs again.
+    STEPS["billing"](StepContext(services, operation_id, tenant_id, OperationKind.SIGNUP, {"tier": "low"}, "billing"))
+    keys = {
+        path: [r.idempotency_key for r in stripe_requests.posts(path) if (r.idempotency_key or "").startswith(str(operation_id))]
+        for path in ("/v1/customers", "/v1/subscriptions")
+    }
+    assert keys == {"/v1/customers": [f"{operation_id}:billing:customer"],
+                    "/v1/subscriptions": [f"{operation_id}:billing:subscription"]}
+
+
+def test_payment_failure_suspends_after_grace_and_payment_reactivates(client, services, driver):
+    tenant = sign_up(client, services, tier="low")
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    customer = customer_of(services, tenant_id)
+    assert send_event(client, services, "invoice.payment_failed", {"object": "invoice", "customer": customer}).status_code == 200
+    run_queue(services)
+    assert _tenant(services, tenant_id).status == "ACTIVE"  # within the grace period
+
+    failed_at = _tenant(services, tenant_id).payment_failed_at
+    assert enforce_all(services, failed_at + timedelta(days=2))[tenant.slug] == "nothing to do"
+    assert enforce_all(services, failed_at + timedelta(days=3, seconds=1))[tenant.slug].startswith("suspend started")
+    assert enforce_all(services, failed_at + timedelta(days=3, seconds=2))[tenant.slug].startswith("suspend")
+    run_queue(services)
+    suspended = _tenant(services, tenant_id)
+    assert suspended.status == "SUSPENDED" and suspended.billing_hold
+    assert driver.stacks[(tenant_id, "shared:eu1")]["suspended"] is True
+
+    refused = client.post(f"/v1/tenants/{tenant.tenant_id}/reactivate", headers=tenant.headers)
+    assert refused.status_code == 402 and refused.json()["type"].endswith("/payment-required")
+
+    paid = send_event(client, services, "invoice.paid", {"object": "invoice", "customer": customer})
+    assert "reactivate started" in paid.json()["outcome"]
+    run_queue(services)
+    back = _tenant(services, tenant_id)
+    assert back.status == "ACTIVE" and not back.billing_hold and back.payment_failed_at is None
+    assert driver.stacks[(tenant_id, "shared:eu1")]["suspended"] is False
+
+
+def test_tier_change_without_a_payable_subscription_is_refused(client, services):
+    tenant = sign_up(client, services, tier="mid")
+    customer = customer_of(services, uuid.UUID(tenant.tenant_id))
+    send_event(client, services, "customer.subscription.updated",
+               {"object": "subscription", "customer": customer, "status": "past_due", "items": {"data": []}})
+    response = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "high"}, headers=tenant.headers)
+    assert response.status_code == 402 and "past_due" in response.json()["detail"]
+    assert _tenant(services, tenant.tenant_id).tier == "mid"
+
+
+def test_second_catalog_sync_creates_nothing(services, stripe_requests):
+    billing = StripeBilling.from_settings(services.settings, http_client=stripe_requests)
+    with services.db.transaction(Scope.system()) as session:
+        report = sync_catalog(session, billing)
+    assert report.created == [] and report.replaced == [] and len(report.unchanged) == 19
+    assert [r for r in stripe_requests.sent if r.method == "POST"] == []
+
+
+def test_an_hour_of_usage_is_aggregated_and_sent_once(client, services, stripe_requests):
+    tenant = sign_up(client, services, tier="low")
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    hour = metering.hour_of(datetime.now(UTC) - timedelta(hours=3))
+    for minute, cores in ((0, "1.0"), (20, "2.0"), (40, "3.0")):
+        metering.record_reservations(
+            services, {tenant_id: metering.Reservation(Decimal(cores), Decimal("4"))}, hour + timedelta(minutes=minute), [tenant_id])
+    assert metering.record_report(services, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
+    assert not metering.record_report(services, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
+
+    now = hour + timedelta(hours=2)
+    assert metering.aggregate(services, hour, hour + timedelta(hours=1), now) == 3
+    assert metering.aggregate(services, hour, hour + timedelta(hours=1), now) == 0
+    with services.db.transaction(Scope.system()) as session:
+        rows = {r.dimension: r for r in session.scalars(select(UsageHour).where(UsageHour.tenant_id == tenant_id))}
+    assert rows["cpu_core_hours"].quantity == Decimal("2") and rows["gb_ingested"].quantity == Decimal("2.5")
+
+    metering.report(services, services.billing, now)
+    mine = [r for r in stripe_requests.posts("/v1/billing/meter_events") if tenant_id.hex in (r.idempotency_key or "")]
+    assert len(mine) == 3
+    metering.report(services, services.billing, now)
+    assert [r for r in stripe_requests.posts("/v1/billing/meter_events") if tenant_id.hex in (r.idempotency_key or "")] == mine
+    assert [d for d in metering.reconcile(services, hour, hour + timedelta(hours=1), now) if d.tenant_id == tenant_id] == []
+
+    summary = client.get(f"/v1/tenants/{tenant.tenant_id}/billing", headers=tenant.headers)
+    assert summary.status_code == 200
