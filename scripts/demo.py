@@ -88,7 +88,7 @@ def pay_first_invoice(client: httpx.Client, tenant_id: str) -> None:
     confirmed the payment with the client secret."""
     payment = client.get(f"/v1/tenants/{tenant_id}/billing/payment").raise_for_status().json()
     say(f"   the payment page is ready for subscription {payment['subscription_id']} "
-        f"({'client secret issued' if payment['client_secret'] else 'no client secret'}); paying it")
+        f"({'client secret issued' if payment['client_secret'] else 'stripe-mock answers an empty client secret'}); paying it")
     payload = json.dumps({
         "id": f"evt_demo_{secrets.token_hex(8)}", "object": "event", "type": "invoice.paid",
         "created": int(time.time()), "livemode": False,
