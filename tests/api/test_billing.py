@@ -142,3 +142,17 @@ def test_an_hour_of_usage_is_aggregated_and_sent_once(client, services, stripe_r
 
     summary = client.get(f"/v1/tenants/{tenant.tenant_id}/billing", headers=tenant.headers)
     assert summary.status_code == 200
+
+
+def test_deleting_a_tenant_cancels_its_subscription_and_deletes_the_customer_once(client, services, stripe_requests):
+    tenant = sign_up(client, services, tier="low")
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    customer, subscription = customer_of(services, tenant_id), _tenant(services, tenant_id).billing_subscription_id
+
+    assert client.delete(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers).status_code == 202
+    run_queue(services)
+
+    assert _tenant(services, tenant_id).status == "DELETED"
+    sent = [(r.method, r.path) for r in stripe_requests.sent]
+    assert sent.count(("DELETE", f"/v1/subscriptions/{subscription}")) == 1  # cancelled, invoicing what is due
+    assert sent.count(("DELETE", f"/v1/customers/{customer}")) == 1  # personal data gone from Stripe
