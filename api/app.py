@@ -12,6 +12,7 @@ from api import health, metrics
 from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.billing.router import router as billing_router
+from api.billing.usage_router import router as usage_router
 from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypassed_by_role
 from api.licensing.router import router as license_router
 from api.logs import configure_logging
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     install_problem_handlers(app)
     install_middleware(app)
-    for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router, audit_router, billing_router):
+    for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router,
+                   audit_router, billing_router, usage_router):
         app.include_router(router)
     return app
 

@@ -24,13 +24,12 @@ from api.db.models import KeyPurpose, KeyStatus, SigningKey
 
 
 class KeyCipher:
-    """AES-GCM encryption of private keys; the key id is bound as associated data."""
+    """AES-GCM encryption of secrets at rest; the key id is bound as associated data, and
+    each purpose gets its own key derived from the platform secret."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, purpose: bytes = b"cameleer signing keys") -> None:
         self._aead = AESGCM(
-            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"cameleer signing keys").derive(
-                secret.encode()
-            )
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret.encode())
         )
 
     def encrypt(self, plaintext: bytes, kid: str) -> bytes:

@@ -36,7 +36,7 @@ from api.audit.chain import AuditMeta, append
 from api.billing.catalog import UNITS_PER, meter_event_name
 from api.billing.stripe_api import StripeBilling
 from api.db.models import Tenant, TenantStatus, UsageHour, UsageSample
-from api.db.session import Scope
+from api.db.session import Scope, ScopedSession
 from api.metrics import METER_EVENTS_SENT, METERING_LAST_SAMPLE, METERING_SILENT, USAGE_OVERAGE
 from api.services import Services
 
@@ -133,13 +133,13 @@ def collect(services: Services, client_for_cluster: Callable[[str], object], now
     return written
 
 
-def record_report(services: Services, tenant_id: uuid.UUID, *, report_id: str, ingested_bytes: int, at: datetime) -> bool:
-    """A tenant server's usage report; False when this report id was recorded before."""
+def record_report(session: ScopedSession, tenant_id: uuid.UUID, *, report_id: str, ingested_bytes: int, at: datetime) -> bool:
+    """A tenant server's usage report, in the caller's transaction; False when this report id
+    was recorded before."""
     row = {"tenant_id": tenant_id, "dimension": UsageDimension.GB_INGESTED.value, "source": SOURCE_REPORT,
            "sample_key": f"report:{report_id}", "hour": hour_of(at), "sampled_at": at,
            "value": Decimal(ingested_bytes) / Decimal(10**9)}
-    with services.db.transaction(Scope.tenant(tenant_id)) as session:
-        inserted = session.execute(insert(UsageSample).values(row).on_conflict_do_nothing().returning(UsageSample.id)).first()
+    inserted = session.execute(insert(UsageSample).values(row).on_conflict_do_nothing().returning(UsageSample.id)).first()
     return inserted is not None
 
 

@@ -300,3 +300,15 @@ CHECKS = {
     "signing_keys": ("status", KeyStatus),
     "licenses": ("status", LicenseStatus),
 }
+
+
+class UsageCredential(Base):
+    """The secret a tenant's servers sign their usage reports with (one per tenant)."""
+
+    __tablename__ = "usage_credentials"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now_column()
+

@@ -3,6 +3,7 @@ creates, grace-period suspension, payment refusal, catalog sync and metering."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,11 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from api.billing import metering
+from api.billing import metering, usage_reports
 from api.billing.enforcement import enforce_all
 from api.billing.stripe_api import StripeBilling
 from api.billing.sync import sync_catalog
-from api.db.models import BillingEvent, OperationKind, Tenant, UsageHour
+from api.db.models import AuditRecord, BillingEvent, OperationKind, Tenant, UsageHour, UsageSample
 from api.db.session import Scope
 from api.operations.runner import OperationRunner
 from api.operations.steps import STEPS, StepContext
@@ -123,8 +124,9 @@ def test_an_hour_of_usage_is_aggregated_and_sent_once(client, services, stripe_r
     for minute, cores in ((0, "1.0"), (20, "2.0"), (40, "3.0")):
         metering.record_reservations(
             services, {tenant_id: metering.Reservation(Decimal(cores), Decimal("4"))}, hour + timedelta(minutes=minute), [tenant_id])
-    assert metering.record_report(services, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
-    assert not metering.record_report(services, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
+    with services.db.transaction(Scope.tenant(tenant_id)) as session:
+        assert metering.record_report(session, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
+        assert not metering.record_report(session, tenant_id, report_id="r-1", ingested_bytes=2_500_000_000, at=hour)
 
     now = hour + timedelta(hours=2)
     assert metering.aggregate(services, hour, hour + timedelta(hours=1), now) == 3
@@ -156,3 +158,51 @@ def test_deleting_a_tenant_cancels_its_subscription_and_deletes_the_customer_onc
     sent = [(r.method, r.path) for r in stripe_requests.sent]
     assert sent.count(("DELETE", f"/v1/subscriptions/{subscription}")) == 1  # cancelled, invoicing what is due
     assert sent.count(("DELETE", f"/v1/customers/{customer}")) == 1  # personal data gone from Stripe
+
+
+def _report(client, key_id: str, secret: str, body: dict, *, timestamp: int | None = None, signature: str | None = None):
+    payload = json.dumps(body).encode()
+    return client.post("/v1/billing/usage-reports", content=payload, headers={
+        "Content-Type": "application/json", "Cameleer-Usage-Key": key_id,
+        "Cameleer-Signature": signature or usage_reports.sign(secret, payload, timestamp)})
+
+
+def test_usage_reports_need_the_tenants_own_signed_credential_and_count_once(client, services):
+    tenant = sign_up(client, services, tier="mid")
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    path = f"/v1/tenants/{tenant.tenant_id}/billing/usage-credential"
+    issued = client.post(path, headers=tenant.headers)
+    assert issued.status_code == 201
+    key_id, secret = issued.json()["key_id"], issued.json()["secret"]
+    body = {"report_id": "srv-1:0001", "ingested_bytes": 3_000_000_000, "at": datetime.now(UTC).isoformat()}
+
+    first, again = _report(client, key_id, secret, body), _report(client, key_id, secret, body)
+    assert (first.status_code, first.json()["recorded"]) == (200, True)
+    assert (again.status_code, again.json()["recorded"]) == (200, False)  # a retry counts once
+    with services.db.transaction(Scope.system()) as session:
+        samples = session.scalars(select(UsageSample.value).where(UsageSample.tenant_id == tenant_id,
+                                                                    UsageSample.dimension == "gb_ingested")).all()
+    assert samples == [Decimal(3)]
+
+    other = dict(body, report_id="srv-1:0002")
+    refused = {
+        "wrong secret": _report(client, key_id, "not-the-secret", other),
+        "stale": _report(client, key_id, secret, other, timestamp=int(time.time()) - 3600),
+        "unsigned": _report(client, key_id, secret, other, signature="t=1"),
+        "unknown key": _report(client, "cuk_unknown", secret, other),
+    }
+    assert {name: r.status_code for name, r in refused.items()} == dict.fromkeys(refused, 401)
+    assert all(r.json()["type"].endswith("/usage-report-unauthorized") for r in refused.values())
+    bad_body = _report(client, key_id, secret, {"report_id": "x", "ingested_bytes": -1, "at": body["at"]})
+    assert bad_body.status_code == 422
+
+    # The credential is no user token; rotating it retires the old one at once.
+    as_bearer = client.get(f"/v1/tenants/{tenant.tenant_id}", headers={"Authorization": f"Bearer {secret}"})
+    assert as_bearer.status_code == 401
+    rotated = client.post(path, headers=tenant.headers).json()
+    assert _report(client, key_id, secret, other).status_code == 401
+    assert _report(client, rotated["key_id"], rotated["secret"], other).json()["recorded"] is True
+    with services.db.transaction(Scope.system()) as session:
+        audited = session.scalars(select(AuditRecord.action).where(AuditRecord.tenant_id == tenant_id)).all()
+    assert audited.count("billing.usage_report") == 2 and audited.count("billing.usage_credential.rotate") == 2
+    assert secret not in json.dumps([r.text for r in refused.values()])

@@ -26,7 +26,7 @@ PROBLEM = "application/problem+json"
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["schema"] == ["0004"]
+    assert ready.status_code == 200 and ready.json()["schema"] == ["0005"]
 
 
 def test_metrics_count_requests(client):

@@ -10,13 +10,17 @@ Two tenant stacks for the whole module, to keep the runtime down:
 * tenant A: signup -> ACTIVE, replayed signup; then suspend, reactivate, tier change
   (low -> mid, shared placement) and delete;
 * tenant B: signup whose worker is SIGKILLed (with its engine processes) in the middle of
-  the `stack_up` step, finished by a restarted worker; destroyed at teardown.
+  the `stack_up` step, finished by a restarted worker; destroyed at teardown;
+* a mid-tier tenant: provisioned only once its first invoice is paid, suspended by billing
+  enforcement after a failed payment's grace period, reactivated by the payment.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +33,7 @@ import pytest
 from components.catalog import get_tier
 from components.naming import TENANT_LABEL, database_identifier, namespace_name
 from components.tenant_server import LICENSE_FILE, LICENSE_SECRET, SERVER_NAME
+from tests.api import stripe_support
 from tests.integration.conftest import _SESSION_SLUGS, kube_missing
 from tests.integration.control_plane import (
     DEVELOPER_ONLY_ENV,
@@ -358,7 +363,72 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
     assert schemas == [database_identifier(slug, "prod")]
 
 
-# --------------------------------------------------------------------------- 3. lifecycle
+# --------------------------------------------------------------------------- 3. billing
+
+
+def running_pods(kube, slug: str) -> int:
+    pods = kube.core.list_pod_for_all_namespaces(label_selector=f"{TENANT_LABEL}={slug}").items
+    return sum(1 for pod in pods if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None)
+
+
+def stripe_event(cp: ControlPlane, event_type: str, customer: str) -> dict[str, Any]:
+    """Deliver a webhook signed with the endpoint secret, as Stripe does."""
+    payload = stripe_support.event(event_type, {"object": "invoice", "id": f"in_{uuid.uuid4().hex[:14]}",
+                                                "customer": customer, "status": "paid"})
+    headers = stripe_support.signed(payload, cp.env["CAMELEER_STRIPE_WEBHOOK_SECRET"])
+    with cp.client() as client:
+        response = client.post("/v1/billing/webhook", content=payload, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def latest_operation(cp: ControlPlane, tenant_id: str, kind: str) -> str | None:
+    return cp.scalar("SELECT id::text FROM operations WHERE tenant_id = %s AND kind = %s "
+                     "ORDER BY created_at DESC LIMIT 1", tenant_id, kind)
+
+
+def test_a_paid_tier_runs_only_while_it_is_paid(cp, kube):
+    slug = cp.unique_slug("cpm")
+    response = cp.signup(slug, "mid")
+    assert response.status_code == 202, response.text
+    tenant_id, operation_id = response.json()["tenant"]["id"], response.json()["operation"]["id"]
+    headers = cp.login(f"owner@{slug}.example.com")
+
+    # Nothing is provisioned before the first invoice is paid.
+    wait_for(lambda: cp.operation(operation_id, headers)["status"] == "AWAITING_PAYMENT", 60, "the signup to wait for payment")
+    assert tenant_namespaces(kube, slug) == []
+    customer = cp.scalar("SELECT billing_customer_id FROM tenants WHERE id = %s", tenant_id)
+    assert "resumed" in stripe_event(cp, "invoice.paid", customer)["outcome"]
+    assert cp.wait_operation(operation_id, headers)["status"] == "SUCCEEDED"
+    wait_for(lambda: running_pods(kube, slug) == 2, 60, "the dev and prod servers to run")
+
+    # A failed payment starts the grace period; when it has passed, billing enforcement
+    # (the periodic job; here its CLI) suspends the tenant: no pod runs.
+    assert "payment failed" in stripe_event(cp, "invoice.payment_failed", customer)["outcome"]
+    assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
+    cp.scalar("UPDATE tenants SET payment_failed_at = now() - interval '4 days' WHERE id = %s RETURNING 1", tenant_id)
+    enforced = subprocess.run([sys.executable, "-m", "api.billing.cli", "enforce", "--json"], env=cp.env,
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert enforced.returncode == 0, enforced.stderr
+    # (The workers' periodic enforcement may have taken the tenant first: then it is absent.)
+    assert json.loads(enforced.stdout).get(slug, "suspend").startswith("suspend"), enforced.stdout
+    suspend = cp.wait_operation(latest_operation(cp, tenant_id, "suspend"), headers)
+    assert suspend["status"] == "SUCCEEDED", suspend["error"]
+    assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "SUSPENDED"
+    wait_for(lambda: running_pods(kube, slug) == 0, 90, "the suspended tenant's pods to be gone")
+    with cp.client() as client:
+        refused = client.post(f"/v1/tenants/{tenant_id}/reactivate", headers=headers)
+    assert refused.status_code == 402, refused.text
+
+    # Paying lifts the hold: the tenant is reactivated and runs again.
+    assert "reactivate started" in stripe_event(cp, "invoice.paid", customer)["outcome"]
+    reactivate = cp.wait_operation(latest_operation(cp, tenant_id, "reactivate"), headers)
+    assert reactivate["status"] == "SUCCEEDED", reactivate["error"]
+    assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
+    wait_for(lambda: running_pods(kube, slug) == 2, 90, "the servers to run again")
+
+
+# --------------------------------------------------------------------------- 4. lifecycle
 
 
 def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
