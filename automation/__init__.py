@@ -6,6 +6,7 @@ One module, one job:
 |---------------|-----------------------------------------------------------------------|
 | settings.py   | where things are (project, data dir, backend, passphrase, CLI), from the environment |
 | workspace.py  | the one factory of LocalWorkspaces: backend, secrets provider, engine env, config encoding |
+| transit.py    | a transit key per service stack (OpenBao/Vault): the secrets provider, crypto-shredding |
 | engine.py     | engine commands with one CLI process each (no select/history round trips) |
 | naming.py     | `tenant-<slug>`, `dedicated-<slug>`, `shared-<cluster>`; slug -> stack   |
 | operations.py | preview, up/provision, refresh, drift check/correction, destroy, history, export/import |

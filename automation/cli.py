@@ -37,6 +37,7 @@ from .history import UpdateMetadata
 from .naming import parse_stack_name
 from .operations import StackOperations
 from .settings import Settings, SettingsError
+from .transit import SERVICE_STACK_PREFIXES
 from .workspace import Secret, parse_assignment
 
 app = typer.Typer(
@@ -314,6 +315,27 @@ def recover(
         _emit_json({"schema": "cameleer.recovery/v1", "ok": True, **report.to_dict(), "error": None})
     else:
         out.print(f"{stack}: {report.summary()}")
+
+
+@app.command("secrets-migrate")
+@handles_errors("cameleer.secrets/v1")
+def secrets_migrate(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stack names or tenant slugs.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every service stack (tenant-*, dedicated-*).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move service stacks from the shared passphrase to their own transit key."""
+    ops = _operations()
+    if bool(targets) == all_:
+        raise OperationError(ErrorKind.CONFIG, "name the stacks to migrate, or pass --all (not both)")
+    stacks = ([s for s in ops.stack_names() if s.startswith(SERVICE_STACK_PREFIXES)] if all_
+              else [ops.resolve(t) for t in targets or []])
+    outcomes = {stack: ops.migrate_secrets(stack) for stack in stacks}
+    if as_json:
+        _emit_json({"schema": "cameleer.secrets/v1", "ok": True, "stacks": outcomes, "error": None})
+    else:
+        for stack, outcome in outcomes.items():
+            out.print(f"{stack}: {outcome}")
 
 
 @app.command("export")

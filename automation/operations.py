@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pulumi.automation import Deployment, Stack
 
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
@@ -72,6 +73,7 @@ class OperationResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     recovery: RecoveryReport | None = None
     attempts: int = 1
+    shredded_key: str | None = None  # destroy: the stack's own encryption key, destroyed with it
     events: list[OperationEvent] = field(default_factory=list, repr=False)
 
     @property
@@ -97,6 +99,7 @@ class OperationResult:
             },
             "recovery": self.recovery.to_dict() if self.recovery else None,
             "attempts": self.attempts,
+            "encryption_key_destroyed": self.shredded_key,
         }
 
 
@@ -360,11 +363,36 @@ class StackOperations:
                            config_file=str(self.factory.config_file(stack_name)))
             outcome = self._result(stack_name, "destroy", started, capture)
             if remove:
-                self.factory.remove_stack(stack_name)
+                outcome.shredded_key = self.factory.remove_stack(stack_name)
                 capture.emit("removed", f"stack {stack_name} removed")
+                if outcome.shredded_key:
+                    capture.emit("shredded", f"encryption key {outcome.shredded_key} destroyed: no copy of "
+                                 "the stack's state can be decrypted any more", data={"key": outcome.shredded_key})
             return outcome
 
         return self._run(stack_name, "destroy", body, on_event=on_event, metadata=metadata)
+
+    def migrate_secrets(self, stack_name: str) -> str:
+        """Move a service stack from the passphrase to its own transit key
+        (`pulumi stack change-secrets-provider`); what was done, as a word."""
+        target = self.factory.secrets.provider_url(stack_name)
+        if target == "passphrase":
+            return "kept (passphrase: not a service stack, or no secrets server configured)"
+        config_file = self.factory.config_file(stack_name)
+        current = (yaml.safe_load(config_file.read_text()) or {}).get("secretsprovider") if config_file.exists() else None
+        if current == target:
+            return "already on its own key"
+
+        def body(stack: Stack, capture: EventCapture) -> str:
+            self.factory.change_secrets_provider(stack_name)
+            capture.emit("secrets-provider", f"{stack_name} now encrypts with {target}")
+            return f"migrated to {target}"
+
+        return self._run(stack_name, "change-secrets-provider", body, recover_locks=False)
+
+    def shred(self, stack_name: str) -> str | None:
+        """Destroy a removed stack's encryption key (a delete retried after `stack rm`)."""
+        return self.factory.secrets.shred(stack_name)
 
     def import_state(self, stack_name: str, state: Mapping[str, Any], *,
                      on_event: OnEvent | None = None) -> None:

@@ -19,6 +19,7 @@ local services without sourcing anything; a variable set in the process always w
 | CAMELEER_POLICY_PACKS                  | `os.pathsep`-separated policy pack dirs  | `<project>/policy`               |
 | CAMELEER_LOCK_STALE_AFTER              | seconds after which a lock held from another host is presumed stale | 21600 (6 h) |
 | CAMELEER_ACTOR                         | who the CLI acts as                      | `$USER@<host>` (or `$GITHUB_ACTOR` in CI) |
+| VAULT_ADDR, VAULT_TOKEN (or BAO_*)     | Vault-API server for the service stacks' transit keys | unset: passphrase for every stack |
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Settings:
     max_concurrent_operations: int = DEFAULT_MAX_CONCURRENT_OPERATIONS
     lock_stale_after_seconds: float = DEFAULT_LOCK_STALE_AFTER_SECONDS
     actor: str = "unknown"
+    # A Vault-API server (OpenBao locally) for the service stacks' transit keys.
+    vault_address: str | None = None
+    vault_token: str | None = field(default=None, repr=False)
     # Extra variables handed to every engine process (e.g. from services.env: PG*, VAULT_*).
     extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -129,6 +133,8 @@ class Settings:
                               "CAMELEER_LOCK_STALE_AFTER")
             ),
             actor=get("CAMELEER_ACTOR") or _default_actor(env),
+            vault_address=get("BAO_ADDR", "VAULT_ADDR"),
+            vault_token=get("BAO_TOKEN", "VAULT_TOKEN"),
             extra_env=extra_env,
         )
 

@@ -16,8 +16,9 @@ tenants choose.
     stack = factory.select("tenant-acme", metadata=UpdateMetadata("alice", "tier change"))
     stack.preview(...)
 
-Secrets providers are pluggable per stack (`SecretsProvider`): the default is the
-passphrase provider; `VaultTransitSecrets` uses a Vault transit key per tenant.
+Secrets providers are pluggable per stack (`SecretsProvider`): with a Vault-API server
+configured (VAULT_ADDR, VAULT_TOKEN) every service stack gets its own transit key
+(`transit.StackSecrets`); without one, and for operators' stacks, the passphrase provider.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from . import engine
 from .errors import ErrorKind, OperationError, classify
 from .history import UpdateMetadata
 from .settings import Settings
+from .transit import StackSecrets, TransitKeys
 
 CONFIG_NAMESPACE = "cameleer"
 
@@ -51,11 +53,16 @@ CONFIG_NAMESPACE = "cameleer"
 # --------------------------------------------------------------------------- secrets
 
 class SecretsProvider(Protocol):
-    """How a stack's secrets are encrypted: the `--secrets-provider` URL and its env."""
+    """How a stack's secrets are encrypted: the `--secrets-provider` URL and its env, what
+    must exist before the stack is created, and what to destroy once it is removed."""
 
     def provider_url(self, stack: str) -> str: ...
 
     def env(self, stack: str) -> Mapping[str, str]: ...
+
+    def prepare(self, stack: str) -> None: ...
+
+    def shred(self, stack: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -68,24 +75,18 @@ class PassphraseSecrets:
     def env(self, stack: str) -> Mapping[str, str]:
         return {"PULUMI_CONFIG_PASSPHRASE": self.passphrase}
 
+    def prepare(self, stack: str) -> None:
+        return None
 
-@dataclass(frozen=True)
-class VaultTransitSecrets:
-    """A Vault (or OpenBao) transit key per stack: `hashivault://<key>`.
+    def shred(self, stack: str) -> str | None:
+        return None  # the passphrase is shared: nothing per stack to destroy
 
-    `key_template` is formatted with `stack` (e.g. `"cameleer-{stack}"`); the key must
-    exist in the transit engine before the stack is created.
-    """
 
-    address: str
-    token: str = field(repr=False)
-    key_template: str = "cameleer-{stack}"
-
-    def provider_url(self, stack: str) -> str:
-        return f"hashivault://{self.key_template.format(stack=stack)}"
-
-    def env(self, stack: str) -> Mapping[str, str]:
-        return {"VAULT_ADDR": self.address, "VAULT_TOKEN": self.token}
+def default_secrets(settings: Settings) -> SecretsProvider:
+    """Transit keys per service stack when a Vault-API server is configured, else the passphrase."""
+    if settings.vault_address and settings.vault_token:
+        return StackSecrets(TransitKeys(settings.vault_address, settings.vault_token), settings.passphrase)
+    return PassphraseSecrets(settings.passphrase)
 
 
 # --------------------------------------------------------------------------- config values
@@ -147,7 +148,7 @@ def _is_number(text: str) -> bool:
 class WorkspaceFactory:
     def __init__(self, settings: Settings, secrets: SecretsProvider | None = None) -> None:
         self.settings = settings
-        self.secrets: SecretsProvider = secrets or PassphraseSecrets(settings.passphrase)
+        self.secrets: SecretsProvider = secrets or default_secrets(settings)
         self._command: PulumiCommand | None = None
         self._command_lock = threading.Lock()
         self._project: dict[str, Any] | None = None
@@ -200,10 +201,7 @@ class WorkspaceFactory:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         })
-        if stack is not None:
-            env.update(self.secrets.env(stack))
-        else:
-            env.update(PassphraseSecrets(settings.passphrase).env(""))
+        env.update(self.secrets.env(stack or ""))
         if settings.kubeconfig:
             env["KUBECONFIG"] = settings.kubeconfig
         # The CLI's directory first: the engine finds its plugins (language host, dynamic
@@ -272,6 +270,7 @@ class WorkspaceFactory:
         return directory
 
     def _init_stack(self, stack: str, directory: Path) -> None:
+        self.secrets.prepare(stack)
         args = ["stack", "init", stack, "--non-interactive", "--no-select"]
         url = self.secrets.provider_url(stack)
         if url != "passphrase":
@@ -285,11 +284,13 @@ class WorkspaceFactory:
             if classify(exc).kind is not ErrorKind.CONFLICT:
                 raise
 
-    def remove_stack(self, stack: str) -> None:
-        """`pulumi stack rm`, and the service's settings file of it. An operator's settings
-        file in the repository is left alone (`--preserve-config`)."""
+    def remove_stack(self, stack: str) -> str | None:
+        """`pulumi stack rm`, the service's settings file of it, then the stack's encryption
+        key (the name of the key destroyed, if it had its own). An operator's settings file in
+        the repository is left alone (`--preserve-config`)."""
         self.run_cli(["stack", "rm", stack, "--yes", "--preserve-config"])
         (self.settings.service_config_dir / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
+        return self.secrets.shred(stack)
 
     def run_cli(self, args: list[str], *, stack: str | None = None,
                 metadata: UpdateMetadata | None = None) -> CommandResult:
@@ -298,6 +299,20 @@ class WorkspaceFactory:
         env = self.env_vars(stack, metadata=metadata)
         full = list(args) + (["--stack", stack] if stack and "--stack" not in args else [])
         return self.pulumi_command.run(full, str(self.settings.project_dir), env)
+
+    def change_secrets_provider(self, stack: str) -> str:
+        """Re-encrypt the stack's secrets with its provider (`pulumi stack change-secrets-provider`).
+
+        The command rewrites the settings file next to the project file it finds and has no
+        `--config-file`: a service stack's runs in the service's config dir (see create_or_select)."""
+        url = self.secrets.provider_url(stack)
+        self.secrets.prepare(stack)
+        in_service_dir = self.config_file(stack).parent == self.settings.service_config_dir
+        directory = self._service_project_dir() if in_service_dir else self.settings.project_dir
+        self._prepare_dirs()
+        self.pulumi_command.run(["stack", "change-secrets-provider", url, "--stack", stack], str(directory),
+                                self.env_vars(stack))
+        return url
 
     # -- stack config files (read without the CLI) ------------------------------------
 

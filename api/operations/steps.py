@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from api.audit.chain import AuditMeta, append
 from api.billing import subscriptions
 from api.billing.stripe_api import PAYABLE_STATUSES
 from api.db.models import License, LicenseStatus, Membership, OperationKind, OperationStatus, Tenant, TenantStatus, User
@@ -259,8 +260,13 @@ def mark_deleting(ctx: StepContext) -> dict[str, Any]:
 def stack_destroy(ctx: StepContext) -> dict[str, Any]:
     with ctx.tx() as session:
         ref = ctx.target_ref(ctx.tenant(session))
-    ctx.services.driver.destroy(ref, ctx.events())
-    return {"destroyed": ref.placement}
+    key = ctx.services.driver.destroy(ref, ctx.events())
+    if key is not None:  # crypto-shredding: copies of the stack's state are unreadable from now on
+        with ctx.tx() as session:
+            append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+                   "operation.delete.crypto_shred", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+                   details={"encryption_key": key})
+    return {"destroyed": ref.placement, "encryption_key_destroyed": key}
 
 
 def _scrub_user(user: User, now: datetime) -> None:

@@ -152,17 +152,21 @@ class AutomationStackDriver:
         except ClusterLookupError as exc:
             raise StackUnavailable(str(exc)) from exc
 
-    def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
+    def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
         from automation.history import UpdateMetadata
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
-        if stack not in self._ops.stack_names():
-            return  # already destroyed and removed: a retried step is a no-op
-        self._ops.destroy(
-            stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id), kind="control-plane"),
-            on_event=_relay(on_event),
-        )
+        if stack in self._ops.stack_names():
+            result = self._ops.destroy(
+                stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id),
+                                      kind="control-plane"),
+                on_event=_relay(on_event),
+            )
+            if result.shredded_key:
+                return result.shredded_key
+        # Removed by an earlier attempt that stopped before the key was destroyed.
+        return self._ops.shred(stack)
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
         from automation.tenants import stack_name_for

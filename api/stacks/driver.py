@@ -98,8 +98,10 @@ class StackDriver(Protocol):
 
     def readiness(self, tenant: TenantRef) -> Readiness: ...
 
-    def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
-        """Destroy the tenant's resources and remove the stack; a missing stack is success."""
+    def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
+        """Destroy the tenant's resources, remove the stack, then destroy the stack's own
+        encryption key; a missing stack is success. Returns the name of the key destroyed
+        (None when the stack had none, or it was destroyed before)."""
         ...
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]: ...

@@ -71,10 +71,11 @@ class FakeStackDriver:
         self._enter("readiness", tenant)
         return Readiness(ready=self.ready, detail="ready" if self.ready else "server not ready")
 
-    def destroy(self, tenant: TenantRef, on_event: EventSink) -> None:
+    def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
         self._enter("destroy", tenant)
         self.stacks.pop((tenant.id, tenant.placement), None)
         on_event(StackEventData("summaryEvent", {"resourceChanges": {"delete": 1}}))
+        return None  # no encryption key of its own
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
         self._enter("history", tenant)

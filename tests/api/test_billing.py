@@ -206,3 +206,11 @@ def test_usage_reports_need_the_tenants_own_signed_credential_and_count_once(cli
         audited = session.scalars(select(AuditRecord.action).where(AuditRecord.tenant_id == tenant_id)).all()
     assert audited.count("billing.usage_report") == 2 and audited.count("billing.usage_credential.rotate") == 2
     assert secret not in json.dumps([r.text for r in refused.values()])
+
+
+def test_owners_read_their_invoices_from_stripe(client, services, stripe_requests):
+    tenant = sign_up(client, services, tier="low")
+    response = client.get(f"/v1/tenants/{tenant.tenant_id}/billing/invoices", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() and all(invoice["id"].startswith("in_") for invoice in response.json())
+    assert any(r.method == "GET" and r.path == "/v1/invoices" for r in stripe_requests.sent)

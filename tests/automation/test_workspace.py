@@ -10,10 +10,10 @@ import pytest
 from automation.errors import OperationError
 from automation.history import UpdateMetadata
 from automation.settings import Settings
+from automation.transit import StackSecrets, TransitKeys
 from automation.workspace import (
     PassphraseSecrets,
     Secret,
-    VaultTransitSecrets,
     WorkspaceFactory,
     config_json,
     parse_assignment,
@@ -78,11 +78,14 @@ def test_missing_cli_is_a_config_error(factory):
         _ = factory.pulumi_command
 
 
-def test_vault_transit_secrets_are_per_stack():
-    vault = VaultTransitSecrets("http://127.0.0.1:8200", "tok", key_template="tenant-{stack}")
-    assert vault.provider_url("tenant-acme") == "hashivault://tenant-tenant-acme"
-    assert vault.env("tenant-acme") == {"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_TOKEN": "tok"}
-    assert "tok" not in repr(vault)
+def test_service_stacks_get_their_own_transit_key_and_operator_stacks_the_passphrase():
+    secrets = StackSecrets(TransitKeys("http://127.0.0.1:8200", "tok"), "pp")
+    assert secrets.provider_url("tenant-acme") == "hashivault://cameleer-stack-tenant-acme"
+    assert secrets.provider_url("dedicated-big") == "hashivault://cameleer-stack-dedicated-big"
+    assert secrets.provider_url("shared-eu1") == secrets.provider_url("sandbox") == "passphrase"
+    assert secrets.env("tenant-acme") == {"PULUMI_CONFIG_PASSPHRASE": "pp", "VAULT_ADDR": "http://127.0.0.1:8200",
+                                          "VAULT_TOKEN": "tok"}
+    assert "tok" not in repr(secrets) and "pp" not in repr(secrets)
     assert PassphraseSecrets("x").provider_url("s") == "passphrase"
 
 

@@ -31,7 +31,7 @@ from automation.history import UpdateMetadata
 from automation.locks import ProcessState, probe_process
 from automation.operations import StackOperations
 from automation.settings import Settings
-from automation.workspace import Secret
+from automation.workspace import PassphraseSecrets, Secret
 
 from .conftest import PROGRAMS, REPO_ROOT
 
@@ -438,3 +438,35 @@ def test_drift_over_twenty_stacks_in_parallel_reports_each(ops, env, kube_core, 
     finally:
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(destroy, stacks))
+
+
+# --------------------------------------------------------------------------- secrets providers
+
+
+def test_a_passphrase_stack_moves_to_its_own_transit_key(env, unique_name):
+    settings = Settings.from_env(env)
+    assert settings.vault_address, "VAULT_ADDR is not set: scripts/services.sh starts OpenBao"
+    stack = f"tenant-{unique_name}"
+    before = StackOperations(settings, secrets=PassphraseSecrets(settings.passphrase))  # how stacks were made
+    before.factory.create_or_select(stack)
+    config_file = str(before.factory.config_file(stack))
+    before.factory.run_cli(["config", "set", "--secret", "cameleer:license", "the-license",
+                            "--config-file", config_file], stack=stack)
+    assert "encryptionsalt" in Path(config_file).read_text()
+
+    ops = StackOperations(settings)
+    try:
+        assert ops.migrate_secrets(stack) == f"migrated to hashivault://cameleer-stack-{stack}"
+        assert ops.migrate_secrets(stack) == "already on its own key"
+        settings_file = yaml.safe_load(Path(config_file).read_text())
+        assert settings_file["secretsprovider"] == f"hashivault://cameleer-stack-{stack}"
+        assert "encryptionsalt" not in settings_file
+        read = ops.factory.run_cli(["config", "get", "cameleer:license", "--config-file", config_file], stack=stack)
+        assert read.stdout.strip() == "the-license"
+        # Without the secrets server the value cannot be read: the passphrase opens nothing now.
+        unreachable = StackOperations(settings.with_overrides(vault_address="http://127.0.0.1:9"))
+        with pytest.raises(Exception, match="(?i)secrets manager|decrypt|connection refused"):
+            unreachable.factory.run_cli(["config", "get", "cameleer:license", "--config-file", config_file],
+                                        stack=stack)
+    finally:
+        assert ops.factory.remove_stack(stack) == f"cameleer-stack-{stack}"  # and its key with it

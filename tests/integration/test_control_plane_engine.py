@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -42,6 +44,7 @@ from tests.integration.control_plane import (
     REPO_ROOT,
     STRONG_PASSWORD,
     ControlPlane,
+    pulumi_root,
 )
 
 pytestmark = pytest.mark.engine
@@ -431,7 +434,29 @@ def test_a_paid_tier_runs_only_while_it_is_paid(cp, kube):
 # --------------------------------------------------------------------------- 4. lifecycle
 
 
-def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
+def state_copy(cp: ControlPlane, stack: str, backend: Path, *, key_of: str | None = None) -> Path:
+    """The stack's checkpoint, copied into a backend of its own (what a backup holds);
+    `key_of`: made to name another stack's transit key."""
+    source = cp.root / "state" / ".pulumi"
+    target = backend / ".pulumi" / "stacks" / "cameleer" / f"{stack}.json"
+    target.parent.mkdir(parents=True)
+    checkpoint = json.loads((source / "stacks" / "cameleer" / f"{stack}.json").read_text())
+    provider = checkpoint["checkpoint"]["latest"]["secrets_providers"]["state"]
+    assert provider["url"] == f"hashivault://cameleer-stack-{stack}"  # its own key, not the passphrase
+    if key_of is not None:
+        provider["url"] = f"hashivault://cameleer-stack-{key_of}"
+    target.write_text(json.dumps(checkpoint))
+    shutil.copy(source / "meta.yaml", backend / ".pulumi" / "meta.yaml")
+    return backend
+
+
+def exported_with_secrets(cp: ControlPlane, backend: Path, stack: str) -> subprocess.CompletedProcess:
+    env = {**cp.env, "PULUMI_BACKEND_URL": f"file://{backend}?metadata=skip"}
+    return subprocess.run([str(pulumi_root() / "bin" / "pulumi"), "stack", "export", "--stack", stack, "--show-secrets"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, tmp_path):
     assert tenant_a.operation["status"] == "SUCCEEDED", tenant_a.operation["error"]
     slug, tenant_path = tenant_a.slug, f"/v1/tenants/{tenant_a.tenant_id}"
     license_path = f"/api/license/{tenant_a.tenant_id}"
@@ -480,9 +505,20 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
     assert cp.scalar("SELECT count(*) FROM licenses WHERE tenant_id = %s", tenant_a.tenant_id) == 4
 
     # Delete: the stack is destroyed and removed, personal data scrubbed, the audit trail kept.
+    # A copy of the state taken before (as a backup would be) decrypts with the stack's own
+    # key until the delete destroys that key; from then on it never does.
+    copy = state_copy(cp, tenant_a.stack, tmp_path / "copied-backend")
+    assert mid["token"] in exported_with_secrets(cp, copy, tenant_a.stack).stdout
+    other = next(name for name in cp.stack_list() if name.startswith("tenant-") and name != tenant_a.stack)
+    with_other_key = exported_with_secrets(cp, state_copy(cp, tenant_a.stack, tmp_path / "other-key", key_of=other),
+                                           tenant_a.stack)
+    assert with_other_key.returncode != 0 and mid["token"] not in with_other_key.stdout  # another tenant's key opens nothing
     user_id = cp.scalar("SELECT id::text FROM users WHERE email = %s", tenant_a.email)
     audit_before = cp.scalar("SELECT count(*) FROM audit_log WHERE tenant_id = %s", tenant_a.tenant_id)
     run_lifecycle(cp, tenant_a, "delete")
+    shredded = exported_with_secrets(cp, copy, tenant_a.stack)
+    assert shredded.returncode != 0 and mid["token"] not in shredded.stdout + shredded.stderr
+    assert f"cameleer-stack-{tenant_a.stack}" in shredded.stderr, shredded.stderr  # the key it lacks
 
     wait_for(lambda: not tenant_namespaces(kube, slug), 90, "the tenant's namespaces to be gone")
     for environment in ("dev", "prod"):
@@ -505,7 +541,7 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube):
     records = get(cp, f"/v1/platform/audit?tenant_id={tenant_a.tenant_id}&limit=1000", auditor)
     actions = {record["action"] for record in records}
     assert {"tenant.signup", "operation.suspend", "operation.reactivate", "operation.change_tier",
-            "operation.delete", "operation.delete.scrub"} <= actions
+            "operation.delete", "operation.delete.scrub", "operation.delete.crypto_shred"} <= actions
     assert len(records) > audit_before
     assert tenant_a.email not in json.dumps(records)  # the trail holds ids, no personal data
     verdict = get(cp, "/v1/platform/audit/verify", auditor)
