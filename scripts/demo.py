@@ -70,16 +70,22 @@ def wait_ready(client: httpx.Client, api: subprocess.Popen) -> None:
     sys.exit("the API did not become ready within 60s")
 
 
-def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> dict:
-    response = client.post(
-        "/v1/signup",
-        headers={"Idempotency-Key": f"demo-{slug}"},
-        json={"organization_name": "Demo", "slug": slug, "owner_email": f"owner@{slug}.example.com",
-              "owner_password": password, "tier": tier},
-    )
-    if response.status_code != 202:
-        sys.exit(f"signup refused ({response.status_code}): {response.text}")
-    return response.json()
+def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> tuple[str, dict]:
+    """The signup accepted, under `slug` or, when an earlier run took it, a fresh one."""
+    for candidate in (slug, f"{slug}-{secrets.token_hex(3)}"):
+        response = client.post(
+            "/v1/signup",
+            headers={"Idempotency-Key": f"demo-{candidate}-{secrets.token_hex(4)}"},
+            json={"organization_name": "Demo", "slug": candidate, "owner_email": f"owner@{candidate}.example.com",
+                  "owner_password": password, "tier": tier},
+        )
+        if response.status_code == 202:
+            return candidate, response.json()
+        if response.status_code == 409 and response.json().get("type", "").endswith("/duplicate-slug"):
+            say(f"   the slug {candidate} is taken (an earlier demo run); trying another")
+            continue
+        break
+    sys.exit(f"signup refused ({response.status_code}): {response.text}")
 
 
 def pay_first_invoice(client: httpx.Client, tenant_id: str) -> None:
@@ -139,7 +145,7 @@ def main() -> int:
         stack.enter_context(background("worker", "api.worker"))
         wait_ready(client, api)
         say(f"signing up organisation Demo (slug {slug}, tier {tier})")
-        accepted = sign_up(client, slug, password, tier)
+        slug, accepted = sign_up(client, slug, password, tier)
         token = client.post(
             "/v1/auth/login", json={"email": f"owner@{slug}.example.com", "password": password},
         ).raise_for_status().json()["access_token"]
