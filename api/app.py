@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,7 @@ from api.middleware import install_middleware
 from api.operations.router import router as operations_router
 from api.problems import install_problem_handlers
 from api.services import Services
-from api.settings import Settings, get_settings
+from api.settings import MissingSecretKey, Settings, get_settings
 from api.tenants.router import router as tenants_router
 
 log = logging.getLogger(__name__)
@@ -70,4 +71,8 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+    try:
+        app = create_app(settings)
+    except MissingSecretKey as exc:
+        sys.exit(f"error: {exc}")
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)

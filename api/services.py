@@ -46,7 +46,7 @@ class Services:
         return cls(
             settings=settings,
             db=db or Database(settings.app_dsn()),
-            keys=KeyStore(settings.secret_key.get_secret_value()),
+            keys=KeyStore(settings.platform_secret()),
             billing=billing or StripeBilling.from_settings(settings),
             _driver=driver,
         )

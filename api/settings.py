@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 
+class MissingSecretKey(RuntimeError):
+    """The service cannot run without its secret key."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMELEER_", extra="ignore")
 
@@ -24,8 +28,9 @@ class Settings(BaseSettings):
     # The role the migrations grant privileges to; defaults to the user in database_url.
     database_app_role: str | None = None
 
-    # Key-encryption key for signing keys at rest, and HMAC key for request fingerprints.
-    secret_key: SecretStr = Field(default=SecretStr("dev-only-insecure-secret-key-change-me"))
+    # Key-encryption key for signing keys and usage credentials at rest, and HMAC key for
+    # request fingerprints. No default: the service refuses to start without one.
+    secret_key: SecretStr | None = Field(default=None, min_length=32)
 
     issuer: str = "cameleer-control-plane"
     access_token_ttl_seconds: int = 900
@@ -61,6 +66,14 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
+
+    def platform_secret(self) -> str:
+        """The platform's secret key; MissingSecretKey when none is configured."""
+        if self.secret_key is None:
+            raise MissingSecretKey(
+                "CAMELEER_SECRET_KEY is not set: the service signs tokens and licenses and encrypts "
+                "keys with it, and has no default (scripts/services.sh generates one for local use)")
+        return self.secret_key.get_secret_value()
 
     def app_dsn(self) -> str:
         return self.database_url.get_secret_value()

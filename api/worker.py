@@ -4,6 +4,7 @@ the per-tenant lock keeps one operation per tenant running at a time."""
 from __future__ import annotations
 
 import logging
+import sys
 
 from prometheus_client import start_http_server
 
@@ -11,7 +12,7 @@ from api.db.schema_state import DatabaseNotMigrated, ensure_migrated
 from api.jobs.app import build_job_app
 from api.logs import configure_logging
 from api.services import Services
-from api.settings import get_settings
+from api.settings import MissingSecretKey, get_settings
 
 log = logging.getLogger("api.worker")
 
@@ -19,7 +20,10 @@ log = logging.getLogger("api.worker")
 def main() -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
-    services = Services.build(settings)
+    try:
+        services = Services.build(settings)
+    except MissingSecretKey as exc:
+        sys.exit(f"error: {exc}")
     try:
         ensure_migrated(services.db.engine)
     except DatabaseNotMigrated as exc:

@@ -30,7 +30,7 @@ class UsageCredentialOut(BaseModel):
              summary="Issue or rotate the credential the tenant's servers sign usage reports with (shown once)")
 def rotate_usage_credential(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> UsageCredentialOut:
     with ctx.db.begin():
-        issued = usage_reports.issue_credential(ctx.db, ctx.services.settings.secret_key.get_secret_value(), ctx.tenant_id)
+        issued = usage_reports.issue_credential(ctx.db, ctx.services.settings.platform_secret(), ctx.tenant_id)
         ctx.audit("billing.usage_credential.rotate", f"tenant:{ctx.tenant_id}", key_id=issued.key_id)
     return UsageCredentialOut(key_id=issued.key_id, secret=issued.secret)
 
@@ -42,7 +42,7 @@ class UsageReceipt(BaseModel):
 
 def _record(services: Services, key_id: str | None, signature: str | None, body: bytes,
             source_ip: str | None) -> UsageReceipt:
-    platform_secret = services.settings.secret_key.get_secret_value()
+    platform_secret = services.settings.platform_secret()
     with services.db.transaction(Scope.system()) as session:
         tenant_id, report = usage_reports.verify(session, platform_secret, key_id, signature, body)
     with services.db.transaction(Scope.tenant(tenant_id)) as session:

@@ -67,7 +67,7 @@ def request_operation(
 ) -> tuple[Tenant, Operation]:
     body = body or {}
     key = f"tenant:{ctx.tenant_id}:{kind.value}:{idempotency_key or uuid.uuid4().hex}"
-    request_fingerprint = fingerprint(ctx.services.settings.secret_key.get_secret_value(), {"kind": kind.value, **body})
+    request_fingerprint = fingerprint(ctx.services.settings.platform_secret(), {"kind": kind.value, **body})
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
         if tenant is None:

@@ -75,7 +75,7 @@ def _create(db: ScopedSession, services: Services, body: SignupRequest, key: str
 
 def signup(db: ScopedSession, services: Services, body: SignupRequest, idempotency_key: str, meta: AuditMeta) -> SignupResult:
     key = f"signup:{idempotency_key}"
-    request_fingerprint = fingerprint(services.settings.secret_key.get_secret_value(), body.model_dump(mode="json"))
+    request_fingerprint = fingerprint(services.settings.platform_secret(), body.model_dump(mode="json"))
     with db.begin():
         replayed = _replay(db, key, request_fingerprint)
         if replayed is not None:
