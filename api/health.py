@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hvac
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -18,7 +19,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable and migrated")
+@router.get("/readyz", summary="Readiness: the database is reachable and migrated, the secrets server unsealed")
 def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     try:
         with services.db.engine.connect() as connection:
@@ -28,4 +29,17 @@ def readyz(request: Request, services: ServicesDep) -> JSONResponse:
         return problem_response(request, 503, "not-ready", "Service Unavailable", f"database unreachable: {type(exc).__name__}")
     if not state.migrated:
         return problem_response(request, 503, "not-ready", "Service Unavailable", f"{state.describe()}; {MIGRATE_HINT}")
-    return JSONResponse({"status": "ready", "schema": sorted(state.current)})
+    secrets = secrets_server_state(services.settings.vault_addr)
+    if secrets not in ("unsealed", "not configured"):
+        return problem_response(request, 503, "not-ready", "Service Unavailable", f"the secrets server is {secrets}")
+    return JSONResponse({"status": "ready", "schema": sorted(state.current), "secrets": secrets})
+
+
+def secrets_server_state(address: str | None) -> str:
+    """`unsealed`, `sealed`, `unreachable` or `not configured` (no token needed to ask)."""
+    if not address:
+        return "not configured"
+    try:
+        return "sealed" if hvac.Client(url=address, timeout=3).sys.is_sealed() else "unsealed"
+    except Exception:  # noqa: BLE001 - connection refused, timeout, a proxy's HTML: all "unreachable"
+        return "unreachable"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # Key-encryption key for signing keys and usage credentials at rest, and HMAC key for
     # request fingerprints. No default: the service refuses to start without one.
     secret_key: SecretStr | None = Field(default=None, min_length=32)
+
+    # The Vault-API server (OpenBao locally) holding the stacks' transit keys: readiness
+    # reports it sealed or unreachable. Read from VAULT_ADDR like every Vault client.
+    vault_addr: str | None = Field(default=None, validation_alias=AliasChoices("CAMELEER_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"))
 
     issuer: str = "cameleer-control-plane"
     access_token_ttl_seconds: int = 900

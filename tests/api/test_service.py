@@ -32,6 +32,14 @@ def test_health_and_readiness(client):
     assert ready.status_code == 200 and ready.json()["schema"] == ["0005"]
 
 
+def test_readiness_reports_the_secrets_server(client, services, monkeypatch):
+    assert services.settings.vault_addr, "VAULT_ADDR is not set: scripts/services.sh starts OpenBao"
+    assert client.get("/readyz").json()["secrets"] == "unsealed"
+    monkeypatch.setattr(services.settings, "vault_addr", "http://127.0.0.1:9")
+    down = client.get("/readyz")
+    assert down.status_code == 503 and down.json()["detail"] == "the secrets server is unreachable"
+
+
 def test_metrics_count_requests(client):
     client.get("/healthz")
     text = client.get("/metrics").text
