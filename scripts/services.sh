@@ -400,6 +400,7 @@ export CAMELEER_STRIPE_API_KEY="sk_test_123"
 export CAMELEER_STRIPE_WEBHOOK_SECRET="\$(cat "$webhook_secret_file")"
 export VAULT_ADDR="http://127.0.0.1:$OPENBAO_PORT"
 export VAULT_TOKEN="\$(cat "$OPENBAO_DIR/root-token")"
+export CAMELEER_OPENBAO_UNSEAL_KEY_FILE="$OPENBAO_DIR/unseal-key"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
 export PATH="$VENV_BIN:\$PATH"

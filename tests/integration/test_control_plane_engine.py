@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hvac
 import jwt
 import pytest
 
@@ -364,6 +366,35 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
     assert [d.metadata.name for d in deployments] == [SERVER_NAME]
     schemas = cp.tenant_schemas(slug)
     assert schemas == [database_identifier(slug, "prod")]
+
+
+def test_a_sealed_secrets_server_makes_the_signup_wait_then_finish_after_unseal(cp):
+    vault = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
+    unseal_key = Path(os.environ["CAMELEER_OPENBAO_UNSEAL_KEY_FILE"]).read_text().strip()
+    slug = cp.unique_slug("cps")
+    vault.sys.seal()
+    try:
+        response = cp.signup(slug, "low")
+        assert response.status_code == 202, response.text
+        operation_id = response.json()["operation"]["id"]
+        headers = cp.login(f"owner@{slug}.example.com")
+
+        def waiting_on_secrets() -> dict | None:
+            steps = {s["name"]: s for s in cp.operation(operation_id, headers)["steps"]}
+            step = steps["stack_up"]
+            errors = [e["message"] for e in step.get("errors", [])]
+            return errors if step["status"] == "retrying" and any("sealed" in e for e in errors) else None
+
+        errors = wait_for(waiting_on_secrets, 90, "the stack step to wait for the sealed secrets server")
+        assert any("the secrets server is sealed" in e for e in errors), errors
+        with cp.client() as client:
+            assert client.get("/readyz").json()["detail"] == "the secrets server is sealed"
+        assert cp.scalar("SELECT status FROM tenants WHERE slug = %s", slug) != "ACTIVE"
+    finally:
+        vault.sys.submit_unseal_key(unseal_key)
+    operation = cp.wait_operation(operation_id, headers, timeout=RESUME_TIMEOUT)
+    assert operation["status"] == "SUCCEEDED", operation["error"]
+    assert f"tenant-{slug}" in cp.stack_list()
 
 
 # --------------------------------------------------------------------------- 3. billing

@@ -247,9 +247,10 @@ def test_readiness_fails_while_the_servers_pod_cannot_come_back(tenant_stack):
     assert not check_readiness(api, slug, ["prod"], suspended=True).ready  # a Deployment of 1 is not suspended
 
 
-def test_drift_runs_from_another_checkout_with_only_the_backend_and_passphrase(tenant_stack, tmp_path):
+def test_drift_runs_from_another_checkout_with_only_the_backend_and_secrets_credentials(tenant_stack, tmp_path):
     """CI's drift job: a fresh clone at another path, no data directory, no kubeconfig and
-    no stack settings file; the stack's state carries how to reach its cluster."""
+    no stack settings file; the stack's state carries how to reach its cluster and which
+    transit key decrypts it."""
     import sys
 
     cli, stack, namespace = tenant_stack
@@ -262,6 +263,8 @@ def test_drift_runs_from_another_checkout_with_only_the_backend_and_passphrase(t
         "PULUMI_HOME": cli.env["PULUMI_HOME"],  # the provider plugin
         "PULUMI_BACKEND_URL": cli.env["PULUMI_BACKEND_URL"],
         "PULUMI_CONFIG_PASSPHRASE": cli.env["PULUMI_CONFIG_PASSPHRASE"],
+        "VAULT_ADDR": cli.env["VAULT_ADDR"],
+        "VAULT_TOKEN": cli.env["VAULT_TOKEN"],
         "PYTHONPATH": str(clone),  # the clone's code, not this checkout's
         "CAMELEER_DATA_DIR": str(tmp_path / "ci" / "data"),
     }
