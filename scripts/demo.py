@@ -11,8 +11,6 @@ the processes it started. Exit status 0 only if the tenant reached ACTIVE.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -24,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from api.billing.signatures import signature_header
 from api.stacks.automation_adapter import AutomationStackDriver
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 
@@ -101,11 +100,9 @@ def pay_first_invoice(client: httpx.Client, tenant_id: str) -> None:
         "data": {"object": {"object": "invoice", "id": f"in_demo_{secrets.token_hex(6)}",
                             "customer": payment["customer_id"], "status": "paid"}},
     }).encode()
-    timestamp = int(time.time())
-    secret = os.environ["CAMELEER_STRIPE_WEBHOOK_SECRET"].encode()
-    digest = hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    signature = signature_header(os.environ["CAMELEER_STRIPE_WEBHOOK_SECRET"], payload)
     client.post("/v1/billing/webhook", content=payload, headers={
-        "Stripe-Signature": f"t={timestamp},v1={digest}", "Content-Type": "application/json",
+        "Stripe-Signature": signature, "Content-Type": "application/json",
     }).raise_for_status()
 
 

@@ -14,10 +14,8 @@ credential is not a user token: it can report usage for its tenant and do nothin
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from api.auth.keys import KeyCipher
+from api.billing.signatures import digest, parse_signature_header
 from api.db.models import UsageCredential
 from api.db.session import ScopedSession
 
@@ -77,21 +76,6 @@ def revoke_credential(session: ScopedSession, tenant_id: uuid.UUID) -> None:
         session.delete(credential)
 
 
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def _signature_parts(header: str) -> tuple[int, list[str]]:
-    pairs = [part.split("=", 1) for part in header.split(",") if "=" in part]
-    stamps = [value for name, value in pairs if name.strip() == "t"]
-    digests = [value.strip() for name, value in pairs if name.strip() == "v1"]
-    if len(stamps) != 1 or not stamps[0].strip().isdigit() or not digests:
-        raise InvalidReport("the Cameleer-Signature header is not t=<time>,v1=<hmac>")
-    return int(stamps[0]), digests
-
-
 def verify(session: ScopedSession, platform_secret: str, key_id: str | None, signature: str | None,
            body: bytes, now: datetime | None = None) -> tuple[uuid.UUID, UsageReport]:
     """The tenant the report is from and the report; InvalidReport for anything else.
@@ -100,12 +84,15 @@ def verify(session: ScopedSession, platform_secret: str, key_id: str | None, sig
     if not key_id or not signature:
         raise InvalidReport("the request needs the Cameleer-Usage-Key and Cameleer-Signature headers")
     now = now or datetime.now(UTC)
-    timestamp, digests = _signature_parts(signature)
+    try:
+        timestamp, digests = parse_signature_header(signature)
+    except ValueError:
+        raise InvalidReport("the Cameleer-Signature header is not t=<time>,v1=<hmac>") from None
     credential = session.scalar(select(UsageCredential).where(UsageCredential.key_id == key_id))
     if credential is None:
         raise InvalidReport("unknown or rotated usage key")
     secret = KeyCipher(platform_secret, CIPHER_PURPOSE).decrypt(credential.secret_encrypted, credential.key_id).decode()
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    expected = digest(secret, timestamp, body)
     if not any(hmac.compare_digest(expected, digest) for digest in digests):
         raise InvalidReport("the signature does not match the report")
     if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:

@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from api.billing import metering, usage_reports
+from api.billing import metering
+from api.billing.signatures import signature_header
 from api.billing.enforcement import enforce_all
 from api.billing.stripe_api import StripeBilling
 from api.billing.sync import sync_catalog
@@ -164,7 +165,7 @@ def _report(client, key_id: str, secret: str, body: dict, *, timestamp: int | No
     payload = json.dumps(body).encode()
     return client.post("/v1/billing/usage-reports", content=payload, headers={
         "Content-Type": "application/json", "Cameleer-Usage-Key": key_id,
-        "Cameleer-Signature": signature or usage_reports.sign(secret, payload, timestamp)})
+        "Cameleer-Signature": signature or signature_header(secret, payload, timestamp)})
 
 
 def test_usage_reports_need_the_tenants_own_signed_credential_and_count_once(client, services):
