@@ -35,7 +35,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pulumi.automation import Deployment, Stack
 
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
@@ -378,9 +377,7 @@ class StackOperations:
         target = self.factory.secrets.provider_url(stack_name)
         if target == "passphrase":
             return "kept (passphrase: not a service stack, or no secrets server configured)"
-        config_file = self.factory.config_file(stack_name)
-        current = (yaml.safe_load(config_file.read_text()) or {}).get("secretsprovider") if config_file.exists() else None
-        if current == target:
+        if self.factory.secrets_provider_in_use(stack_name) == target:
             return "already on its own key"
 
         def body(stack: Stack, capture: EventCapture) -> str:

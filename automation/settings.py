@@ -166,7 +166,6 @@ class Settings:
         """The directory of a `file://` backend (without its query), else None."""
         return file_backend_root(self.backend_url)
 
-
     @property
     def stack_config_dir(self) -> Path:
         """Where `Pulumi.<stack>.yaml` files live (Pulumi.yaml's `stackConfigDir`)."""

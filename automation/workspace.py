@@ -300,19 +300,17 @@ class WorkspaceFactory:
         full = list(args) + (["--stack", stack] if stack and "--stack" not in args else [])
         return self.pulumi_command.run(full, str(self.settings.project_dir), env)
 
-    def change_secrets_provider(self, stack: str) -> str:
+    def change_secrets_provider(self, stack: str) -> None:
         """Re-encrypt the stack's secrets with its provider (`pulumi stack change-secrets-provider`).
 
         The command rewrites the settings file next to the project file it finds and has no
         `--config-file`: a service stack's runs in the service's config dir (see create_or_select)."""
-        url = self.secrets.provider_url(stack)
         self.secrets.prepare(stack)
         in_service_dir = self.config_file(stack).parent == self.settings.service_config_dir
         directory = self._service_project_dir() if in_service_dir else self.settings.project_dir
         self._prepare_dirs()
-        self.pulumi_command.run(["stack", "change-secrets-provider", url, "--stack", stack], str(directory),
-                                self.env_vars(stack))
-        return url
+        self.pulumi_command.run(["stack", "change-secrets-provider", self.secrets.provider_url(stack), "--stack", stack],
+                                str(directory), self.env_vars(stack))
 
     # -- stack config files (read without the CLI) ------------------------------------
 
@@ -325,14 +323,21 @@ class WorkspaceFactory:
         operator = self.settings.stack_config_dir / f"Pulumi.{stack}.yaml"
         return operator if operator.exists() else service
 
-    def read_stack_config(self, stack: str) -> dict[str, Any]:
-        """The `config:` map of the stack's settings file (secure values stay encrypted)."""
+    def _settings_file(self, stack: str) -> dict[str, Any]:
         try:
             data = yaml.safe_load(self.config_file(stack).read_text()) or {}
         except FileNotFoundError:
             return {}
-        config = data.get("config") or {}
+        return data if isinstance(data, dict) else {}
+
+    def read_stack_config(self, stack: str) -> dict[str, Any]:
+        """The `config:` map of the stack's settings file (secure values stay encrypted)."""
+        config = self._settings_file(stack).get("config") or {}
         return dict(config) if isinstance(config, dict) else {}
+
+    def secrets_provider_in_use(self, stack: str) -> str:
+        """The provider the stack's settings file names (`passphrase` when it names none)."""
+        return str(self._settings_file(stack).get("secretsprovider") or "passphrase")
 
     def configured_stacks(self) -> list[str]:
         """Stacks that have a settings file, the operator's or the service's."""

@@ -342,8 +342,10 @@ init_and_unseal_openbao() {
         bao_cli operator unseal "$(cat "$OPENBAO_DIR/unseal-key")" >/dev/null
     fi
     wait_for openbao 30 bao_root token lookup
-    bao_root secrets list -format=json | grep -q '"transit/"' || bao_root secrets enable transit >/dev/null
-    bao_root secrets list -format=json | grep -q '"tenants/"' || bao_root secrets enable -path=tenants kv-v2 >/dev/null
+    local mounts
+    mounts="$(bao_root secrets list -format=json)"
+    [[ "$mounts" == *'"transit/"'* ]] || bao_root secrets enable transit >/dev/null
+    [[ "$mounts" == *'"tenants/"'* ]] || bao_root secrets enable -path=tenants kv-v2 >/dev/null
 }
 
 start_openbao() {

@@ -157,16 +157,13 @@ class AutomationStackDriver:
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
-        if stack in self._ops.stack_names():
-            result = self._ops.destroy(
-                stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id),
-                                      kind="control-plane"),
-                on_event=_relay(on_event),
-            )
-            if result.shredded_key:
-                return result.shredded_key
-        # Removed by an earlier attempt that stopped before the key was destroyed.
-        return self._ops.shred(stack)
+        if stack not in self._ops.stack_names():
+            # Removed by an earlier attempt, which may have stopped before destroying the key.
+            return self._ops.shred(stack)
+        return self._ops.destroy(
+            stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id), kind="control-plane"),
+            on_event=_relay(on_event),
+        ).shredded_key
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
         from automation.tenants import stack_name_for
