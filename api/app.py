@@ -7,7 +7,8 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from api import health, metrics
 from api.audit.router import router as audit_router
@@ -19,10 +20,11 @@ from api.licensing.router import router as license_router
 from api.logs import configure_logging
 from api.middleware import install_middleware
 from api.operations.router import router as operations_router
-from api.problems import install_problem_handlers
+from api.problems import install_problem_handlers, problem_response
 from api.services import Services
-from api.settings import MissingSecretKey, Settings, get_settings
+from api.settings import ServiceNotConfigured, Settings, get_settings
 from api.tenants.router import router as tenants_router
+from api.vault import SecretsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +52,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = FastAPI(title="Cameleer control plane", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
     install_problem_handlers(app)
+    app.add_exception_handler(SecretsUnavailable, _secrets_unavailable)
     install_middleware(app)
     for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router,
                    audit_router, billing_router, usage_router):
         app.include_router(router)
     return app
+
+
+async def _secrets_unavailable(request: Request, exc: SecretsUnavailable) -> JSONResponse:
+    log.warning("secrets server unavailable: %s", exc)
+    return problem_response(request, 503, exc.problem, "Service Unavailable", str(exc),
+                            {"Retry-After": str(exc.retry_after)})
 
 
 def _warn_if_rls_is_bypassed(services: Services) -> None:
@@ -73,6 +82,6 @@ def main() -> None:
     configure_logging(settings.log_level)
     try:
         app = create_app(settings)
-    except MissingSecretKey as exc:
+    except ServiceNotConfigured as exc:
         sys.exit(f"error: {exc}")
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)

@@ -6,11 +6,15 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.auth.keys import KeyStore
+from api.auth.keyring import KeyRing
+from api.auth.signing import TransitSigner, key_policies
 from api.billing.stripe_api import StripeBilling
 from api.db.session import Database
+from api.operations.fingerprints import RequestFingerprints
 from api.settings import Settings
 from api.stacks.driver import StackDriver
+from api.tenant_secrets import TenantSecrets
+from api.vault import VaultConnection
 
 
 def load_object(path: str) -> Any:
@@ -23,7 +27,9 @@ def load_object(path: str) -> Any:
 class Services:
     settings: Settings
     db: Database
-    keys: KeyStore
+    keys: KeyRing
+    tenant_secrets: TenantSecrets
+    fingerprints: RequestFingerprints
     billing: StripeBilling
     _driver: StackDriver | None = field(default=None, repr=False)
 
@@ -43,10 +49,13 @@ class Services:
         billing: StripeBilling | None = None,
         db: Database | None = None,
     ) -> Services:
+        vault = VaultConnection.from_settings(settings)
         return cls(
             settings=settings,
             db=db or Database(settings.app_dsn()),
-            keys=KeyStore(settings.platform_secret()),
+            keys=KeyRing(TransitSigner.from_settings(settings, vault), key_policies(settings)),
+            tenant_secrets=TenantSecrets.from_settings(settings, vault),
+            fingerprints=RequestFingerprints.from_settings(settings, vault),
             billing=billing or StripeBilling.from_settings(settings),
             _driver=driver,
         )

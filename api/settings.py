@@ -12,8 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 
-class MissingSecretKey(RuntimeError):
-    """The service cannot run without its secret key."""
+class ServiceNotConfigured(RuntimeError):
+    """A setting the service cannot run without is missing: it refuses to start."""
+
 
 
 class Settings(BaseSettings):
@@ -28,13 +29,27 @@ class Settings(BaseSettings):
     # The role the migrations grant privileges to; defaults to the user in database_url.
     database_app_role: str | None = None
 
-    # Key-encryption key for signing keys and usage credentials at rest, and HMAC key for
-    # request fingerprints. No default: the service refuses to start without one.
-    secret_key: SecretStr | None = Field(default=None, min_length=32)
-
     # The Vault-API server (OpenBao locally) holding the stacks' transit keys: readiness
     # reports it sealed or unreachable. Read from VAULT_ADDR like every Vault client.
     vault_addr: str | None = Field(default=None, validation_alias=AliasChoices("CAMELEER_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"))
+    vault_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CAMELEER_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"))
+    transit_mount: str = "transit"
+    # Tenants' secrets (KV v2), read by their servers through the Kubernetes auth method.
+    tenant_secrets_mount: str = "tenants"
+    vault_kubernetes_mount: str = "kubernetes"
+    vault_kubernetes_audience: str = "openbao"
+    # Access tokens and licenses are signed by these Ed25519 transit keys (created on first
+    # use). A key rotates when its latest version is older than the rotation period; a
+    # version keeps verifying for the overlap after its successor took over, which is never
+    # shorter than the longest lifetime of what it signed.
+    access_signing_key: str = "cameleer-access-tokens"
+    license_signing_key: str = "cameleer-licenses"
+    # HMAC key of the idempotency fingerprints (never rotated: a replay must still match).
+    fingerprint_key: str = "cameleer-request-fingerprints"
+    access_key_rotation_days: float = Field(default=30, gt=0)
+    license_key_rotation_days: float = Field(default=90, gt=0)
+    signing_key_extra_overlap_seconds: int = Field(default=300, ge=0)
 
     issuer: str = "cameleer-control-plane"
     access_token_ttl_seconds: int = 900
@@ -70,14 +85,6 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
-
-    def platform_secret(self) -> str:
-        """The platform's secret key; MissingSecretKey when none is configured."""
-        if self.secret_key is None:
-            raise MissingSecretKey(
-                "CAMELEER_SECRET_KEY is not set: the service signs tokens and licenses and encrypts "
-                "keys with it, and has no default (scripts/services.sh generates one for local use)")
-        return self.secret_key.get_secret_value()
 
     def app_dsn(self) -> str:
         return self.database_url.get_secret_value()

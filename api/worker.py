@@ -12,7 +12,7 @@ from api.db.schema_state import DatabaseNotMigrated, ensure_migrated
 from api.jobs.app import build_job_app
 from api.logs import configure_logging
 from api.services import Services
-from api.settings import MissingSecretKey, get_settings
+from api.settings import ServiceNotConfigured, get_settings
 
 log = logging.getLogger("api.worker")
 
@@ -22,7 +22,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     try:
         services = Services.build(settings)
-    except MissingSecretKey as exc:
+    except ServiceNotConfigured as exc:
         sys.exit(f"error: {exc}")
     try:
         ensure_migrated(services.db.engine)

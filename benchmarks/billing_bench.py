@@ -187,10 +187,9 @@ def main() -> int:
         upgrade(url=db.url(db.owner), app_role=db.app_role)
         webhook_secret = os.environ.get("CAMELEER_STRIPE_WEBHOOK_SECRET") or f"whsec_{secrets.token_hex(16)}"
         db_env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret,
-                  "CAMELEER_SECRET_KEY": secrets.token_urlsafe(32)}
+                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret}
         settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                            database_app_role=db.app_role, secret_key=SecretStr(db_env["CAMELEER_SECRET_KEY"]),
+                            database_app_role=db.app_role,
                             stripe_webhook_secret=SecretStr(webhook_secret))
         services = Services.build(settings)
         tenants = make_tenants(services, args.tenants)

@@ -355,6 +355,42 @@ start_openbao() {
     # Listening, sealed or not: `bao status` exits 0 (unsealed) or 2 (sealed), 1 on no answer.
     wait_for openbao 30 bao_listening
     init_and_unseal_openbao
+    configure_openbao_kubernetes_auth
+}
+
+# Tenant servers log in with their service-account token: OpenBao checks it with the local
+# API server's TokenReview, as the account openbao-token-reviewer (system:auth-delegator),
+# whose long-lived token the service-account token controller writes into a Secret.
+configure_openbao_kubernetes_auth() {
+    [[ "$(bao_root auth list -format=json)" == *'"kubernetes/"'* ]] || bao_root auth enable kubernetes >/dev/null
+    kubectl_admin apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: openbao-token-reviewer, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: openbao-token-reviewer}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: ServiceAccount, name: openbao-token-reviewer, namespace: kube-system}]
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/service-account-token
+metadata:
+  name: openbao-token-reviewer
+  namespace: kube-system
+  annotations: {kubernetes.io/service-account.name: openbao-token-reviewer}
+EOF
+    wait_for "the token reviewer's token" 30 reviewer_token
+    bao_root write auth/kubernetes/config kubernetes_host="https://127.0.0.1:$KUBE_PORT" \
+        kubernetes_ca_cert=@"$DATA/pki/ca.crt" token_reviewer_jwt="$(reviewer_token)" >/dev/null
+}
+
+reviewer_token() {
+    local token
+    token="$(kubectl_admin -n kube-system get secret openbao-token-reviewer -o 'jsonpath={.data.token}' 2>/dev/null)"
+    [[ -n "$token" ]] && base64 -d <<<"$token"
 }
 
 bao_listening() {
@@ -377,10 +413,8 @@ start_stripe_mock() {
 write_env() {
     local pg="127.0.0.1:$PG_PORT"
     local passphrase_file="$DATA/passphrase"
-    local secret_key_file="$DATA/secret-key"
     [[ -f "$passphrase_file" ]] || (umask 077; openssl rand -hex 24 > "$passphrase_file")
     local webhook_secret_file="$DATA/stripe-webhook-secret"
-    [[ -f "$secret_key_file" ]] || (umask 077; openssl rand -hex 32 > "$secret_key_file")
     [[ -f "$webhook_secret_file" ]] || (umask 077; echo "whsec_$(openssl rand -hex 24)" > "$webhook_secret_file")
     cat > "$ENV_FILE" <<EOF
 # Written by scripts/services.sh; local development settings only.
@@ -395,7 +429,6 @@ export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"
 export PULUMI_CONFIG_PASSPHRASE_FILE="$passphrase_file"
-export CAMELEER_SECRET_KEY="\$(cat "$secret_key_file")"
 export PULUMI_HOME="$DATA/pulumi-home"
 export CAMELEER_STRIPE_API_BASE="http://127.0.0.1:$STRIPE_MOCK_PORT"
 export CAMELEER_STRIPE_API_KEY="sk_test_123"

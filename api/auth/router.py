@@ -12,7 +12,7 @@ from api.auth.dependencies import RequestContext, authenticated, require_platfor
 from api.auth.roles import PlatformRole
 from api.auth.tokens import Principal, issue_access_token, principal_for
 from api.auth.users import authenticate
-from api.db.models import KeyPurpose, SigningKey
+from api.db.models import KeyPurpose
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
 from api.problems import PROBLEM_RESPONSES, Problem, not_found
 
@@ -55,7 +55,7 @@ def login(body: LoginRequest, request: Request, services: ServicesDep, db: Syste
         else:
             principal = principal_for(db, user)
             issued = issue_access_token(
-                db, services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
+                services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
             )
             append(db, audit_meta(request, principal.actor), "auth.login", f"user:{user.id}")
     mark_audited(request)
@@ -73,33 +73,42 @@ def me(principal: Annotated[Principal, authenticated()]) -> MeResponse:
     )
 
 
-@router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys of access tokens and licenses")
-def jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
+def _jwks(response: Response, services: ServicesDep, db: SystemDb, purpose: KeyPurpose) -> dict:
     response.headers["Cache-Control"] = "public, max-age=300"
     with db.begin():
-        return services.keys.jwks(db)
+        return services.keys.jwks(db, purpose)
 
 
-@router.get("/v1/platform/signing-keys", tags=["platform"], summary="List signing keys (never private parts)")
+@router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys of access tokens")
+def access_jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
+    return _jwks(response, services, db, KeyPurpose.ACCESS)
+
+
+@router.get("/.well-known/license-jwks.json", tags=["licensing"], summary="Public keys of licenses")
+def license_jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
+    return _jwks(response, services, db, KeyPurpose.LICENSE)
+
+
+@router.get("/v1/platform/signing-keys", tags=["platform"], summary="List signing keys (public facts only)")
 def list_keys(ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR, PlatformRole.AUDITOR)]) -> list[SigningKeyOut]:
     with ctx.db.begin():
-        rows = ctx.db.query(SigningKey).order_by(SigningKey.created_at).all()
-        return [SigningKeyOut(kid=r.kid, purpose=r.purpose, status=r.status) for r in rows]
+        return [SigningKeyOut(kid=k.kid, purpose=k.purpose.value, status=k.status) for k in ctx.services.keys.published(ctx.db)]
 
 
-@router.post("/v1/platform/signing-keys/rotate", tags=["platform"], summary="New active key; the old one keeps verifying")
+@router.post("/v1/platform/signing-keys/rotate", tags=["platform"], summary="New active key version; the old ones keep verifying")
 def rotate_key(body: RotateRequest, ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR)]) -> SigningKeyOut:
     with ctx.db.begin():
-        row = ctx.services.keys.rotate(ctx.db, body.purpose)
-        ctx.audit("signing_key.rotate", f"signing_key:{row.kid}", purpose=body.purpose.value)
-        return SigningKeyOut(kid=row.kid, purpose=row.purpose, status=row.status)
+        key = ctx.services.keys.rotate(body.purpose)
+        ctx.audit("signing_key.rotate", f"signing_key:{key.kid}", purpose=body.purpose.value)
+        return SigningKeyOut(kid=key.kid, purpose=key.purpose.value, status=key.status)
 
 
-@router.post("/v1/platform/signing-keys/{kid}/retire", tags=["platform"], summary="Stop verifying with a retiring key")
+@router.post("/v1/platform/signing-keys/{kid}/retire", tags=["platform"],
+             summary="Stop verifying with a retiring key (and the older versions of its transit key)")
 def retire_key(kid: str, ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR)]) -> SigningKeyOut:
     with ctx.db.begin():
-        row = ctx.services.keys.retire(ctx.db, kid)
-        if row is None:
+        key = ctx.services.keys.retire(ctx.db, kid)
+        if key is None:
             raise not_found("Retiring signing key")
         ctx.audit("signing_key.retire", f"signing_key:{kid}")
-        return SigningKeyOut(kid=row.kid, purpose=row.purpose, status=row.status)
+        return SigningKeyOut(kid=key.kid, purpose=key.purpose.value, status=key.status)

@@ -1,4 +1,5 @@
-"""Short-lived access tokens: who the user is and their roles, signed with Ed25519."""
+"""Short-lived access tokens: who the user is and their roles, signed by the access-token
+transit key (Ed25519)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth.jws import sign, verify
-from api.auth.keys import KeyStore
+from api.auth.jws import unverified_header, verify
+from api.auth.keyring import KeyRing
 from api.auth.roles import PlatformRole, TenantRole
 from api.db.models import KeyPurpose, Membership, User
 
@@ -50,7 +51,7 @@ def principal_for(session: Session, user: User) -> Principal:
     )
 
 
-def issue_access_token(session: Session, keys: KeyStore, principal: Principal, *, issuer: str, ttl: int) -> IssuedToken:
+def issue_access_token(keys: KeyRing, principal: Principal, *, issuer: str, ttl: int) -> IssuedToken:
     now = datetime.now(UTC)
     claims = {
         "iss": issuer,
@@ -63,15 +64,14 @@ def issue_access_token(session: Session, keys: KeyStore, principal: Principal, *
         "memberships": [{"tenant": str(t), "role": r.value} for t, r in principal.memberships.items()],
         "platform_roles": sorted(r.value for r in principal.platform_roles),
     }
-    material = keys.signing_key(session, KeyPurpose.ACCESS)
-    return IssuedToken(token=sign(claims, material.kid, material.private_key), expires_in=ttl)
+    return IssuedToken(token=keys.sign(KeyPurpose.ACCESS, claims).token, expires_in=ttl)
 
 
-def principal_from_token(session: Session, keys: KeyStore, token: str, *, issuer: str) -> Principal:
+def principal_from_token(session: Session, keys: KeyRing, token: str, *, issuer: str) -> Principal:
     """Verify an access token; raises ``TokenInvalid``."""
     claims = verify(
         token,
-        keys.verification_keys(session, KeyPurpose.ACCESS),
+        keys.verification_keys(session, KeyPurpose.ACCESS, kid=unverified_header(token).get("kid")),
         audience=AUDIENCE,
         issuer=issuer,
         required=("exp", "iat", "sub"),

@@ -25,7 +25,7 @@ from api.billing.stripe_api import BillingNotConfigured, BillingRefused, Billing
 from api.billing.sync import sync_catalog
 from api.db.session import Scope
 from api.services import Services
-from api.settings import MissingSecretKey, get_settings
+from api.settings import ServiceNotConfigured, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 out = Console()
@@ -36,7 +36,7 @@ Json = Annotated[bool, typer.Option("--json", help="One JSON document on stdout"
 def _services() -> Services:
     try:
         return Services.build(get_settings())
-    except (BillingNotConfigured, MissingSecretKey) as exc:
+    except (BillingNotConfigured, ServiceNotConfigured) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
 

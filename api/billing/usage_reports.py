@@ -1,7 +1,9 @@
 """Usage reports from tenant servers: a per-tenant credential, signed reports, recorded once.
 
 A tenant's servers hold one credential (`key_id` + secret, issued or rotated by an owner,
-shown once; the secret is stored encrypted). A report is the JSON body
+shown once). The secret is kept only in the tenant's KV path (`tenants/<slug>/usage-credential`,
+which its servers may read); the platform database maps the key id to the tenant. A report
+is the JSON body
 ``{"report_id", "ingested_bytes", "at"}`` sent with
 
     Cameleer-Usage-Key: <key_id>
@@ -23,12 +25,11 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from api.auth.keys import KeyCipher
 from api.billing.signatures import digest, parse_signature_header
-from api.db.models import UsageCredential
+from api.db.models import Tenant, UsageCredential
 from api.db.session import ScopedSession
+from api.tenant_secrets import USAGE_CREDENTIAL, TenantSecrets
 
-CIPHER_PURPOSE = b"cameleer usage credentials"
 TOLERANCE_SECONDS = 300
 OLDEST_REPORT = timedelta(days=35)  # Stripe accepts meter events up to 35 days old
 
@@ -56,16 +57,19 @@ class IssuedCredential:
         return f"IssuedCredential(key_id={self.key_id!r})"
 
 
-def issue_credential(session: ScopedSession, platform_secret: str, tenant_id: uuid.UUID) -> IssuedCredential:
-    """Create the tenant's credential, or replace it (the old one stops working at once)."""
+def issue_credential(session: ScopedSession, vault: TenantSecrets, tenant: Tenant) -> IssuedCredential:
+    """Create the tenant's credential, or replace it (the old one stops working at once).
+
+    The secret goes to the tenant's KV path before the key id is committed here: a failure
+    between the two leaves the old key id naming a secret it no longer matches (refused), never
+    a key id without a secret."""
     key_id, secret = f"cuk_{secrets.token_hex(12)}", f"cus_secret_{secrets.token_urlsafe(32)}"
-    encrypted = KeyCipher(platform_secret, CIPHER_PURPOSE).encrypt(secret.encode(), key_id)
-    existing = session.get(UsageCredential, tenant_id, with_for_update=True)
+    existing = session.get(UsageCredential, tenant.id, with_for_update=True)
+    vault.write(tenant.slug, USAGE_CREDENTIAL, {"key_id": key_id, "secret": secret})
     if existing is None:
-        session.add(UsageCredential(tenant_id=tenant_id, key_id=key_id, secret_encrypted=encrypted))
+        session.add(UsageCredential(tenant_id=tenant.id, key_id=key_id))
     else:
-        existing.key_id, existing.secret_encrypted = key_id, encrypted
-        existing.created_at = datetime.now(UTC)
+        existing.key_id, existing.created_at = key_id, datetime.now(UTC)
     session.flush()
     return IssuedCredential(key_id, secret)
 
@@ -76,7 +80,7 @@ def revoke_credential(session: ScopedSession, tenant_id: uuid.UUID) -> None:
         session.delete(credential)
 
 
-def verify(session: ScopedSession, platform_secret: str, key_id: str | None, signature: str | None,
+def verify(session: ScopedSession, vault: TenantSecrets, key_id: str | None, signature: str | None,
            body: bytes, now: datetime | None = None) -> tuple[uuid.UUID, UsageReport]:
     """The tenant the report is from and the report; InvalidReport for anything else.
 
@@ -89,10 +93,10 @@ def verify(session: ScopedSession, platform_secret: str, key_id: str | None, sig
     except ValueError:
         raise InvalidReport("the Cameleer-Signature header is not t=<time>,v1=<hmac>") from None
     credential = session.scalar(select(UsageCredential).where(UsageCredential.key_id == key_id))
-    if credential is None:
+    stored = None if credential is None else vault.read(session.get(Tenant, credential.tenant_id).slug, USAGE_CREDENTIAL)
+    if stored is None or not hmac.compare_digest(stored["key_id"], key_id):
         raise InvalidReport("unknown or rotated usage key")
-    secret = KeyCipher(platform_secret, CIPHER_PURPOSE).decrypt(credential.secret_encrypted, credential.key_id).decode()
-    expected = digest(secret, timestamp, body)
+    expected = digest(stored["secret"], timestamp, body)
     if not any(hmac.compare_digest(expected, digest) for digest in digests):
         raise InvalidReport("the signature does not match the report")
     if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:

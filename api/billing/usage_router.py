@@ -13,6 +13,7 @@ from api.auth.dependencies import TenantContext, require
 from api.auth.roles import TenantRole
 from api.billing import usage_reports
 from api.billing.metering import record_report
+from api.db.models import Tenant
 from api.db.session import Scope
 from api.dependencies import ServicesDep, mark_audited
 from api.problems import PROBLEM_RESPONSES, Problem
@@ -30,7 +31,8 @@ class UsageCredentialOut(BaseModel):
              summary="Issue or rotate the credential the tenant's servers sign usage reports with (shown once)")
 def rotate_usage_credential(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> UsageCredentialOut:
     with ctx.db.begin():
-        issued = usage_reports.issue_credential(ctx.db, ctx.services.settings.platform_secret(), ctx.tenant_id)
+        tenant = ctx.db.get(Tenant, ctx.tenant_id)
+        issued = usage_reports.issue_credential(ctx.db, ctx.services.tenant_secrets, tenant)
         ctx.audit("billing.usage_credential.rotate", f"tenant:{ctx.tenant_id}", key_id=issued.key_id)
     return UsageCredentialOut(key_id=issued.key_id, secret=issued.secret)
 
@@ -42,9 +44,8 @@ class UsageReceipt(BaseModel):
 
 def _record(services: Services, key_id: str | None, signature: str | None, body: bytes,
             source_ip: str | None) -> UsageReceipt:
-    platform_secret = services.settings.platform_secret()
     with services.db.transaction(Scope.system()) as session:
-        tenant_id, report = usage_reports.verify(session, platform_secret, key_id, signature, body)
+        tenant_id, report = usage_reports.verify(session, services.tenant_secrets, key_id, signature, body)
     with services.db.transaction(Scope.tenant(tenant_id)) as session:
         recorded = record_report(session, tenant_id, report_id=report.report_id,
                                  ingested_bytes=report.ingested_bytes, at=report.at)

@@ -18,7 +18,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
-    LargeBinary,
     Numeric,
     PrimaryKeyConstraint,
     String,
@@ -148,15 +147,16 @@ class Membership(Base):
 
 
 class SigningKey(Base):
+    """The public half of a signing key from before transit signing (migration 0006): it
+    verifies what it signed until retired. New keys live only in the secrets server."""
+
     __tablename__ = "signing_keys"
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(16))
     algorithm: Mapped[str] = mapped_column(String(16), default="EdDSA")
     public_key_pem: Mapped[str] = mapped_column(Text)
-    # AES-GCM(nonce || ciphertext) of the PKCS#8 PEM, keyed from settings.secret_key.
-    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.ACTIVE)
+    status: Mapped[str] = mapped_column(String(16), default=KeyStatus.RETIRING)
     created_at: Mapped[datetime] = _now_column()
     retiring_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -168,7 +168,7 @@ class License(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operations.id"))
-    kid: Mapped[str] = mapped_column(ForeignKey("signing_keys.kid"))
+    kid: Mapped[str] = mapped_column(String(64))  # a transit key version, or a legacy key
     tier: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     token: Mapped[str] = mapped_column(Text)
@@ -303,12 +303,11 @@ CHECKS = {
 
 
 class UsageCredential(Base):
-    """The secret a tenant's servers sign their usage reports with (one per tenant)."""
+    """Which tenant a usage key belongs to (one per tenant); its secret is in the tenant's KV path."""
 
     __tablename__ = "usage_credentials"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     key_id: Mapped[str] = mapped_column(String(40), unique=True)
-    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _now_column()
 

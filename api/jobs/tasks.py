@@ -51,6 +51,13 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
     async def recover_stalled_jobs(context: JobContext, timestamp: int) -> None:
         await retry_stalled_jobs(context.app, settings.stalled_after_seconds)
 
+    @_every(app, "17 * * * *", "signing-keys-maintain", periodic)
+    @app.task(name="signing_keys_maintain", queue=settings.job_queue, pass_context=True)
+    def signing_keys_maintain(context: JobContext, timestamp: int) -> None:
+        from api.auth.maintenance import maintain_signing_keys
+
+        maintain_signing_keys(context.additional_context["services"])
+
     register_billing_tasks(app, settings, periodic=periodic)
 
 

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth.jws import sign
-from api.auth.keys import KeyStore
+from api.auth.keyring import KeyRing
 from api.db.models import KeyPurpose, License, LicenseStatus, Tenant
 from api.tiers import tier_named
 
@@ -54,7 +53,7 @@ def license_for_operation(session: Session, operation_id: uuid.UUID) -> License 
 
 def issue_license(
     session: Session,
-    keys: KeyStore,
+    keys: KeyRing,
     tenant: Tenant,
     *,
     tier_name: str,
@@ -69,16 +68,16 @@ def issue_license(
     if previous is not None:
         previous.superseded_at = now
     license_id = uuid.uuid4()
-    material = keys.signing_key(session, KeyPurpose.LICENSE)
     claims = license_claims(tenant, tier_name, status, license_id=license_id, issuer=issuer, now=now, ttl=ttl)
+    signed = keys.sign(KeyPurpose.LICENSE, claims, typ=TOKEN_TYPE)
     row = License(
         id=license_id,
         tenant_id=tenant.id,
         operation_id=operation_id,
-        kid=material.kid,
+        kid=signed.kid,
         tier=tier_name,
         status=status.value,
-        token=sign(claims, material.kid, material.private_key, typ=TOKEN_TYPE),
+        token=signed.token,
         issued_at=now,
         expires_at=now + ttl,
     )

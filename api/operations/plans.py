@@ -10,16 +10,22 @@ from api.db.models import OperationKind
 # Gates: "confirm" waits (AWAITING_CONFIRMATION) until an operator confirms; "payment" waits
 # (AWAITING_PAYMENT) until Stripe reports the subscription active or trialing.
 PLANS: dict[OperationKind, tuple[str, ...]] = {
-    OperationKind.SIGNUP: ("tenant_record", "billing", "payment", "license", "stack_up", "readiness", "activate"),
-    OperationKind.SUSPEND: ("license", "stack_up", "mark_suspended"),
-    OperationKind.REACTIVATE: ("license", "stack_up", "readiness", "activate"),
-    OperationKind.CHANGE_TIER: ("billing", "license", "stack_up", "readiness", "activate"),
-    OperationKind.DELETE: ("mark_deleting", "stack_destroy", "license", "billing", "scrub", "mark_deleted"),
+    OperationKind.SIGNUP: (
+        "tenant_record", "billing", "payment", "license", "tenant_secrets", "stack_up", "readiness", "activate",
+    ),
+    OperationKind.SUSPEND: ("license", "tenant_secrets", "stack_up", "mark_suspended"),
+    OperationKind.REACTIVATE: ("license", "tenant_secrets", "stack_up", "readiness", "activate"),
+    OperationKind.CHANGE_TIER: ("billing", "license", "tenant_secrets", "stack_up", "readiness", "activate"),
+    # The tenant's secrets go first, its stack next and its stack's encryption key last.
+    OperationKind.DELETE: (
+        "mark_deleting", "tenant_secrets", "stack_destroy", "license", "billing", "scrub", "mark_deleted",
+    ),
 }
 
 # A tier change that moves the tenant between shared and dedicated placement.
 MOVE_PLAN: tuple[str, ...] = (
-    "preview", "confirm", "billing", "license", "stack_up", "readiness", "release_old_placement", "activate",
+    "preview", "confirm", "billing", "license", "tenant_secrets", "stack_up", "readiness", "release_old_placement",
+    "activate",
 )
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import uuid
 from typing import Any
 
@@ -17,12 +15,6 @@ from api.operations.plans import initial_steps
 from api.problems import Problem
 
 UNFINISHED = UNFINISHED_OPERATION_STATUSES
-
-
-def fingerprint(secret: str, payload: dict[str, Any]) -> str:
-    """HMAC of the canonical request: equal bodies match, and secrets in it are not exposed."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
 
 
 def find_by_key(session: Session, key: str) -> Operation | None:

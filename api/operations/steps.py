@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from api import tenant_secrets
 from api.audit.chain import AuditMeta, append
 from api.billing import subscriptions
 from api.billing.stripe_api import PAYABLE_STATUSES
@@ -172,6 +173,31 @@ def license_step(ctx: StepContext) -> dict[str, Any]:
                 operation_id=ctx.operation_id,
             )
         return {"license_id": str(row.id), "kid": row.kid, "status": row.status, "expires_at": row.expires_at.isoformat()}
+
+
+@step("tenant_secrets")
+def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
+    """The tenant's KV paths and who may read them: the current license written, the
+    server account of its environments granted; on delete, everything removed."""
+    vault = ctx.services.tenant_secrets
+    with ctx.tx() as session:
+        tenant = ctx.tenant(session)
+        slug, environments = tenant.slug, environments_of(tier_named(ctx.target_tier(tenant)))
+        license_row = current_license(session, tenant.id)
+    if ctx.kind is OperationKind.DELETE:
+        removed = vault.remove(slug)
+        if removed:
+            with ctx.tx() as session:
+                append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+                       "operation.delete.secrets_removed", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+                       details={"paths": removed})
+        return {"removed": removed}
+    if license_row is None:
+        raise PermanentStepError("the tenant has no license to store")
+    access = vault.grant(slug, environments)
+    written = vault.write(slug, tenant_secrets.LICENSE, {"token": license_row.token, "kid": license_row.kid})
+    return {"policy": access.policy, "role": access.role, "namespaces": list(access.namespaces),
+            "license_written": written}
 
 
 def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:

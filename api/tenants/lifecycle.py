@@ -11,7 +11,6 @@ from api.billing.stripe_api import PAYABLE_STATUSES
 from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
 from api.operations.service import (
     find_by_key,
-    fingerprint,
     operation_in_progress,
     replay_or_conflict,
     resume_operation,
@@ -67,7 +66,7 @@ def request_operation(
 ) -> tuple[Tenant, Operation]:
     body = body or {}
     key = f"tenant:{ctx.tenant_id}:{kind.value}:{idempotency_key or uuid.uuid4().hex}"
-    request_fingerprint = fingerprint(ctx.services.settings.platform_secret(), {"kind": kind.value, **body})
+    request_fingerprint = ctx.services.fingerprints.of({"kind": kind.value, **body})
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
         if tenant is None:

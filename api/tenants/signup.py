@@ -17,7 +17,7 @@ from api.auth.roles import TenantRole
 from api.auth.users import create_user, find_user
 from api.db.models import Membership, Operation, OperationKind, Tenant, TenantStatus
 from api.db.session import ScopedSession
-from api.operations.service import find_by_key, fingerprint, replay_or_conflict, start_operation
+from api.operations.service import find_by_key, replay_or_conflict, start_operation
 from api.problems import Problem
 from api.services import Services
 from api.tenants.schemas import SignupRequest
@@ -75,7 +75,7 @@ def _create(db: ScopedSession, services: Services, body: SignupRequest, key: str
 
 def signup(db: ScopedSession, services: Services, body: SignupRequest, idempotency_key: str, meta: AuditMeta) -> SignupResult:
     key = f"signup:{idempotency_key}"
-    request_fingerprint = fingerprint(services.settings.platform_secret(), body.model_dump(mode="json"))
+    request_fingerprint = services.fingerprints.of(body.model_dump(mode="json"))
     with db.begin():
         replayed = _replay(db, key, request_fingerprint)
         if replayed is not None:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -20,12 +21,12 @@ from api.db.session import Scope
 from api.jobs.app import build_job_app
 from api.migrate import upgrade
 from api.services import Services
-from api.settings import Settings
+from api.settings import Settings, libpq_dsn
 from api.billing.stripe_api import StripeBilling
 from api.billing.sync import sync_catalog
 from api.db.models import Tenant
 from components.catalog import get_tier
-from tests.api import stripe_support
+from tests.api import stripe_support, vault_support
 from tests.api.database import TestDatabase, create_database, drop_database
 from tests.api.fakes import FakeStackDriver
 
@@ -42,13 +43,31 @@ def database() -> Iterator[TestDatabase]:
         drop_database(db)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def remove_tenant_secrets(database: TestDatabase) -> Iterator[None]:
+    """The tests' tenants leave no KV paths, roles or policies in the local OpenBao."""
+    yield
+    with psycopg.connect(libpq_dsn(database.url(database.owner))) as connection:
+        slugs = [row[0] for row in connection.execute("SELECT slug FROM tenants")]
+    vault_support.remove_tenant_secrets(slugs)
+
+
 @pytest.fixture(scope="session")
-def settings(database: TestDatabase) -> Settings:
+def signing_keys() -> Iterator[dict[str, str]]:
+    """This session's own transit signing keys (on the local OpenBao), destroyed afterwards."""
+    names = {"access_signing_key": f"test-{secrets.token_hex(4)}-access",
+             "license_signing_key": f"test-{secrets.token_hex(4)}-license"}
+    yield names
+    vault_support.destroy_transit_keys(names.values())
+
+
+@pytest.fixture(scope="session")
+def settings(database: TestDatabase, signing_keys: dict[str, str]) -> Settings:
     return Settings(
+        **signing_keys,
         database_url=SecretStr(database.url(database.app)),
         database_admin_url=SecretStr(database.url(database.owner)),
         database_app_role=database.app_role,
-        secret_key=SecretStr(secrets.token_urlsafe(32)),
         job_queue=f"test-{secrets.token_hex(3)}",
         job_max_attempts=2,
         job_backoff_base_seconds=0,

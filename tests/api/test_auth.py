@@ -6,15 +6,26 @@ import base64
 import json
 import time
 import uuid
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import psycopg
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import KeySet
 
 from api.auth.tokens import AUDIENCE
 from api.settings import libpq_dsn
-from tests.api.conftest import sign_up
+from tests.api import vault_support
+from sqlalchemy import text
+
+from api.auth.maintenance import maintain_signing_keys
+from api.auth.signing import key_policies
+from api.db.session import Scope
+from api.licensing.verify import LicenseState, keys_from_jwks, verify_license
+from tests.api.conftest import STRONG_PASSWORD, login, sign_up
 
 
 def _claims(tenant, **overrides) -> dict:
@@ -29,22 +40,71 @@ def _status(client, tenant, token: str) -> int:
     return client.get(f"/v1/tenants/{tenant.tenant_id}", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
-def _current_kid(client) -> str:
-    return next(k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"] if k["kid"].startswith("access-"))
+def _current_kid(client, purpose: str = "access") -> str:
+    document = "/.well-known/jwks.json" if purpose == "access" else "/.well-known/license-jwks.json"
+    return max((k["kid"] for k in client.get(document).json()["keys"] if k["kid"].startswith(f"{purpose}-v")),
+               key=lambda kid: int(kid.rpartition("-v")[2]))
 
 
-def test_login_token_is_eddsa_with_kid_published_in_jwks(client, services):
+def _transit_key(settings, purpose: str) -> dict:
+    name = settings.access_signing_key if purpose == "access" else settings.license_signing_key
+    return vault_support.client().secrets.transit.read_key(name)["data"]
+
+
+def test_login_token_is_ed25519_signed_by_transit_with_the_key_version_as_kid(client, services, settings):
     tenant = sign_up(client, services)
     token = tenant.headers["Authorization"].split()[1]
     header = jwt.get_unverified_header(token)
-    assert header["alg"] == "EdDSA"
+    latest = _transit_key(settings, "access")["latest_version"]
+    assert header["alg"] == "Ed25519" and header["kid"] == f"access-v{latest}"
     jwks = client.get("/.well-known/jwks.json")
     assert jwks.headers["cache-control"].startswith("public")
     key = next(k for k in jwks.json()["keys"] if k["kid"] == header["kid"])
+    assert key["alg"] == "Ed25519" and "d" not in key
     public = jwt.algorithms.OKPAlgorithm.from_jwk(json.dumps(key))
-    claims = jwt.decode(token, public, algorithms=["EdDSA"], audience=AUDIENCE)
+    claims = jwt.decode(token, public, algorithms=["Ed25519"], audience=AUDIENCE)
     assert claims["memberships"] == [{"tenant": tenant.tenant_id, "role": "owner"}]
     assert claims["exp"] - claims["iat"] <= 900
+    # the public key is transit's own, not one kept anywhere else
+    assert base64.b64decode(_transit_key(settings, "access")["keys"][str(latest)]["public_key"]) == \
+        base64.urlsafe_b64decode(key["x"] + "=")
+
+
+def test_an_outside_jose_library_verifies_tokens_without_deprecation_warnings(client, services):
+    tenant = sign_up(client, services)
+    token = tenant.headers["Authorization"].split()[1]
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # joserfc 1.8 warns on the polymorphic "EdDSA"
+        claims = joserfc_jwt.decode(token, keys, algorithms=["Ed25519"]).claims
+    assert claims["sub"] and claims["aud"] == AUDIENCE
+
+
+def test_access_tokens_and_licenses_have_separate_keys_and_documents(client, services):
+    access = {k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    sign_up(client, services)
+    licenses = {k["kid"] for k in client.get("/.well-known/license-jwks.json").json()["keys"]}
+    assert access and licenses and not access & licenses
+    assert all(k.startswith("access-") for k in access) and all(k.startswith("license-") for k in licenses)
+
+
+def test_tokens_of_the_legacy_eddsa_keys_verify_until_those_are_retired(client, services, database, operator_headers):
+    """A key from before transit signing keeps only its public half (migration 0006) and
+    still verifies the polymorphic EdDSA tokens it signed, until retired."""
+    tenant = sign_up(client, services)
+    legacy = Ed25519PrivateKey.generate()
+    kid = f"access-legacy-{uuid.uuid4().hex[:8]}"
+    pem = legacy.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with psycopg.connect(libpq_dsn(database.url(database.owner))) as conn:
+        conn.execute("INSERT INTO signing_keys (kid, purpose, algorithm, public_key_pem, status, retiring_at)"
+                     " VALUES (%s, 'access', 'EdDSA', %s, 'retiring', now())", (kid, pem.decode()))
+    claims = _claims(tenant, sub=str(uuid.uuid4()), iss="cameleer-control-plane")
+    token = jwt.encode(claims, legacy, algorithm="EdDSA", headers={"kid": kid})
+    published = {k["kid"]: k for k in client.get("/.well-known/jwks.json").json()["keys"]}
+    assert published[kid]["alg"] == "EdDSA"
+    assert _status(client, tenant, token) in (200, 403)  # verified; the random sub is no member
+    assert client.post(f"/v1/platform/signing-keys/{kid}/retire", headers=operator_headers).status_code == 200
+    assert _status(client, tenant, token) == 401
 
 
 def test_wrong_password_is_a_401_problem(client, services):
@@ -73,10 +133,11 @@ def test_forged_tokens_are_refused(client, services):
         + "." + base64.urlsafe_b64encode(json.dumps(_claims(tenant, iat=int(time.time()), exp=int(time.time()) + 300)).encode()).rstrip(b"=").decode() + "."
     )
     forged = {
-        "foreign key": jwt.encode(_claims(tenant), foreign, algorithm="EdDSA", headers={"kid": kid}),
+        "foreign key": jwt.encode(_claims(tenant), foreign, algorithm="Ed25519", headers={"kid": kid}),
+        "foreign key, legacy alg": jwt.encode(_claims(tenant), foreign, algorithm="EdDSA", headers={"kid": kid}),
         "alg none": unsigned,
         "HS256": jwt.encode(_claims(tenant), public_x, algorithm="HS256", headers={"kid": kid}),
-        "expired": jwt.encode(_claims(tenant, exp=datetime.now(UTC) - timedelta(seconds=5)), foreign, algorithm="EdDSA", headers={"kid": kid}),
+        "expired": jwt.encode(_claims(tenant, exp=datetime.now(UTC) - timedelta(seconds=5)), foreign, algorithm="Ed25519", headers={"kid": kid}),
     }
     for name, token in forged.items():
         assert _status(client, tenant, token) == 401, name
@@ -102,10 +163,73 @@ def test_rotation_keeps_old_tokens_until_the_key_is_retired(client, services, op
     assert old_kid not in kids and rotated.json()["kid"] in kids
 
 
-def test_private_keys_are_encrypted_at_rest_and_not_exposed(client, services, database, operator_headers):
+def test_no_private_key_is_kept_in_the_database_or_exportable(client, services, settings, database, operator_headers):
     sign_up(client, services)
     with psycopg.connect(libpq_dsn(database.url(database.owner))) as conn:
-        blobs = [bytes(r[0]) for r in conn.execute("SELECT private_key_encrypted FROM signing_keys").fetchall()]
-    assert blobs and all(b"PRIVATE KEY" not in blob for blob in blobs)
-    listing = client.get("/v1/platform/signing-keys", headers=operator_headers).text
-    assert "private" not in listing.lower()
+        columns = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'signing_keys'")}
+    assert columns and not any("private" in c for c in columns)
+    listing = client.get("/v1/platform/signing-keys", headers=operator_headers)
+    assert listing.status_code == 200 and "private" not in listing.text.lower()
+    assert {"access", "license"} <= {k["purpose"] for k in listing.json()}
+    for purpose in ("access", "license"):  # transit keys that can never be exported
+        key = _transit_key(settings, purpose)
+        assert key["type"] == "ed25519" and key["exportable"] is False
+
+
+def test_maintenance_rotates_on_schedule_and_retires_each_purpose_after_its_overlap(client, services, settings):
+    tenant = sign_up(client, services)
+    old_token = tenant.headers["Authorization"].split()[1]
+    old_license = client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
+    old_access, old_license_kid = _current_kid(client), _current_kid(client, "license")
+    start = datetime.now(UTC)
+    assert all(r.rotated_to is None and not r.retired for r in maintain_signing_keys(services, now=start))
+
+    later = start + timedelta(days=max(settings.access_key_rotation_days, settings.license_key_rotation_days) + 1)
+    rotated = {r.purpose.value: r.rotated_to for r in maintain_signing_keys(services, now=later)}
+    assert rotated["access"] not in (None, old_access) and rotated["license"] not in (None, old_license_kid)
+    assert _current_kid(client) == rotated["access"]
+
+    policies = key_policies(settings)
+    overlap = {purpose.value: policy.overlap for purpose, policy in policies.items()}
+    during = start + overlap["access"] - timedelta(seconds=60)
+    assert all(not r.retired for r in maintain_signing_keys(services, now=during))
+    assert _status(client, tenant, old_token) == 200
+
+    after_access = start + overlap["access"] + timedelta(seconds=5)
+    retired = {r.purpose.value: r.retired for r in maintain_signing_keys(services, now=after_access)}
+    assert old_access in retired["access"] and retired["license"] == []
+    assert _status(client, tenant, old_token) == 401
+    fresh = login(client, tenant.email)
+    assert client.get(f"/v1/tenants/{tenant.tenant_id}", headers=fresh).status_code == 200
+    license_keys = keys_from_jwks(client.get("/.well-known/license-jwks.json").json())
+    assert verify_license(old_license, license_keys).state is LicenseState.VALID  # licenses overlap longer
+
+    after_license = start + overlap["license"] + timedelta(seconds=5)
+    retired = {r.purpose.value: r.retired for r in maintain_signing_keys(services, now=after_license)}
+    assert old_license_kid in retired["license"]
+    license_keys = keys_from_jwks(client.get("/.well-known/license-jwks.json").json())
+    assert verify_license(old_license, license_keys).state is LicenseState.INVALID
+    assert all(r.rotated_to is None and not r.retired for r in maintain_signing_keys(services, now=after_license))
+    with services.db.transaction(Scope.system()) as session:
+        actions = session.execute(text(
+            "SELECT action, resource FROM audit_log WHERE actor = 'system:signing-key-maintenance'")).all()
+    assert ("signing_key.rotate", f"signing_key:{rotated['access']}") in actions
+    assert ("signing_key.retire", f"signing_key:{old_license_kid}") in actions
+
+
+def test_signing_needs_the_secrets_server_and_says_so(client, services, settings):
+    """Sealed: a login is a 503 problem with Retry-After, nothing is signed any other way."""
+    tenant = sign_up(client, services)
+    vault = vault_support.client()
+    unseal_key = vault_support.unseal_key()
+    vault.sys.seal()
+    try:
+        response = client.post("/v1/auth/login", json={"email": tenant.email, "password": STRONG_PASSWORD})
+        assert response.status_code == 503 and response.headers["retry-after"]
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == "/problems/signing-unavailable"
+        assert "sealed" in response.json()["detail"]
+    finally:
+        vault_support.unseal(unseal_key)
+    assert client.post("/v1/auth/login", json={"email": tenant.email, "password": STRONG_PASSWORD}).status_code == 200

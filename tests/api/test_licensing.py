@@ -112,7 +112,7 @@ def test_offline_grace_is_24_hours_from_the_last_successful_check(signing_key, k
 def test_issued_license_carries_catalog_features_and_limits(client, services):
     tenant = sign_up(client, services, tier="mid")
     body = client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()
-    jwks = client.get("/.well-known/jwks.json").json()
+    jwks = client.get("/.well-known/license-jwks.json").json()
     verdict = verify_license(body["token"], keys_from_jwks(jwks))
     assert verdict.state is LicenseState.VALID
     claims = verdict.claims
@@ -146,14 +146,14 @@ def test_license_signed_by_a_retiring_key_verifies_until_retired(client, service
     token = client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
     old_kid = jwt.get_unverified_header(token)["kid"]
     client.post("/v1/platform/signing-keys/rotate", json={"purpose": "license"}, headers=operator_headers)
-    assert verify_license(token, keys_from_jwks(client.get("/.well-known/jwks.json").json())).state is LicenseState.VALID
+    assert verify_license(token, keys_from_jwks(client.get("/.well-known/license-jwks.json").json())).state is LicenseState.VALID
     client.post(f"/v1/platform/signing-keys/{old_kid}/retire", headers=operator_headers)
-    assert verify_license(token, keys_from_jwks(client.get("/.well-known/jwks.json").json())).state is LicenseState.INVALID
+    assert verify_license(token, keys_from_jwks(client.get("/.well-known/license-jwks.json").json())).state is LicenseState.INVALID
 
 
 def test_verify_cli_exit_codes(tmp_path, signing_key):
     jwks_file = tmp_path / "jwks.json"
-    from api.auth.keys import jwk
+    from api.auth.jws import jwk
     jwks_file.write_text(json.dumps({"keys": [jwk(KID, signing_key.public_key())]}))
     now = datetime.now(UTC)
 

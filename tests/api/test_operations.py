@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import uuid
 
+import hvac.exceptions
+import jwt
 from sqlalchemy import func, select
 
 from api.db.models import License, Operation, Tenant, User
 from api.db.session import Scope
 from api.operations.runner import OperationRunner
+from tests.api import vault_support
 from tests.api.conftest import run_queue, sign_up, signup_body
 
 
@@ -137,9 +140,35 @@ def test_change_to_dedicated_previews_then_waits_for_confirmation(client, servic
     assert (tenant_uuid, "shared:eu1") not in driver.stacks  # old placement released
 
 
+def _kv_license(slug: str) -> dict | None:
+    try:
+        secret = vault_support.client().secrets.kv.v2.read_secret_version(
+            f"{slug}/license", mount_point="tenants", raise_on_deleted_version=False)
+    except hvac.exceptions.InvalidPath:
+        return None
+    return {"token": secret["data"]["data"]["token"], "version": secret["data"]["metadata"]["version"]}
+
+
+def test_the_current_license_is_kept_in_the_tenants_kv_path_once_per_change(client, services):
+    tenant = sign_up(client, services)
+    first = _kv_license(tenant.slug)
+    assert first["token"] == client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
+    policy = vault_support.client().sys.read_policy(f"cameleer-tenant-{tenant.slug}")["data"]["rules"]
+    assert f'path "tenants/data/{tenant.slug}/*"' in policy and '"read"' in policy and "update" not in policy
+    client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers={"Idempotency-Key": uuid.uuid4().hex, **tenant.headers})
+    run_queue(services)
+    suspended = _kv_license(tenant.slug)
+    assert suspended["token"] == client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
+    assert suspended["version"] == first["version"] + 1
+    assert not services.tenant_secrets.write(tenant.slug, "license", {"token": suspended["token"],
+                                                                      "kid": jwt.get_unverified_header(suspended["token"])["kid"]})
+    assert _kv_license(tenant.slug)["version"] == suspended["version"]  # a retried step writes nothing
+
+
 def test_delete_destroys_scrubs_and_keeps_audit(client, services, driver, auditor_headers):
     tenant = sign_up(client, services)
     tenant_uuid = uuid.UUID(tenant.tenant_id)
+    assert _kv_license(tenant.slug) is not None
     assert client.delete(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers).status_code == 202
     run_queue(services)
     assert not [k for k in driver.stacks if k[0] == tenant_uuid]
@@ -149,7 +178,10 @@ def test_delete_destroys_scrubs_and_keeps_audit(client, services, driver, audito
         assert s.scalar(select(func.count()).select_from(User).where(User.email == tenant.email)) == 0
         assert s.scalar(select(func.count()).select_from(User).where(User.email.like("scrubbed+%"))) >= 1
     audit = client.get("/v1/platform/audit", params={"tenant_id": tenant.tenant_id}, headers=auditor_headers).json()
-    assert {"tenant.signup", "operation.delete.scrub", "operation.delete"} <= {r["action"] for r in audit}
+    assert {"tenant.signup", "operation.delete.scrub", "operation.delete",
+            "operation.delete.secrets_removed"} <= {r["action"] for r in audit}
+    assert _kv_license(tenant.slug) is None
+    assert f"cameleer-tenant-{tenant.slug}" not in vault_support.client().sys.list_policies()["data"]["policies"]
     assert tenant.email not in str(audit)
     assert client.post("/v1/auth/login", json={"email": tenant.email, "password": "correct-horse-battery-staple-42"}).status_code == 401
 

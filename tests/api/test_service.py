@@ -12,14 +12,15 @@ import sys
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from api.app import create_app
 from api.db.schema_state import DatabaseNotMigrated
 from api.logs import ContextFilter, configure_logging, redact
 from api.migrate import downgrade, upgrade
 from api.services import Services
-from api.settings import MissingSecretKey, Settings
+from api.settings import Settings
+from api.vault import VaultNotConfigured
 from tests.api.database import create_database, drop_database
 from tests.api.fakes import FakeStackDriver
 
@@ -94,19 +95,19 @@ def test_json_logs_carry_request_id_and_no_secrets():
 
 
 def test_settings_never_show_secrets(settings):
-    assert settings.secret_key.get_secret_value() not in repr(settings)
+    assert settings.vault_token.get_secret_value() not in repr(settings)
     assert settings.app_dsn() not in repr(settings)
 
 
-def test_refuses_to_start_without_a_secret_key():
-    with pytest.raises(MissingSecretKey, match="CAMELEER_SECRET_KEY is not set"):
-        create_app(Settings(database_url="postgresql+psycopg://unused@127.0.0.1:1/unused", secret_key=None))
-    env = {k: v for k, v in os.environ.items() if k != "CAMELEER_SECRET_KEY"}
+def test_refuses_to_start_without_a_signing_backend(monkeypatch):
+    for name in ("VAULT_ADDR", "VAULT_TOKEN", "BAO_ADDR", "BAO_TOKEN", "CAMELEER_VAULT_ADDR", "CAMELEER_VAULT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(VaultNotConfigured, match="no signing backend"):
+        create_app(Settings(database_url="postgresql+psycopg://unused@127.0.0.1:1/unused"))
+    env = dict(os.environ)
     for module in ("api", "api.worker"):
         started = subprocess.run([sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60)
-        assert started.returncode != 0 and "CAMELEER_SECRET_KEY is not set" in started.stderr, (module, started.stderr)
-    with pytest.raises(ValidationError):  # and no toy key either
-        Settings(secret_key="too-short")
+        assert started.returncode != 0 and "no signing backend" in started.stderr, (module, started.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,10 @@ def _start_worker(settings) -> subprocess.Popen:
     env = {
         **os.environ,
         "CAMELEER_DATABASE_URL": settings.app_dsn(),
-        "CAMELEER_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "CAMELEER_FINGERPRINT_KEY": settings.fingerprint_key,
         "CAMELEER_JOB_QUEUE": settings.job_queue,
+        "CAMELEER_ACCESS_SIGNING_KEY": settings.access_signing_key,
+        "CAMELEER_LICENSE_SIGNING_KEY": settings.license_signing_key,
         "CAMELEER_STACK_DRIVER": "tests.api.fakes:BlockingStackDriver",
         "CAMELEER_STALLED_AFTER_SECONDS": str(STALLED_AFTER),
     }

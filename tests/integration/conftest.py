@@ -181,13 +181,13 @@ _SESSION_SLUGS: list[str] = []
 
 
 def license_jwt(slug: str, tier_name: str) -> str:
-    """A license as the control plane issues it (EdDSA JWT, claims from the catalog), signed
+    """A license as the control plane issues it (Ed25519 JWT, claims from the catalog), signed
     with a throwaway key: the stacks only mount it."""
     import time
 
-    import jwt
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from api.auth.jws import sign
     from components.catalog import get_tier
 
     tier = get_tier(tier_name)
@@ -196,8 +196,7 @@ def license_jwt(slug: str, tier_name: str) -> str:
               "tenant_slug": slug, "tier": tier.name, "features": tier.features.as_claims(),
               "limits": tier.limits.as_claims(), "status": "active", "iat": now, "nbf": now,
               "exp": now + 3600}
-    return jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA",
-                      headers={"typ": "cameleer-license+jwt"})
+    return sign(claims, "license-throwaway", Ed25519PrivateKey.generate(), typ="cameleer-license+jwt")
 
 
 class Secret(str):

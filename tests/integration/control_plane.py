@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from tests.api import vault_support
 from tests.api.database import TestDatabase, create_database, drop_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,6 @@ class ControlPlane:
         env.update({
             "CAMELEER_DATABASE_URL": self.db.url(self.db.app),
             "CAMELEER_DATABASE_ADMIN_URL": self.db.url(self.db.owner),
-            "CAMELEER_SECRET_KEY": secrets.token_urlsafe(32),
             "CAMELEER_JOB_QUEUE": f"cp-{secrets.token_hex(3)}",
             "CAMELEER_HTTP_HOST": "127.0.0.1",
             "CAMELEER_HTTP_PORT": str(port),
@@ -226,6 +226,10 @@ class ControlPlane:
             self.api = None
         if self.env:
             problems += self._destroy_leftovers(parallel)
+        try:
+            vault_support.remove_tenant_secrets(self.slugs)
+        except Exception as exc:  # noqa: BLE001 - report, clean up the rest
+            problems.append(f"removing the tenants' secrets: {exc}")
         for slug in self.slugs:
             for name in (f"tenant-{slug}", f"dedicated-{slug}"):
                 path = REPO_ROOT / "stacks" / "config" / f"Pulumi.{name}.yaml"

@@ -36,8 +36,9 @@ import pytest
 
 from components.catalog import get_tier
 from components.naming import TENANT_LABEL, database_identifier, namespace_name
+from components.tenant_namespace import SERVER_ACCOUNT
 from components.tenant_server import LICENSE_FILE, LICENSE_SECRET, SERVER_NAME
-from tests.api import stripe_support
+from tests.api import stripe_support, vault_support
 from tests.integration.conftest import _SESSION_SLUGS, kube_missing
 from tests.integration.control_plane import (
     DEVELOPER_ONLY_ENV,
@@ -51,7 +52,7 @@ from tests.integration.control_plane import (
 
 pytestmark = pytest.mark.engine
 
-SIGNUP_STEPS = ["tenant_record", "billing", "payment", "license", "stack_up", "readiness", "activate"]
+SIGNUP_STEPS = ["tenant_record", "billing", "payment", "license", "tenant_secrets", "stack_up", "readiness", "activate"]
 STALLED_AFTER_SECONDS = 5  # the workers' heartbeat timeout: a killed worker is noticed quickly
 # The restarted worker's periodic recovery runs on a minute boundary, then the stack update.
 RESUME_TIMEOUT = 300
@@ -189,7 +190,7 @@ def license_verdict(cp: ControlPlane, token: str):
     from api.licensing.verify import keys_from_jwks, verify_license
 
     with cp.client() as client:
-        jwks = client.get("/.well-known/jwks.json").raise_for_status().json()
+        jwks = client.get("/.well-known/license-jwks.json").raise_for_status().json()
     return verify_license(token, keys_from_jwks(jwks))
 
 
@@ -369,32 +370,80 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
 
 
 def test_a_sealed_secrets_server_makes_the_signup_wait_then_finish_after_unseal(cp):
-    vault = hvac.Client(url=os.environ["VAULT_ADDR"], token=os.environ["VAULT_TOKEN"])
-    unseal_key = Path(os.environ["CAMELEER_OPENBAO_UNSEAL_KEY_FILE"]).read_text().strip()
+    """Sealed: nothing can be signed, so the signup's license step waits and retries with the
+    reason, logins are refused with a problem (no weaker key signs instead); unsealed, the
+    signup finishes."""
+    vault = vault_support.client()
+    unseal_key = vault_support.unseal_key()
     slug = cp.unique_slug("cps")
     vault.sys.seal()
     try:
         response = cp.signup(slug, "low")
         assert response.status_code == 202, response.text
         operation_id = response.json()["operation"]["id"]
-        headers = cp.login(f"owner@{slug}.example.com")
 
-        def waiting_on_secrets() -> dict | None:
-            steps = {s["name"]: s for s in cp.operation(operation_id, headers)["steps"]}
-            step = steps["stack_up"]
+        def waiting_on_secrets() -> list[str] | None:
+            steps = {s["name"]: s for s in cp.scalar("SELECT steps FROM operations WHERE id = %s", operation_id)}
+            step = steps["license"]
             errors = [e["message"] for e in step.get("errors", [])]
             return errors if step["status"] == "retrying" and any("sealed" in e for e in errors) else None
 
-        errors = wait_for(waiting_on_secrets, 90, "the stack step to wait for the sealed secrets server")
+        errors = wait_for(waiting_on_secrets, 90, "the license step to wait for the sealed secrets server")
         assert any("the secrets server is sealed" in e for e in errors), errors
         with cp.client() as client:
             assert client.get("/readyz").json()["detail"] == "the secrets server is sealed"
+            login = client.post("/v1/auth/login", json={"email": f"owner@{slug}.example.com",
+                                                        "password": STRONG_PASSWORD})
+            assert login.status_code == 503 and login.json()["type"] == "/problems/signing-unavailable", login.text
         assert cp.scalar("SELECT status FROM tenants WHERE slug = %s", slug) != "ACTIVE"
+        assert cp.scalar("SELECT count(*) FROM licenses l JOIN tenants t ON t.id = l.tenant_id WHERE t.slug = %s",
+                         slug) == 0
     finally:
-        vault.sys.submit_unseal_key(unseal_key)
+        vault_support.unseal(unseal_key)
+    headers = cp.login(f"owner@{slug}.example.com")
     operation = cp.wait_operation(operation_id, headers, timeout=RESUME_TIMEOUT)
     assert operation["status"] == "SUCCEEDED", operation["error"]
     assert f"tenant-{slug}" in cp.stack_list()
+
+
+def tenant_server_login(kubectl, slug: str, role: str, audience: str = "openbao") -> hvac.Client:
+    """Log in to OpenBao as a tenant server does: with a token of its service account."""
+    token = kubectl("create", "token", SERVER_ACCOUNT, "-n", namespace_name(slug, "prod"),
+                    "--audience", audience, "--duration", "10m").strip()
+    client = hvac.Client(url=os.environ["VAULT_ADDR"])
+    client.auth.kubernetes.login(role, token)
+    return client
+
+
+def kv_license(client: hvac.Client, slug: str) -> dict[str, str]:
+    secret = client.secrets.kv.v2.read_secret_version(f"{slug}/license", mount_point="tenants",
+                                                     raise_on_deleted_version=False)
+    return secret["data"]["data"]
+
+
+def test_a_tenant_server_reads_its_own_secrets_and_is_refused_another_tenants(cp, tenant_a, kubectl):
+    assert tenant_a.operation["status"] == "SUCCEEDED", tenant_a.operation["error"]
+    slug_b = cp.unique_slug("cpb")
+    accepted = cp.signup(slug_b, "low").json()
+    operation = cp.wait_operation(accepted["operation"]["id"], cp.login(f"owner@{slug_b}.example.com"))
+    assert operation["status"] == "SUCCEEDED", operation["error"]
+
+    server_a = tenant_server_login(kubectl, tenant_a.slug, f"tenant-{tenant_a.slug}")
+    license_a = get(cp, f"/api/license/{tenant_a.tenant_id}", tenant_a.headers)
+    assert kv_license(server_a, tenant_a.slug)["token"] == license_a["token"]
+    with pytest.raises(hvac.exceptions.Forbidden):
+        kv_license(server_a, slug_b)
+    with pytest.raises(hvac.exceptions.Forbidden):  # read-only, even on its own path
+        server_a.secrets.kv.v2.create_or_update_secret(f"{tenant_a.slug}/license", secret={"token": "forged"},
+                                                       mount_point="tenants")
+    with pytest.raises(hvac.exceptions.Forbidden):  # and no other engine
+        server_a.secrets.transit.sign_data("cameleer-licenses", hash_input="aGk=")
+    with pytest.raises((hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)):  # A's token is not B's server
+        tenant_server_login(kubectl, tenant_a.slug, f"tenant-{slug_b}")
+    with pytest.raises((hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest)):  # a token meant for the API server
+        tenant_server_login(kubectl, tenant_a.slug, f"tenant-{tenant_a.slug}", audience="https://kubernetes.default.svc")
+    server_b = tenant_server_login(kubectl, slug_b, f"tenant-{slug_b}")
+    assert kv_license(server_b, slug_b)["token"] != license_a["token"]
 
 
 # --------------------------------------------------------------------------- 3. billing
@@ -516,7 +565,7 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     # cluster, the environments and the license's tier and features follow the catalog.
     assert catalog_quota("mid", "prod") != catalog_quota("low", "prod")
     operation = run_lifecycle(cp, tenant_a, "tier", {"tier": "mid"})
-    assert [s["name"] for s in operation["steps"]] == ["billing", "license", "stack_up", "readiness", "activate"]
+    assert [s["name"] for s in operation["steps"]] == ["billing", "license", "tenant_secrets", "stack_up", "readiness", "activate"]
     tenant = get(cp, tenant_path, tenant_a.headers)
     assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "mid", "shared:eu1")
     assert quota_hard(kube, slug, "prod") == catalog_quota("mid", "prod")
@@ -530,6 +579,10 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     for environment in ("dev", "prod"):
         assert mounted_license(kube, slug, environment) == mid["token"]
     assert license_verdict(cp, mid["token"]).claims["tier"] == "mid"
+    vault = vault_support.client()
+    assert kv_license(vault, slug)["token"] == mid["token"]
+    role = vault.auth.kubernetes.read_role(f"tenant-{slug}")["data"]
+    assert sorted(role["bound_service_account_namespaces"]) == [namespace_name(slug, env) for env in ("dev", "prod")]
 
     history = cp.stack_operations().history(tenant_a.stack)
     assert [(h.kind, h.result) for h in history] == [("update", "succeeded")] * 4
@@ -547,6 +600,11 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     user_id = cp.scalar("SELECT id::text FROM users WHERE email = %s", tenant_a.email)
     audit_before = cp.scalar("SELECT count(*) FROM audit_log WHERE tenant_id = %s", tenant_a.tenant_id)
     run_lifecycle(cp, tenant_a, "delete")
+    with pytest.raises(hvac.exceptions.InvalidPath):  # its secrets, its role and its policy are gone
+        kv_license(vault, slug)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        vault.auth.kubernetes.read_role(f"tenant-{slug}")
+    assert f"cameleer-tenant-{slug}" not in vault.sys.list_policies()["data"]["policies"]
     shredded = exported_with_secrets(cp, copy, tenant_a.stack)
     assert shredded.returncode != 0 and mid["token"] not in shredded.stdout + shredded.stderr
     assert f"cameleer-stack-{tenant_a.stack}" in shredded.stderr, shredded.stderr  # the key it lacks
@@ -572,7 +630,8 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     records = get(cp, f"/v1/platform/audit?tenant_id={tenant_a.tenant_id}&limit=1000", auditor)
     actions = {record["action"] for record in records}
     assert {"tenant.signup", "operation.suspend", "operation.reactivate", "operation.change_tier",
-            "operation.delete", "operation.delete.scrub", "operation.delete.crypto_shred"} <= actions
+            "operation.delete", "operation.delete.scrub", "operation.delete.secrets_removed",
+            "operation.delete.crypto_shred"} <= actions
     assert len(records) > audit_before
     assert tenant_a.email not in json.dumps(records)  # the trail holds ids, no personal data
     verdict = get(cp, "/v1/platform/audit/verify", auditor)

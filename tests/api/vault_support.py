@@ -1,0 +1,59 @@
+"""The local OpenBao server (started by scripts/services.sh) as the tests reach it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import hvac
+import hvac.exceptions
+import requests
+
+
+def client() -> hvac.Client:
+    """A root client of the local server; fails loudly when services.env was not sourced."""
+    address, token = os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN")
+    assert address and token, "VAULT_ADDR/VAULT_TOKEN unset: run the tests through scripts/test.sh (OpenBao)"
+    return hvac.Client(url=address, token=token, timeout=10)
+
+
+def destroy_transit_keys(names: Iterable[str], mount: str = "transit") -> None:
+    transit = client().secrets.transit
+    for name in names:
+        try:
+            transit.update_key_configuration(name, deletion_allowed=True, mount_point=mount)
+            transit.delete_key(name, mount_point=mount)
+        except hvac.exceptions.InvalidPath:
+            pass
+
+
+def remove_tenant_secrets(slugs: Iterable[str]) -> None:
+    """What a tenant delete removes from OpenBao, for tenants a test left behind."""
+    from api.tenant_secrets import TenantSecrets
+    from api.vault import VaultConnection
+
+    vault = client()
+    secrets = TenantSecrets(VaultConnection(vault.url, vault.token))
+    for slug in slugs:
+        secrets.remove(slug)
+
+
+def unseal_key() -> str:
+    path = os.environ.get("CAMELEER_OPENBAO_UNSEAL_KEY_FILE")
+    assert path, "CAMELEER_OPENBAO_UNSEAL_KEY_FILE unset: run the tests through scripts/test.sh"
+    return Path(path).read_text().strip()
+
+
+def unseal(key: str, timeout: float = 30.0) -> None:
+    """Unseal and wait until the server is active again (raft elects its leader first)."""
+    vault = client()
+    vault.sys.submit_unseal_key(key)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = requests.get(f"{vault.url}/v1/sys/health", timeout=5).status_code
+        if status == 200:  # initialised, unsealed, active
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"OpenBao did not become active within {timeout:g} s of unsealing")
