@@ -16,6 +16,7 @@ from typing import Any
 from components.catalog import get_tier
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 
+from .kv import read_field
 from .naming import StackKind, stack_name
 from .workspace import Secret
 
@@ -71,12 +72,13 @@ class TenantPlatform:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantPlatform:
         env = os.environ if environ is None else environ
-        admin_url = env.get("CAMELEER_TENANT_DATABASE_ADMIN_URL")
+        admin_url = env.get("CAMELEER_TENANT_DATABASE_ADMIN_URL") or _admin_url_from_secrets_server(env)
         endpoint = env.get("CAMELEER_TENANT_DATABASE_ENDPOINT")
         if not admin_url or not endpoint:
             raise TenantSpecError(
-                "CAMELEER_TENANT_DATABASE_ADMIN_URL and CAMELEER_TENANT_DATABASE_ENDPOINT must be set "
-                "(scripts/services.sh writes them into .cameleer/services.env)"
+                "CAMELEER_TENANT_DATABASE_ENDPOINT and CAMELEER_TENANT_DATABASE_ADMIN_SECRET (a KV reference "
+                "<mount>/<path> whose `url` field is the admin URL) or CAMELEER_TENANT_DATABASE_ADMIN_URL must be "
+                "set (scripts/services.sh writes them into .cameleer/services.env)"
             )
         cidrs = tuple(c for c in env.get("CAMELEER_TENANT_CLUSTER_CIDRS", "").split(",") if c)
         return cls(
@@ -86,6 +88,18 @@ class TenantPlatform:
             cluster_cidrs=cidrs,
             rollout_timeout=env.get("CAMELEER_TENANT_ROLLOUT_TIMEOUT") or None,
         )
+
+
+def _admin_url_from_secrets_server(env: Mapping[str, str]) -> str | None:
+    """The tenant databases' admin URL (a CREATEROLE-only role, never a superuser), read at
+    each use from the secrets server, so a rotated password is used from the next update on."""
+    reference = env.get("CAMELEER_TENANT_DATABASE_ADMIN_SECRET")
+    address, token = env.get("BAO_ADDR") or env.get("VAULT_ADDR"), env.get("BAO_TOKEN") or env.get("VAULT_TOKEN")
+    if not reference:
+        return None
+    if not address or not token:
+        raise TenantSpecError("CAMELEER_TENANT_DATABASE_ADMIN_SECRET needs VAULT_ADDR and VAULT_TOKEN")
+    return read_field(address, token, reference, "url")
 
 
 def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:

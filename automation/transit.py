@@ -30,7 +30,7 @@ def key_name(stack: str) -> str:
     return f"{KEY_PREFIX}{stack}"
 
 
-def _unavailable(action: str, exc: Exception) -> OperationError:
+def unavailable(action: str, exc: Exception) -> OperationError:
     sealed = isinstance(exc, hvac.exceptions.VaultDown)
     reason = "sealed" if sealed else f"unreachable ({type(exc).__name__})"
     return OperationError(ErrorKind.TRANSIENT, f"{action}: the secrets server is {reason}", retry_after=10.0)
@@ -51,7 +51,7 @@ class TransitKeys:
         try:
             self._client().secrets.transit.create_key(name, key_type="aes256-gcm96", mount_point=self.mount)
         except (requests.ConnectionError, requests.Timeout, hvac.exceptions.VaultDown) as exc:
-            raise _unavailable(f"creating the transit key {name}", exc) from None
+            raise unavailable(f"creating the transit key {name}", exc) from None
         except hvac.exceptions.Forbidden as exc:
             raise OperationError(ErrorKind.CONFIG, f"creating the transit key {name}: permission denied") from exc
         return name
@@ -62,7 +62,7 @@ class TransitKeys:
         except hvac.exceptions.InvalidPath:
             return False
         except (requests.ConnectionError, requests.Timeout, hvac.exceptions.VaultDown) as exc:
-            raise _unavailable(f"reading the transit key {key_name(stack)}", exc) from None
+            raise unavailable(f"reading the transit key {key_name(stack)}", exc) from None
         return True
 
     def destroy(self, stack: str) -> bool:
@@ -76,7 +76,7 @@ class TransitKeys:
                 raise
             return False
         except (requests.ConnectionError, requests.Timeout, hvac.exceptions.VaultDown) as exc:
-            raise _unavailable(f"destroying the transit key {name}", exc) from None
+            raise unavailable(f"destroying the transit key {name}", exc) from None
         log.warning("destroyed the transit key %s: the state of %s can no longer be decrypted", name, stack)
         return True
 

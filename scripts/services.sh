@@ -42,6 +42,7 @@ SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"
 STRIPE_MOCK_PORT="${CAMELEER_STRIPE_MOCK_PORT:-52112}"
 OPENBAO_PORT="${CAMELEER_OPENBAO_PORT:-58200}"
 OPENBAO_DIR="$DATA/openbao"
+PROVISIONER=cameleer_provisioner
 KWOK_DIR="$ROOT/tools/kwok"
 PG_BIN="/usr/lib/postgresql/15/bin"
 PG_USER=postgres
@@ -122,8 +123,24 @@ start_postgres() {
     done
     ensure_database cameleer cameleer_owner
     ensure_database pulumi_state postgres
-    # Tenant schemas and roles live apart from the platform's own tables.
-    ensure_database cameleer_tenants postgres
+    # Tenant schemas and roles live apart from the platform's own tables, made by a role that
+    # may create roles and nothing more (no superuser). It owns the tenants' database and logs
+    # in with its password only; the password lives in OpenBao (provision_tenant_database_admin).
+    psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$PROVISIONER'" | grep -q 1 \
+        || psql_admin -qc "CREATE ROLE $PROVISIONER LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOREPLICATION NOBYPASSRLS"
+    psql_admin -qc "GRANT pg_signal_backend TO $PROVISIONER" 2>/dev/null
+    ensure_database cameleer_tenants "$PROVISIONER"
+    psql_admin -qc "ALTER DATABASE cameleer_tenants OWNER TO $PROVISIONER"
+    require_password_for "$PROVISIONER"
+}
+
+# require_password_for <role>: SCRAM for that role over TCP, before the trust rule of the rest.
+require_password_for() {
+    local hba="$DATA/postgres/pg_hba.conf" rule="host all $1 127.0.0.1/32 scram-sha-256"
+    grep -qxF "$rule" "$hba" && return
+    { echo "$rule"; cat "$hba"; } > "$hba.new"
+    chown "$PG_USER" "$hba.new" && mv "$hba.new" "$hba"
+    as_pg "$PG_BIN/pg_ctl" -D "$DATA/postgres" reload >/dev/null
 }
 
 ensure_database() {
@@ -356,6 +373,25 @@ start_openbao() {
     wait_for openbao 30 bao_listening
     init_and_unseal_openbao
     configure_openbao_kubernetes_auth
+    provision_tenant_database_admin
+}
+
+# The provisioner's password: generated once into OpenBao (platform/tenant-database, field
+# url), and set on the role on every start, so a recreated role or a new OpenBao agree again.
+# The server receives only a SCRAM verifier; the password is passed on stdin, never argv.
+provision_tenant_database_admin() {
+    [[ "$(bao_root secrets list -format=json)" == *'"platform/"'* ]] || bao_root secrets enable -path=platform kv-v2 >/dev/null
+    local url
+    if ! url="$(bao_root kv get -mount=platform -field=url tenant-database 2>/dev/null)"; then
+        url="postgresql://$PROVISIONER:$(openssl rand -hex 24)@127.0.0.1:$PG_PORT/cameleer_tenants"
+        printf '%s' "$url" | bao_root kv put -mount=platform tenant-database url=- >/dev/null
+    fi
+    local verifier
+    verifier="$(PYTHONPATH="$ROOT" "$VENV_BIN/python" -c 'import sys
+from urllib.parse import urlsplit
+from components.providers.postgres import scram_verifier
+print(scram_verifier(urlsplit(sys.stdin.read()).password))' <<<"$url")"
+    psql_admin -qc "ALTER ROLE $PROVISIONER PASSWORD '$verifier'"
 }
 
 # Tenant servers log in with their service-account token: OpenBao checks it with the local
@@ -424,7 +460,7 @@ export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
 export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"
 export CAMELEER_TEST_DATABASE_URL="postgresql+psycopg://postgres@$pg/postgres"
 export CAMELEER_TENANT_DATABASE_ENDPOINT="$pg"
-export CAMELEER_TENANT_DATABASE_ADMIN_URL="postgresql://postgres@$pg/cameleer_tenants"
+export CAMELEER_TENANT_DATABASE_ADMIN_SECRET="platform/tenant-database"
 export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"

@@ -1,4 +1,5 @@
-"""``python -m api.licensing verify <file> --jwks <path-or-url>``
+"""``python -m api.licensing verify <file> --jwks <path-or-url>`` (the license JWKS, a file or
+the API's ``/.well-known/license-jwks.json``).
 
 Prints the verdict as JSON. Exit codes: 0 valid (or within the offline grace),
 2 restricted (suspended, or expired within the read-only grace), 1 invalid,
@@ -43,7 +44,7 @@ def _load_jwks(source: str) -> tuple[dict | None, bool]:
 @cli.command()
 def verify(
     license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The license JWT file")],
-    jwks: Annotated[str, typer.Option(help="JWKS file, or the API's /.well-known/jwks.json URL")],
+    jwks: Annotated[str, typer.Option(help="JWKS file, or the API's /.well-known/license-jwks.json URL")],
     jwks_cache: Annotated[Path | None, typer.Option(help="JWKS file to use when the URL cannot be reached")] = None,
     last_check: Annotated[datetime | None, typer.Option(help="Time of the last successful online check (ISO 8601, UTC)")] = None,
     offline: Annotated[bool, typer.Option(help="Treat the licensing API as unreachable")] = False,

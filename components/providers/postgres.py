@@ -9,8 +9,10 @@ Secrets: the admin URL and the role's password are secret inputs; the password i
 the server only as a SCRAM-SHA-256 verifier (so it cannot appear in a server log), and no
 error raised here carries either of them.
 
-The admin role must be allowed to create roles and to create schemas owned by them: a
-superuser, as the platform's own PostgreSQL admin is.
+The admin role needs no superuser: CREATEROLE, ownership of the tenants' database and
+pg_signal_backend are enough (`scripts/services.sh` makes `cameleer_provisioner` so). It
+makes itself a member of each tenant role it creates, which PostgreSQL requires to create a
+schema owned by that role.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
         observed = observe(conn, identifier, password=None) or {"member_of": [], "foreign_grants": []}
         verb = "ALTER" if _role_exists(conn, identifier) else "CREATE"
         conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name) + _role_options(password, connection_limit))
+        _act_as(conn, identifier)
         for role in observed["member_of"]:
             conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), name))
         for schema in observed["foreign_grants"]:
@@ -135,6 +138,15 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
         conn.execute(sql.SQL("ALTER ROLE {0} SET search_path TO {0}").format(name))
         conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
             sql.Identifier(conn.info.dbname), name))
+
+
+def _act_as(conn: psycopg.Connection, identifier: str) -> None:
+    """Make the admin a member of the tenant role unless it is a superuser or one already:
+    CREATE SCHEMA ... AUTHORIZATION, DROP OWNED and the schema's repair need it."""
+    may_act = conn.execute("SELECT rolsuper OR pg_has_role(current_user, %s, 'MEMBER') FROM pg_roles"
+                           " WHERE rolname = current_user", (identifier,)).fetchone()[0]
+    if not may_act:
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(identifier)))
 
 
 def _revoke_schema(conn: psycopg.Connection, schema: str, identifier: str) -> None:
@@ -148,8 +160,11 @@ def drop(conn: psycopg.Connection, identifier: str) -> None:
     name = sql.Identifier(identifier)
     with conn.transaction():
         _serialize_ddl(conn)
+        exists = _role_exists(conn, identifier)
+        if exists:
+            _act_as(conn, identifier)
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
-        if _role_exists(conn, identifier):
+        if exists:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
             conn.execute(sql.SQL("DROP ROLE {}").format(name))
     # Open sessions keep working until they end; cut them so a deleted tenant is gone now.

@@ -107,16 +107,21 @@ def postgres_admin_dsn() -> str:
 
 @pytest.fixture(scope="session")
 def tenant_database_url(postgres_admin_dsn) -> Iterator[str]:
-    """Admin URL of a throwaway database for this session's tenant stacks, dropped at the end
-    together with every tenant role the session's stacks created (roles are cluster-wide)."""
+    """Admin URL of a throwaway database for this session's tenant stacks, as the platform has
+    it: a CREATEROLE-only role (no superuser) owning the database, like the local
+    `cameleer_provisioner`. Dropped at the end together with every tenant role the session's
+    stacks created (roles are cluster-wide)."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    database = f"cameleer_it_{uuid.uuid4().hex[:10]}"
+    suffix = uuid.uuid4().hex[:10]
+    database, provisioner = f"cameleer_it_{suffix}", sql.Identifier(f"cameleer_it_provisioner_{suffix}")
     with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    yield make_conninfo(postgres_admin_dsn, dbname=database)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER NOCREATEDB").format(provisioner))
+        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(provisioner))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), provisioner))
+    yield make_conninfo(postgres_admin_dsn, dbname=database, user=f"cameleer_it_provisioner_{suffix}")
     with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
         for slug in _SESSION_SLUGS:
@@ -124,6 +129,7 @@ def tenant_database_url(postgres_admin_dsn) -> Iterator[str]:
                                  (f"tenant\\_{slug.replace('-', '_')}\\_%",)).fetchall()
             for (role,) in roles:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(provisioner))
 
 
 def pg_schema_and_role(admin_url: str, identifier: str) -> tuple[str | None, bool]:

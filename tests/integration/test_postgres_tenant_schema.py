@@ -107,3 +107,39 @@ def test_environments_created_and_deleted_at_once_do_not_collide(props, admin_ur
             for ident in identifiers:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ident)))
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ident)))
+
+
+@pytest.fixture(scope="module")
+def provisioner_url(postgres_admin_dsn):
+    """A database owned by a CREATEROLE-only role, as the platform's tenant database is."""
+    suffix = uuid.uuid4().hex[:8]
+    database, role = f"cameleer_it_{suffix}", f"cameleer_it_provisioner_{suffix}"
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE NOSUPERUSER").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role)))
+    yield make_conninfo(postgres_admin_dsn, dbname=database, user=role)
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(f"{IDENTIFIER}_lp")))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_createrole_only_admin_creates_repairs_and_drops_without_superuser(provisioner_url, postgres_admin_dsn):
+    identifier = f"{IDENTIFIER}_lp"
+    with admin(provisioner_url) as conn:
+        assert conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone() == (False, True)
+    provider = TenantSchemaProvider()
+    props = {"admin_url": provisioner_url, "identifier": identifier, "password": PASSWORD, "connection_limit": 5}
+    created = provider.create(dict(props))
+    assert drift(created.outs["observed"], identifier, 5) == []
+    with admin(postgres_admin_dsn) as conn:  # an out-of-band change by someone with more rights
+        conn.execute(sql.SQL("ALTER ROLE {} CREATEDB CONNECTION LIMIT 50").format(sql.Identifier(identifier)))
+    refreshed = provider.read(identifier, created.outs)
+    assert drift(refreshed.outs["observed"], identifier, 5) == ["rolconnlimit", "rolcreatedb"]
+    repaired = provider.update(identifier, refreshed.outs, dict(props))
+    assert drift(repaired.outs["observed"], identifier, 5) == []
+    provider.delete(identifier, repaired.outs)
+    with admin(postgres_admin_dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (identifier,)).fetchone() is None

@@ -39,3 +39,31 @@ def test_an_unreachable_secrets_server_is_a_transient_error(transit):
         down.ensure("tenant-nowhere")
     assert raised.value.kind is ErrorKind.TRANSIENT and "unreachable" in str(raised.value)
     assert transit.token not in str(raised.value)
+
+
+def test_the_tenant_databases_admin_is_read_from_openbao_and_is_no_superuser(transit):
+    """services.env names a KV reference, not a URL: the stacks get a CREATEROLE-only role
+    that logs in with the password OpenBao holds, and with nothing else."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from automation.tenants import TenantPlatform
+
+    reference = _require_env("CAMELEER_TENANT_DATABASE_ADMIN_SECRET")
+    env = {"CAMELEER_TENANT_DATABASE_ADMIN_SECRET": reference, "CAMELEER_TENANT_DATABASE_ENDPOINT": "127.0.0.1:1",
+           "VAULT_ADDR": transit.address, "VAULT_TOKEN": transit.token}
+    url = TenantPlatform.from_env(env).database_admin_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles"
+                            " WHERE rolname = current_user").fetchone() == (False, True, False, False)
+    without_password = make_conninfo(url, password="")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(without_password, connect_timeout=5).close()
+    assert conninfo_to_dict(url)["dbname"] == "cameleer_tenants"
+
+    with pytest.raises(OperationError) as missing:
+        TenantPlatform.from_env({**env, "CAMELEER_TENANT_DATABASE_ADMIN_SECRET": f"platform/none-{uuid.uuid4().hex}"})
+    assert missing.value.kind is ErrorKind.CONFIG and "does not exist" in str(missing.value)
+    with pytest.raises(OperationError) as down:
+        TenantPlatform.from_env({**env, "VAULT_ADDR": "http://127.0.0.1:9"})
+    assert down.value.kind is ErrorKind.TRANSIENT
