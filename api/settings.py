@@ -35,10 +35,8 @@ class Settings(BaseSettings):
     vault_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("CAMELEER_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"))
     transit_mount: str = "transit"
-    # Tenants' secrets (KV v2), read by their servers through the Kubernetes auth method.
-    tenant_secrets_mount: str = "tenants"
+    # Where the Kubernetes auth method that the tenant servers log in with is mounted.
     vault_kubernetes_mount: str = "kubernetes"
-    vault_kubernetes_audience: str = "openbao"
     # Access tokens and licenses are signed by these Ed25519 transit keys (created on first
     # use). A key rotates when its latest version is older than the rotation period; a
     # version keeps verifying for the overlap after its successor took over, which is never

@@ -6,9 +6,11 @@ Paths (mount ``tenants``):
 * ``<slug>/usage-credential``  the key id and secret its servers sign usage reports with
 
 A tenant's servers read them with a token of their own: OpenBao's Kubernetes auth method
-verifies the pod's service-account token with the cluster's TokenReview API, and the role
-``tenant-<slug>`` admits only the ``cameleer-server`` account of that tenant's namespaces,
-with the policy ``cameleer-tenant-<slug>`` (read ``tenants/data/<slug>/*``, nothing else).
+verifies the pod's projected service-account token (audience ``openbao``) with the
+cluster's TokenReview API, and the role ``tenant-<slug>`` admits only the ``cameleer-server``
+account of that tenant's namespaces, with the policy ``cameleer-tenant-<slug>`` (read
+``tenants/data/<slug>/*``, nothing else). The names are in ``components.naming``: the
+tenant server's pod is told them too.
 Deleting the tenant removes its paths, its role and its policy.
 """
 
@@ -21,7 +23,9 @@ from typing import Any
 import hvac
 import hvac.exceptions
 
-from components.naming import namespace_name, validate_slug
+from components.naming import (
+    SECRETS_MOUNT, SECRETS_TOKEN_AUDIENCE, namespace_name, secrets_policy, secrets_role, validate_slug,
+)
 from components.tenant_namespace import SERVER_ACCOUNT
 
 from api.vault import VaultConnection
@@ -29,14 +33,6 @@ from api.vault import VaultConnection
 LICENSE = "license"
 USAGE_CREDENTIAL = "usage-credential"
 TOKEN_TTL = "1h"
-
-
-def policy_name(slug: str) -> str:
-    return f"cameleer-tenant-{validate_slug(slug)}"
-
-
-def role_name(slug: str) -> str:
-    return f"tenant-{validate_slug(slug)}"
 
 
 @dataclass(frozen=True)
@@ -47,17 +43,14 @@ class TenantAccess:
 
 
 class TenantSecrets:
-    def __init__(self, vault: VaultConnection, *, mount: str = "tenants",
-                 kubernetes_mount: str = "kubernetes", audience: str = "openbao") -> None:
+    def __init__(self, vault: VaultConnection, *, kubernetes_mount: str = "kubernetes") -> None:
         self._vault = vault
-        self.mount = mount
+        self.mount = SECRETS_MOUNT
         self.kubernetes_mount = kubernetes_mount
-        self.audience = audience
 
     @classmethod
     def from_settings(cls, settings: Any, vault: VaultConnection) -> TenantSecrets:
-        return cls(vault, mount=settings.tenant_secrets_mount,
-                   kubernetes_mount=settings.vault_kubernetes_mount, audience=settings.vault_kubernetes_audience)
+        return cls(vault, kubernetes_mount=settings.vault_kubernetes_mount)
 
     # -- secrets --------------------------------------------------------------------------
 
@@ -90,7 +83,7 @@ class TenantSecrets:
     def grant(self, slug: str, environments: Iterable[str]) -> TenantAccess:
         """The tenant's policy and Kubernetes role for its environments' server account
         (writing them again with the same content changes nothing)."""
-        access = TenantAccess(policy_name(slug), role_name(slug),
+        access = TenantAccess(secrets_policy(slug), secrets_role(slug),
                               tuple(namespace_name(slug, env) for env in environments))
         policy = f'path "{self.mount}/data/{validate_slug(slug)}/*" {{\n  capabilities = ["read"]\n}}\n'
 
@@ -99,7 +92,7 @@ class TenantSecrets:
             client.auth.kubernetes.create_role(
                 access.role, bound_service_account_names=[SERVER_ACCOUNT],
                 bound_service_account_namespaces=list(access.namespaces), policies=[access.policy],
-                audience=self.audience, token_ttl=TOKEN_TTL, token_max_ttl=TOKEN_TTL,
+                audience=SECRETS_TOKEN_AUDIENCE, token_ttl=TOKEN_TTL, token_max_ttl=TOKEN_TTL,
                 mount_point=self.kubernetes_mount)
 
         self._call(f"granting {access.role} its secrets", grant)
@@ -114,10 +107,10 @@ class TenantSecrets:
                 client.secrets.kv.v2.delete_metadata_and_all_versions(self.path(slug, name), mount_point=self.mount)
                 removed.append(f"{self.mount}/{self.path(slug, name)}")
             try:
-                client.auth.kubernetes.delete_role(role_name(slug), mount_point=self.kubernetes_mount)
+                client.auth.kubernetes.delete_role(secrets_role(slug), mount_point=self.kubernetes_mount)
             except hvac.exceptions.InvalidPath:
                 pass
-            client.sys.delete_policy(policy_name(slug))
+            client.sys.delete_policy(secrets_policy(slug))
             return removed
 
         return self._call(f"removing the secrets of {slug}", remove)

@@ -30,6 +30,22 @@ POD_SECURITY_VERSION = "v1.34"
 POD_SECURITY_MODES = ("enforce", "audit", "warn")
 
 
+# A tenant server reaches its secrets in OpenBao through the Kubernetes auth method: it logs
+# in to the role `tenant-<slug>` with a projected service-account token of this audience and
+# reads `tenants/<slug>/...` (api/tenant_secrets.py writes the role and its policy).
+SECRETS_MOUNT = "tenants"
+SECRETS_TOKEN_AUDIENCE = "openbao"
+SECRETS_TOKEN_DIR = "/var/run/secrets/openbao"
+
+
+def secrets_role(slug: str) -> str:
+    return f"tenant-{validate_slug(slug)}"
+
+
+def secrets_policy(slug: str) -> str:
+    return f"cameleer-tenant-{validate_slug(slug)}"
+
+
 def pod_security_labels() -> dict[str, str]:
     labels: dict[str, str] = {}
     for mode in POD_SECURITY_MODES:

@@ -98,6 +98,9 @@ def server_settings(args: TenantEnvironmentArgs) -> dict[str, str]:
         "CAMELEER_ENVIRONMENT": args.environment,
         "CAMELEER_TIER": args.tier.name,
         "CAMELEER_RETENTION_DAYS": str(retention) if retention is not None else "contract",
+        "CAMELEER_SECRETS_ROLE": naming.secrets_role(args.slug),
+        "CAMELEER_SECRETS_PATH": f"{naming.SECRETS_MOUNT}/{args.slug}",
+        "CAMELEER_SECRETS_TOKEN_FILE": f"{naming.SECRETS_TOKEN_DIR}/token",
     }
 
 

@@ -136,6 +136,9 @@ def pod_spec(args: TenantServerArgs) -> dict:
             {"name": "license", "secret": {"secretName": LICENSE_SECRET, "defaultMode": 0o440}},
             # The root filesystem is read-only; the server's scratch space lives here.
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            # Its login to OpenBao: a short-lived token for OpenBao only (not the API server's).
+            {"name": "openbao-token", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": naming.SECRETS_TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}},
         ],
     }
 
@@ -158,6 +161,7 @@ def server_container(args: TenantServerArgs) -> dict:
         "volumeMounts": [
             {"name": "license", "mountPath": LICENSE_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "openbao-token", "mountPath": naming.SECRETS_TOKEN_DIR, "readOnly": True},
         ],
     }
 

@@ -221,10 +221,10 @@ class TransitSigner:
 
         def retire(client: hvac.Client) -> None:
             # Trimming deletes the versions below for good; transit needs both minimums set
-            # first (equal is allowed; hvac's own check wants the encryption one larger, so
-            # the configuration is written through the adapter).
-            client.adapter.post(f"/v1/{self._mount}/keys/{name}/config",
-                                json={"min_decryption_version": version, "min_encryption_version": version})
+            # first. Equal minimums are allowed, but hvac's update_key_configuration wants the
+            # encryption one larger, so the configuration is written as plain data.
+            client.write_data(f"{self._mount}/keys/{name}/config",
+                              data={"min_decryption_version": version, "min_encryption_version": version})
             client.secrets.transit.trim_key(name, min_version=version, mount_point=self._mount)
 
         self._call(f"retiring versions of {name} below {version}", retire)
@@ -254,7 +254,7 @@ class TransitSigner:
         name = self._policies[purpose].key_name
         data = self._ensure_key(purpose)
         latest, lowest = data["latest_version"], max(data["min_decryption_version"], data.get("min_available_version", 0))
-        return [
+        versions = [
             KeyVersion(
                 purpose=purpose,
                 version=int(version),
@@ -264,11 +264,10 @@ class TransitSigner:
             )
             for version, entry in sorted(data["keys"].items(), key=lambda item: int(item[0]))
             if int(version) >= lowest
-        ] or self._missing_versions(name)
-
-    @staticmethod
-    def _missing_versions(name: str) -> list[KeyVersion]:
-        raise SigningUnavailable(f"the transit key {name} has no version that verifies")
+        ]
+        if not versions:
+            raise SigningUnavailable(f"the transit key {name} has no version that verifies")
+        return versions
 
     def _ensure_key(self, purpose: KeyPurpose) -> dict[str, Any]:
         """The key's description, creating the key on first use (creating is idempotent)."""

@@ -112,3 +112,10 @@ def test_the_component_dependencies_reach_every_child_resource():
               and (r.is_kube_object or r.type.startswith("pulumi-python:dynamic/"))]
     assert len(custom) == 19 and all(gate in r.dependencies for r in custom), \
         [r.name for r in custom if gate not in r.dependencies]
+
+
+def test_the_server_is_told_where_its_secrets_are():
+    mocks, _ = build()
+    data = mocks.one("ConfigMap")["data"]
+    assert (data["CAMELEER_SECRETS_ROLE"], data["CAMELEER_SECRETS_PATH"], data["CAMELEER_SECRETS_TOKEN_FILE"]) == (
+        "tenant-demo", "tenants/demo", "/var/run/secrets/openbao/token")

@@ -177,3 +177,12 @@ def test_service_targets_the_server_pods():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     template_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= template_labels.items()
+
+
+def test_the_server_gets_a_short_lived_token_for_openbao_only():
+    mocks, _ = build()
+    pod = mocks.one("Deployment")["spec"]["template"]["spec"]
+    (source,) = next(v for v in pod["volumes"] if v["name"] == "openbao-token")["projected"]["sources"]
+    assert source["serviceAccountToken"] == {"audience": "openbao", "expirationSeconds": 3600, "path": "token"}
+    mount = next(m for m in container(mocks)["volumeMounts"] if m["name"] == "openbao-token")
+    assert mount == {"name": "openbao-token", "mountPath": "/var/run/secrets/openbao", "readOnly": True}
