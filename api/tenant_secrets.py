@@ -92,7 +92,7 @@ class TenantSecrets:
             client.auth.kubernetes.create_role(
                 access.role, bound_service_account_names=[SERVER_ACCOUNT],
                 bound_service_account_namespaces=list(access.namespaces), policies=[access.policy],
-                audience=SECRETS_TOKEN_AUDIENCE, token_ttl=TOKEN_TTL, token_max_ttl=TOKEN_TTL,
+                audience=SECRETS_TOKEN_AUDIENCE, ttl=TOKEN_TTL, max_ttl=TOKEN_TTL,
                 mount_point=self.kubernetes_mount)
 
         self._call(f"granting {access.role} its secrets", grant)

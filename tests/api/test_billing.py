@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from api.billing import metering
 from api.billing.signatures import signature_header
@@ -20,7 +20,7 @@ from api.db.models import AuditRecord, BillingEvent, OperationKind, Tenant, Usag
 from api.db.session import Scope
 from api.operations.runner import OperationRunner
 from api.operations.steps import STEPS, StepContext
-from tests.api import stripe_support
+from tests.api import stripe_support, vault_support
 from tests.api.conftest import customer_of, run_queue, send_event, sign_up, signup_body
 
 
@@ -175,6 +175,12 @@ def test_usage_reports_need_the_tenants_own_signed_credential_and_count_once(cli
     issued = client.post(path, headers=tenant.headers)
     assert issued.status_code == 201
     key_id, secret = issued.json()["key_id"], issued.json()["secret"]
+    stored = vault_support.client().secrets.kv.v2.read_secret_version(
+        f"{tenant.slug}/usage-credential", mount_point="tenants", raise_on_deleted_version=False)["data"]["data"]
+    assert stored == {"key_id": key_id, "secret": secret}  # in the tenant's KV path, readable by its servers
+    with services.db.transaction(Scope.system()) as session:  # and nowhere in the database
+        row = session.execute(text("SELECT * FROM usage_credentials WHERE key_id = :k"), {"k": key_id}).mappings().one()
+    assert secret not in json.dumps({k: str(v) for k, v in row.items()}) and set(row) == {"tenant_id", "key_id", "created_at"}
     body = {"report_id": "srv-1:0001", "ingested_bytes": 3_000_000_000, "at": datetime.now(UTC).isoformat()}
 
     first, again = _report(client, key_id, secret, body), _report(client, key_id, secret, body)

@@ -52,7 +52,8 @@ def test_crash_mid_step_resumes_without_duplicates(client, services, driver):
     with services.db.transaction(Scope.system()) as s:
         op = s.get(Operation, operation_id)
         attempts = {step["name"]: step["attempts"] for step in op.steps}
-        assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "stack_up": 2, "readiness": 1, "activate": 1}
+        assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
+                            "readiness": 1, "activate": 1}
         assert s.get(Tenant, tenant_id).billing_customer_id == customer
         assert s.scalar(select(func.count()).select_from(License).where(License.tenant_id == tenant_id)) == 1
         assert len(_step_errors(op, "stack_up")) == 1
