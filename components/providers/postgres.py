@@ -99,11 +99,28 @@ def verifier_matches(verifier: str | None, password: str) -> bool:
     return scheme == "SCRAM-SHA-256" and hmac.compare_digest(expected, verifier)  # type: ignore[arg-type]
 
 
-def _role_options(password: str, connection_limit: int) -> sql.Composed:
+# Only a superuser may name these attributes at all, even to turn them off; a role that
+# lacks them is created without them.
+SUPERUSER_ONLY_ATTRIBUTES = {"rolsuper": "NOSUPERUSER", "rolreplication": "NOREPLICATION", "rolbypassrls": "NOBYPASSRLS"}
+
+
+def _role_options(password: str, connection_limit: int, *, admin_is_superuser: bool) -> sql.Composed:
+    reserved = " ".join(SUPERUSER_ONLY_ATTRIBUTES.values()) + " " if admin_is_superuser else ""
     return sql.SQL(
-        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
-        "CONNECTION LIMIT {limit} PASSWORD {verifier}"
+        reserved + "LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT {limit} PASSWORD {verifier}"
     ).format(limit=sql.Literal(connection_limit), verifier=sql.Literal(scram_verifier(password)))
+
+
+def _admin_is_superuser(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+
+
+def _refuse_superuser_only_drift(observed: dict[str, Any], identifier: str) -> None:
+    granted = [name for name in SUPERUSER_ONLY_ATTRIBUTES if observed.get(name)]
+    if granted:
+        raise PostgresError(
+            f"role {identifier} has {', '.join(granted)}, which only a superuser can take away; "
+            "the tenant databases' admin is no superuser: have a database superuser revoke them")
 
 
 def _serialize_ddl(conn: psycopg.Connection) -> None:
@@ -127,7 +144,11 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
         _serialize_ddl(conn)
         observed = observe(conn, identifier, password=None) or {"member_of": [], "foreign_grants": []}
         verb = "ALTER" if _role_exists(conn, identifier) else "CREATE"
-        conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name) + _role_options(password, connection_limit))
+        superuser = _admin_is_superuser(conn)
+        if not superuser:
+            _refuse_superuser_only_drift(observed, identifier)
+        conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name)
+                     + _role_options(password, connection_limit, admin_is_superuser=superuser))
         _act_as(conn, identifier)
         for role in observed["member_of"]:
             conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), name))

@@ -136,10 +136,18 @@ def test_a_createrole_only_admin_creates_repairs_and_drops_without_superuser(pro
     assert drift(created.outs["observed"], identifier, 5) == []
     with admin(postgres_admin_dsn) as conn:  # an out-of-band change by someone with more rights
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB CONNECTION LIMIT 50").format(sql.Identifier(identifier)))
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(identifier)))
     refreshed = provider.read(identifier, created.outs)
-    assert drift(refreshed.outs["observed"], identifier, 5) == ["rolconnlimit", "rolcreatedb"]
+    assert drift(refreshed.outs["observed"], identifier, 5) == ["member_of", "rolconnlimit", "rolcreatedb"]
     repaired = provider.update(identifier, refreshed.outs, dict(props))
     assert drift(repaired.outs["observed"], identifier, 5) == []
+
+    with admin(postgres_admin_dsn) as conn:  # beyond what a CREATEROLE admin may repair: said so
+        conn.execute(sql.SQL("ALTER ROLE {} SUPERUSER").format(sql.Identifier(identifier)))
+    with pytest.raises(PostgresError, match="only a superuser can take away"):
+        provider.update(identifier, provider.read(identifier, repaired.outs).outs, dict(props))
+    with admin(postgres_admin_dsn) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} NOSUPERUSER").format(sql.Identifier(identifier)))
     provider.delete(identifier, repaired.outs)
     with admin(postgres_admin_dsn) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (identifier,)).fetchone() is None
