@@ -334,7 +334,8 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
 
     assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
     attempts = {s["name"]: s["attempts"] for s in operation["steps"]}
-    assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "stack_up": 2, "readiness": 1, "activate": 1}
+    assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
+                        "readiness": 1, "activate": 1}
     assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
 
     # One tenant, one billing customer, one license, one signup operation.
@@ -370,36 +371,51 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
 
 
 def test_a_sealed_secrets_server_makes_the_signup_wait_then_finish_after_unseal(cp):
-    """Sealed: nothing can be signed, so the signup's license step waits and retries with the
-    reason, logins are refused with a problem (no weaker key signs instead); unsealed, the
-    signup finishes."""
+    """Sealed: a new signup is refused whole (503, nothing written), an accepted one waits in
+    its license step with the reason, logins are refused (no weaker key signs instead), and
+    readiness says why; unsealed, the signup finishes."""
     vault = vault_support.client()
     unseal_key = vault_support.unseal_key()
-    slug = cp.unique_slug("cps")
-    vault.sys.seal()
+    slug, key = cp.unique_slug("cps"), uuid.uuid4().hex
+    cp.stop_workers()  # the signup is accepted before the seal, and runs after it
     try:
-        response = cp.signup(slug, "low")
+        vault.sys.seal()
+        try:
+            refused = cp.signup(slug, "low", key)
+            assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+            assert refused.json()["type"] == "/problems/secrets-unavailable" and "sealed" in refused.json()["detail"]
+            assert cp.scalar("SELECT count(*) FROM tenants WHERE slug = %s", slug) == 0
+        finally:
+            vault_support.unseal(unseal_key)
+        response = cp.signup(slug, "low", key)
         assert response.status_code == 202, response.text
         operation_id = response.json()["operation"]["id"]
 
-        def waiting_on_secrets() -> list[str] | None:
-            steps = {s["name"]: s for s in cp.scalar("SELECT steps FROM operations WHERE id = %s", operation_id)}
-            step = steps["license"]
-            errors = [e["message"] for e in step.get("errors", [])]
-            return errors if step["status"] == "retrying" and any("sealed" in e for e in errors) else None
+        vault.sys.seal()
+        try:
+            cp.start_worker()
 
-        errors = wait_for(waiting_on_secrets, 90, "the license step to wait for the sealed secrets server")
-        assert any("the secrets server is sealed" in e for e in errors), errors
-        with cp.client() as client:
-            assert client.get("/readyz").json()["detail"] == "the secrets server is sealed"
-            login = client.post("/v1/auth/login", json={"email": f"owner@{slug}.example.com",
-                                                        "password": STRONG_PASSWORD})
-            assert login.status_code == 503 and login.json()["type"] == "/problems/signing-unavailable", login.text
-        assert cp.scalar("SELECT status FROM tenants WHERE slug = %s", slug) != "ACTIVE"
-        assert cp.scalar("SELECT count(*) FROM licenses l JOIN tenants t ON t.id = l.tenant_id WHERE t.slug = %s",
-                         slug) == 0
+            def waiting_on_secrets() -> list[str] | None:
+                steps = {s["name"]: s for s in cp.scalar("SELECT steps FROM operations WHERE id = %s", operation_id)}
+                step = steps["license"]
+                errors = [e["message"] for e in step.get("errors", [])]
+                return errors if step["status"] == "retrying" and any("sealed" in e for e in errors) else None
+
+            errors = wait_for(waiting_on_secrets, 90, "the license step to wait for the sealed secrets server")
+            assert any("the secrets server is sealed" in e for e in errors), errors
+            with cp.client() as client:
+                assert client.get("/readyz").json()["detail"] == "the secrets server is sealed"
+                login = client.post("/v1/auth/login", json={"email": f"owner@{slug}.example.com",
+                                                            "password": STRONG_PASSWORD})
+                assert login.status_code == 503 and login.json()["type"] == "/problems/signing-unavailable", login.text
+            assert cp.scalar("SELECT status FROM tenants WHERE slug = %s", slug) != "ACTIVE"
+            assert cp.scalar("SELECT count(*) FROM licenses l JOIN tenants t ON t.id = l.tenant_id"
+                             " WHERE t.slug = %s", slug) == 0
+        finally:
+            vault_support.unseal(unseal_key)
     finally:
-        vault_support.unseal(unseal_key)
+        if not cp.workers:
+            cp.start_worker()
     headers = cp.login(f"owner@{slug}.example.com")
     operation = cp.wait_operation(operation_id, headers, timeout=RESUME_TIMEOUT)
     assert operation["status"] == "SUCCEEDED", operation["error"]
@@ -581,7 +597,7 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     assert license_verdict(cp, mid["token"]).claims["tier"] == "mid"
     vault = vault_support.client()
     assert kv_license(vault, slug)["token"] == mid["token"]
-    role = vault.auth.kubernetes.read_role(f"tenant-{slug}")["data"]
+    role = vault.auth.kubernetes.read_role(f"tenant-{slug}")  # hvac returns the role itself
     assert sorted(role["bound_service_account_namespaces"]) == [namespace_name(slug, env) for env in ("dev", "prod")]
 
     history = cp.stack_operations().history(tenant_a.stack)
