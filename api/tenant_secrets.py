@@ -3,6 +3,8 @@
 Paths (mount ``tenants``):
 
 * ``<slug>/license``           the tenant's current license JWT
+* ``<slug>/database-<env>``    an environment's database credentials (written by the stack
+                               into the environment's Secret, copied here after each update)
 * ``<slug>/usage-credential``  the key id and secret its servers sign usage reports with
 
 A tenant's servers read them with a token of their own: OpenBao's Kubernetes auth method
@@ -32,6 +34,11 @@ from api.vault import VaultConnection
 
 LICENSE = "license"
 USAGE_CREDENTIAL = "usage-credential"
+DATABASE_PREFIX = "database-"
+
+
+def database(environment: str) -> str:
+    return f"{DATABASE_PREFIX}{environment}"
 TOKEN_TTL = "1h"
 
 
@@ -114,6 +121,18 @@ class TenantSecrets:
             return removed
 
         return self._call(f"removing the secrets of {slug}", remove)
+
+    def remove_databases_except(self, slug: str, environments: Iterable[str]) -> list[str]:
+        """Delete the credentials of environments the tenant no longer has."""
+        keep = {database(env) for env in environments}
+
+        def prune(client: hvac.Client) -> list[str]:
+            stale = [name for name in self._names(client, slug) if name.startswith(DATABASE_PREFIX) and name not in keep]
+            for name in stale:
+                client.secrets.kv.v2.delete_metadata_and_all_versions(self.path(slug, name), mount_point=self.mount)
+            return stale
+
+        return self._call(f"removing stale database credentials of {slug}", prune)
 
     def _names(self, client: hvac.Client, slug: str) -> list[str]:
         try:

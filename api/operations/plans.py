@@ -11,11 +11,11 @@ from api.db.models import OperationKind
 # (AWAITING_PAYMENT) until Stripe reports the subscription active or trialing.
 PLANS: dict[OperationKind, tuple[str, ...]] = {
     OperationKind.SIGNUP: (
-        "tenant_record", "billing", "payment", "license", "tenant_secrets", "stack_up", "readiness", "activate",
+        "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate",
     ),
-    OperationKind.SUSPEND: ("license", "tenant_secrets", "stack_up", "mark_suspended"),
-    OperationKind.REACTIVATE: ("license", "tenant_secrets", "stack_up", "readiness", "activate"),
-    OperationKind.CHANGE_TIER: ("billing", "license", "tenant_secrets", "stack_up", "readiness", "activate"),
+    OperationKind.SUSPEND: ("license", "stack_up", "tenant_secrets", "mark_suspended"),
+    OperationKind.REACTIVATE: ("license", "stack_up", "tenant_secrets", "readiness", "activate"),
+    OperationKind.CHANGE_TIER: ("billing", "license", "stack_up", "tenant_secrets", "readiness", "activate"),
     # The tenant's secrets go first, its stack next and its stack's encryption key last.
     OperationKind.DELETE: (
         "mark_deleting", "tenant_secrets", "stack_destroy", "license", "billing", "scrub", "mark_deleted",
@@ -24,7 +24,7 @@ PLANS: dict[OperationKind, tuple[str, ...]] = {
 
 # A tier change that moves the tenant between shared and dedicated placement.
 MOVE_PLAN: tuple[str, ...] = (
-    "preview", "confirm", "billing", "license", "tenant_secrets", "stack_up", "readiness", "release_old_placement",
+    "preview", "confirm", "billing", "license", "stack_up", "tenant_secrets", "readiness", "release_old_placement",
     "activate",
 )
 

@@ -177,13 +177,14 @@ def license_step(ctx: StepContext) -> dict[str, Any]:
 
 @step("tenant_secrets")
 def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
-    """The tenant's KV paths and who may read them: the current license written, the
-    server account of its environments granted; on delete, everything removed."""
+    """The tenant's KV paths and who may read them, after its stack is up: the current
+    license and each environment's database credentials written, the server account of its
+    environments granted; on delete (before the stack goes), everything removed."""
     vault = ctx.services.tenant_secrets
     with ctx.tx() as session:
         tenant = ctx.tenant(session)
         slug, environments = tenant.slug, environments_of(tier_named(ctx.target_tier(tenant)))
-        license_row = current_license(session, tenant.id)
+        license_row, ref = current_license(session, tenant.id), ctx.target_ref(tenant)
     if ctx.kind is OperationKind.DELETE:
         removed = vault.remove(slug)
         if removed:
@@ -195,9 +196,14 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     if license_row is None:
         raise PermanentStepError("the tenant has no license to store")
     access = vault.grant(slug, environments)
-    written = vault.write(slug, tenant_secrets.LICENSE, {"token": license_row.token, "kid": license_row.kid})
+    written = [tenant_secrets.LICENSE] if vault.write(
+        slug, tenant_secrets.LICENSE, {"token": license_row.token, "kid": license_row.kid}) else []
+    for environment, credentials in ctx.services.driver.database_credentials(ref, environments).items():
+        if vault.write(slug, tenant_secrets.database(environment), credentials):
+            written.append(tenant_secrets.database(environment))
+    removed = vault.remove_databases_except(slug, environments)
     return {"policy": access.policy, "role": access.role, "namespaces": list(access.namespaces),
-            "license_written": written}
+            "written": written, "removed": removed}
 
 
 def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:

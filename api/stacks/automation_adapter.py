@@ -8,6 +8,7 @@ locks, retries transient failures and classifies the rest.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -141,6 +142,24 @@ class AutomationStackDriver:
             suspended=str(config.get("cameleer:suspended")).lower() == "true",
         )
         return Readiness(ready=state.ready, detail=state.detail)
+
+    def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from components.naming import namespace_name
+        from components.tenant_namespace import DATABASE_SECRET
+
+        core = client.CoreV1Api(self._cluster_client(tenant.placement))
+        credentials = {}
+        for environment in environments:
+            namespace = namespace_name(tenant.slug, environment)
+            try:
+                secret = core.read_namespaced_secret(DATABASE_SECRET, namespace)
+            except ApiException as exc:
+                raise ClusterNotReady(f"reading the Secret {namespace}/{DATABASE_SECRET}: {exc.reason}") from None
+            credentials[environment] = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        return credentials
 
     def _cluster_client(self, placement: str):
         from automation.readiness import api_client

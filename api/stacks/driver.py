@@ -104,4 +104,9 @@ class StackDriver(Protocol):
         (None when the stack had none, or it was destroyed before)."""
         ...
 
+    def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each environment's database credentials as its stack delivered them to the
+        tenant's server (the Kubernetes Secret), for the tenant's KV paths."""
+        ...
+
     def history(self, tenant: TenantRef) -> list[StackUpdate]: ...

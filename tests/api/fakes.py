@@ -77,6 +77,11 @@ class FakeStackDriver:
         on_event(StackEventData("summaryEvent", {"resourceChanges": {"delete": 1}}))
         return None  # no encryption key of its own
 
+    def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:
+        self._enter("database_credentials", tenant)
+        return {env: {"username": f"tenant_{tenant.slug}_{env}".replace("-", "_"),
+                      "password": f"fake-password-{tenant.id.hex[:8]}-{env}"} for env in environments}
+
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
         self._enter("history", tenant)
         return [StackUpdate(stack=f"tenant-{tenant.slug}", kind="update", result="succeeded",

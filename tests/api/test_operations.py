@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from api.db.models import License, Operation, Tenant, User
 from api.db.session import Scope
 from api.operations.runner import OperationRunner
+from api.stacks.driver import TenantRef
 from tests.api import vault_support
 from tests.api.conftest import run_queue, sign_up, signup_body
 
@@ -150,7 +151,13 @@ def _kv_license(slug: str) -> dict | None:
     return {"token": secret["data"]["data"]["token"], "version": secret["data"]["metadata"]["version"]}
 
 
-def test_the_current_license_is_kept_in_the_tenants_kv_path_once_per_change(client, services):
+def services_ref(services, tenant):
+    with services.db.transaction(Scope.system()) as session:
+        row = session.get(Tenant, uuid.UUID(tenant.tenant_id))
+        return TenantRef(id=row.id, slug=row.slug, placement=row.placement)
+
+
+def test_the_current_license_and_database_credentials_are_kept_in_the_tenants_kv_paths(client, services, driver):
     tenant = sign_up(client, services)
     first = _kv_license(tenant.slug)
     assert first["token"] == client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
@@ -161,9 +168,16 @@ def test_the_current_license_is_kept_in_the_tenants_kv_path_once_per_change(clie
     suspended = _kv_license(tenant.slug)
     assert suspended["token"] == client.get(f"/api/license/{tenant.tenant_id}", headers=tenant.headers).json()["token"]
     assert suspended["version"] == first["version"] + 1
+    database = vault_support.client().secrets.kv.v2.read_secret_version(
+        f"{tenant.slug}/database-prod", mount_point="tenants", raise_on_deleted_version=False)["data"]["data"]
+    assert database == driver.database_credentials(services_ref(services, tenant), ["prod"])["prod"]
     assert not services.tenant_secrets.write(tenant.slug, "license", {"token": suspended["token"],
                                                                       "kid": jwt.get_unverified_header(suspended["token"])["kid"]})
     assert _kv_license(tenant.slug)["version"] == suspended["version"]  # a retried step writes nothing
+    vault = services.tenant_secrets  # an environment the tenant no longer has loses its credentials
+    vault.write(tenant.slug, "database-dev", {"username": "u", "password": "p"})
+    assert vault.remove_databases_except(tenant.slug, ["prod"]) == ["database-dev"]
+    assert vault.read(tenant.slug, "database-dev") is None and vault.read(tenant.slug, "database-prod") == database
 
 
 def test_delete_destroys_scrubs_and_keeps_audit(client, services, driver, auditor_headers):

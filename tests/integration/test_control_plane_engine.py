@@ -36,7 +36,7 @@ import pytest
 
 from components.catalog import get_tier
 from components.naming import TENANT_LABEL, database_identifier, namespace_name
-from components.tenant_namespace import SERVER_ACCOUNT
+from components.tenant_namespace import DATABASE_SECRET, SERVER_ACCOUNT
 from components.tenant_server import LICENSE_FILE, LICENSE_SECRET, SERVER_NAME
 from tests.api import stripe_support, vault_support
 from tests.integration.conftest import _SESSION_SLUGS, kube_missing
@@ -52,7 +52,7 @@ from tests.integration.control_plane import (
 
 pytestmark = pytest.mark.engine
 
-SIGNUP_STEPS = ["tenant_record", "billing", "payment", "license", "tenant_secrets", "stack_up", "readiness", "activate"]
+SIGNUP_STEPS = ["tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
 STALLED_AFTER_SECONDS = 5  # the workers' heartbeat timeout: a killed worker is noticed quickly
 # The restarted worker's periodic recovery runs on a minute boundary, then the stack update.
 RESUME_TIMEOUT = 300
@@ -437,7 +437,7 @@ def kv_license(client: hvac.Client, slug: str) -> dict[str, str]:
     return secret["data"]["data"]
 
 
-def test_a_tenant_server_reads_its_own_secrets_and_is_refused_another_tenants(cp, tenant_a, kubectl):
+def test_a_tenant_server_reads_its_own_secrets_and_is_refused_another_tenants(cp, tenant_a, kubectl, kube):
     assert tenant_a.operation["status"] == "SUCCEEDED", tenant_a.operation["error"]
     slug_b = cp.unique_slug("cpb")
     accepted = cp.signup(slug_b, "low").json()
@@ -447,6 +447,11 @@ def test_a_tenant_server_reads_its_own_secrets_and_is_refused_another_tenants(cp
     server_a = tenant_server_login(kubectl, tenant_a.slug, f"tenant-{tenant_a.slug}")
     license_a = get(cp, f"/api/license/{tenant_a.tenant_id}", tenant_a.headers)
     assert kv_license(server_a, tenant_a.slug)["token"] == license_a["token"]
+    database = server_a.secrets.kv.v2.read_secret_version(
+        f"{tenant_a.slug}/database-prod", mount_point="tenants", raise_on_deleted_version=False)["data"]["data"]
+    delivered = kube.core.read_namespaced_secret(DATABASE_SECRET, namespace_name(tenant_a.slug, "prod")).data
+    assert database == {key: base64.b64decode(value).decode() for key, value in delivered.items()}
+    assert database["username"] == database_identifier(tenant_a.slug, "prod") and len(database["password"]) >= 32
     with pytest.raises(hvac.exceptions.Forbidden):
         kv_license(server_a, slug_b)
     with pytest.raises(hvac.exceptions.Forbidden):  # read-only, even on its own path
@@ -581,7 +586,7 @@ def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, 
     # cluster, the environments and the license's tier and features follow the catalog.
     assert catalog_quota("mid", "prod") != catalog_quota("low", "prod")
     operation = run_lifecycle(cp, tenant_a, "tier", {"tier": "mid"})
-    assert [s["name"] for s in operation["steps"]] == ["billing", "license", "tenant_secrets", "stack_up", "readiness", "activate"]
+    assert [s["name"] for s in operation["steps"]] == ["billing", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
     tenant = get(cp, tenant_path, tenant_a.headers)
     assert (tenant["status"], tenant["tier"], tenant["placement"]) == ("ACTIVE", "mid", "shared:eu1")
     assert quota_hard(kube, slug, "prod") == catalog_quota("mid", "prod")
