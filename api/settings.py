@@ -16,7 +16,6 @@ class ServiceNotConfigured(RuntimeError):
     """A setting the service cannot run without is missing: it refuses to start."""
 
 
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMELEER_", extra="ignore")
 
@@ -29,8 +28,9 @@ class Settings(BaseSettings):
     # The role the migrations grant privileges to; defaults to the user in database_url.
     database_app_role: str | None = None
 
-    # The Vault-API server (OpenBao locally) holding the stacks' transit keys: readiness
-    # reports it sealed or unreachable. Read from VAULT_ADDR like every Vault client.
+    # The Vault-API server (OpenBao locally) that signs tokens and licenses and holds the
+    # stacks' keys and the tenants' secrets: no default, the service refuses to start without
+    # it, and readiness reports it sealed or unreachable. Read from VAULT_* like every client.
     vault_addr: str | None = Field(default=None, validation_alias=AliasChoices("CAMELEER_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"))
     vault_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("CAMELEER_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"))

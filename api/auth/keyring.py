@@ -8,9 +8,9 @@ the purpose's overlap has passed since the move. The JWKS of a purpose lists bot
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization

@@ -3,7 +3,7 @@
 Equal bodies give equal fingerprints (an Idempotency-Key replay is recognised), and what is
 stored reveals nothing of a body's secrets (a signup's password): the HMAC key never
 leaves the secrets server. The key is never rotated: a fingerprint must still match the
-same body when the key is replayed days later.
+same body when the request is replayed days later.
 """
 
 from __future__ import annotations
