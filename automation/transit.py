@@ -67,7 +67,14 @@ class TransitKeys:
 
     def destroy(self, stack: str) -> bool:
         """Delete the stack's key for good; False when it did not exist (a retried delete)."""
-        name, client = key_name(stack), self._client()
+        if not self.destroy_key(key_name(stack)):
+            return False
+        log.warning("destroyed the transit key %s: the state of %s can no longer be decrypted", key_name(stack), stack)
+        return True
+
+    def destroy_key(self, name: str) -> bool:
+        """Delete the transit key ``name`` for good; False when it did not exist."""
+        client = self._client()
         try:
             client.secrets.transit.update_key_configuration(name, deletion_allowed=True, mount_point=self.mount)
             client.secrets.transit.delete_key(name, mount_point=self.mount)
@@ -77,7 +84,6 @@ class TransitKeys:
             return False
         except (requests.ConnectionError, requests.Timeout, hvac.exceptions.VaultDown) as exc:
             raise unavailable(f"destroying the transit key {name}", exc) from None
-        log.warning("destroyed the transit key %s: the state of %s can no longer be decrypted", name, stack)
         return True
 
 

@@ -41,19 +41,20 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def claims_json(claims: Mapping[str, Any]) -> bytes:
-    """Claims as compact JSON, datetimes as NumericDate (seconds since the epoch)."""
+def compact_json(members: Mapping[str, Any]) -> bytes:
+    """A JOSE header or claims set as compact JSON, datetimes as NumericDate (seconds since
+    the epoch)."""
     def numeric_date(value: Any) -> int:
         if isinstance(value, datetime):
             return int(value.timestamp())
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
-    return json.dumps(dict(claims), separators=(",", ":"), default=numeric_date).encode()
+    return json.dumps(dict(members), separators=(",", ":"), default=numeric_date).encode()
 
 
 def signing_input(header: Mapping[str, Any], claims: Mapping[str, Any]) -> bytes:
     """``BASE64URL(header) . BASE64URL(payload)``: the bytes a JWS signature covers."""
-    return f"{b64url(claims_json(header))}.{b64url(claims_json(claims))}".encode()
+    return f"{b64url(compact_json(header))}.{b64url(compact_json(claims))}".encode()
 
 
 def sign(claims: Mapping[str, Any], kid: str, private_key: Ed25519PrivateKey, *, typ: str = "JWT") -> str:

@@ -26,7 +26,7 @@ import hvac.exceptions
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from api.auth.jws import ALGORITHM, b64url, jwk, signing_input
-from api.db.models import KeyPurpose
+from api.db.models import KeyPurpose, KeyStatus
 from api.vault import SecretsUnavailable, VaultConnection
 
 CACHE_SECONDS = 30.0
@@ -56,7 +56,7 @@ class KeyVersion:
 
     @property
     def status(self) -> str:
-        return "active" if self.active else "retiring"
+        return (KeyStatus.ACTIVE if self.active else KeyStatus.RETIRING).value
 
 
 @dataclass(frozen=True)

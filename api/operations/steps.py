@@ -180,19 +180,13 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     """The tenant's KV paths and who may read them, after its stack is up: the current
     license and each environment's database credentials written, the server account of its
     environments granted; on delete (before the stack goes), everything removed."""
+    if ctx.kind is OperationKind.DELETE:
+        return _remove_tenant_secrets(ctx)
     vault = ctx.services.tenant_secrets
     with ctx.tx() as session:
         tenant = ctx.tenant(session)
         slug, environments = tenant.slug, environments_of(tier_named(ctx.target_tier(tenant)))
         license_row, ref = current_license(session, tenant.id), ctx.target_ref(tenant)
-    if ctx.kind is OperationKind.DELETE:
-        removed = vault.remove(slug)
-        if removed:
-            with ctx.tx() as session:
-                append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
-                       "operation.delete.secrets_removed", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
-                       details={"paths": removed})
-        return {"removed": removed}
     if license_row is None:
         raise PermanentStepError("the tenant has no license to store")
     access = vault.grant(slug, environments)
@@ -204,6 +198,18 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     removed = vault.remove_databases_except(slug, environments)
     return {"policy": access.policy, "role": access.role, "namespaces": list(access.namespaces),
             "written": written, "removed": removed}
+
+
+def _remove_tenant_secrets(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        slug = ctx.tenant(session).slug
+    removed = ctx.services.tenant_secrets.remove(slug)
+    if removed:
+        with ctx.tx() as session:
+            append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+                   "operation.delete.secrets_removed", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+                   details={"paths": removed})
+    return {"removed": removed}
 
 
 def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:

@@ -149,7 +149,7 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
             _refuse_superuser_only_drift(observed, identifier)
         conn.execute(sql.SQL(verb + " ROLE {} WITH ").format(name)
                      + _role_options(password, connection_limit, admin_is_superuser=superuser))
-        _act_as(conn, identifier)
+        _act_as(conn, identifier, superuser=superuser)
         for role in observed["member_of"]:
             conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(role), name))
         for schema in observed["foreign_grants"]:
@@ -161,12 +161,12 @@ def converge(conn: psycopg.Connection, identifier: str, password: str, connectio
             sql.Identifier(conn.info.dbname), name))
 
 
-def _act_as(conn: psycopg.Connection, identifier: str) -> None:
+def _act_as(conn: psycopg.Connection, identifier: str, *, superuser: bool) -> None:
     """Make the admin a member of the tenant role unless it is a superuser or one already:
     CREATE SCHEMA ... AUTHORIZATION, DROP OWNED and the schema's repair need it."""
-    may_act = conn.execute("SELECT rolsuper OR pg_has_role(current_user, %s, 'MEMBER') FROM pg_roles"
-                           " WHERE rolname = current_user", (identifier,)).fetchone()[0]
-    if not may_act:
+    if superuser:
+        return
+    if not conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (identifier,)).fetchone()[0]:
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(identifier)))
 
 
@@ -183,7 +183,7 @@ def drop(conn: psycopg.Connection, identifier: str) -> None:
         _serialize_ddl(conn)
         exists = _role_exists(conn, identifier)
         if exists:
-            _act_as(conn, identifier)
+            _act_as(conn, identifier, superuser=_admin_is_superuser(conn))
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
         if exists:
             conn.execute(sql.SQL("DROP OWNED BY {}").format(name))
