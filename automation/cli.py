@@ -188,8 +188,12 @@ def drift(
     parallel: Annotated[int, typer.Option("--parallel", min=1, max=32, help="Stacks checked at once.")] = 1,
     actor: ActorOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="No pre-check: the engine checks every stack.")] = False,
 ) -> None:
-    """Compare stacks with their clusters. Exit 0: no drift; 2: drift not fixed; 1: error."""
+    """Compare stacks with their clusters. Exit 0: no drift; 2: drift not fixed; 1: error.
+
+    A pre-check compares every stack's state with the live objects first (no engine); the
+    engine's per-property check runs only for the stacks it could not prove clean."""
     try:
         ops = _operations(parallel)
         if all_ == bool(targets):
@@ -208,9 +212,11 @@ def drift(
 
         def done(outcome: StackDriftOutcome) -> None:
             progress.advance(task)
-            progress.console.print(f"{outcome.stack}: {outcome.status}", style=render.STATUS_STYLE.get(outcome.status))
+            via = " (pre-check)" if outcome.checked_by == "precheck" else ""
+            progress.console.print(f"{outcome.stack}: {outcome.status}{via}",
+                                   style=render.STATUS_STYLE.get(outcome.status))
 
-        run = run_drift(ops, stacks, fix=fix, parallel=parallel, metadata=meta, on_stack_done=done)
+        run = run_drift(ops, stacks, fix=fix, parallel=parallel, metadata=meta, on_stack_done=done, full=full)
 
     payload = run.to_dict()
     if report is not None:

@@ -34,11 +34,10 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ErrorKind, OperationError
 from .history import parse_time
-from .settings import file_backend_root
+from .settings import SettingsError, file_backend_root, postgres_backend_table
 
 LOCK_DIR = ".pulumi/locks"
 STACKS_DIR = ".pulumi/stacks"
@@ -229,15 +228,7 @@ class PostgresBackendLocks:
     """
 
     def __init__(self, url: str, project: str) -> None:
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        self.table = query.pop("table", "pulumi_state")
-        if not self.table.replace("_", "").isalnum():
-            raise OperationError(ErrorKind.CONFIG, f"unsafe state table name {self.table!r}")
-        self.dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
-        # The engine keys every blob under the URL's path (the database name): `<db>/.pulumi/...`.
-        database = parts.path.strip("/")
-        self.key_prefix = f"{database}/" if database else ""
+        self.dsn, self.table, self.key_prefix = postgres_table(url)
         self.project = project
 
     def list(self, stack: str) -> list[BackendLock]:
@@ -264,6 +255,17 @@ class PostgresBackendLocks:
 
     def remove_torn_writes(self, stack: str) -> list[str]:
         return []  # each blob is one row, written in one statement
+
+
+def postgres_table(url: str) -> tuple[str, str, str]:
+    """`postgres_backend_table`, with an unsafe table name as a configuration error."""
+    try:
+        found = postgres_backend_table(url)
+    except SettingsError as exc:
+        raise OperationError(ErrorKind.CONFIG, str(exc)) from None
+    if found is None:
+        raise OperationError(ErrorKind.CONFIG, f"not a postgres:// backend URL: {url.partition('://')[0]}://")
+    return found
 
 
 def backend_locks_for(backend_url: str, project: str) -> BackendLocks | None:

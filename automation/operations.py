@@ -41,14 +41,17 @@ from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_content
 
 from . import engine
 from .changes import ResourceChange, changes_from_events
+from .checkpoints import CheckpointReader
 from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
 from .locks import BackendLocks, OperationGate, backend_locks_for
+from .precheck import PrecheckRun, run_precheck
 from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
 from .readiness import api_client, explain_rollout_failure
 from .recovery import RecoveryReport, recover
 from .settings import Settings
+from .tenants import TenantSpecError, tenant_database_admin_url
 from .workspace import SecretsProvider, WorkspaceFactory, config_json, qualify_key
 
 log = logging.getLogger(__name__)
@@ -220,6 +223,17 @@ class StackOperations:
 
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
             return list(pool.map(info, raw))
+
+    def precheck(self, stacks: list[str] | None = None) -> PrecheckRun:
+        """The drift pre-check (precheck.py) over `stacks` (default: all), no engine started."""
+        checkpoints = CheckpointReader(self.settings.backend_url, self.factory.project_name).read(stacks)
+        environ = {**os.environ, **self.factory.env_vars()}
+        try:
+            admin_url = tenant_database_admin_url(environ)
+        except (TenantSpecError, OperationError) as exc:
+            log.warning("drift pre-check without the tenant database: %s", exc)
+            admin_url = None
+        return run_precheck(checkpoints, database_admin_url=admin_url, environ=environ)
 
     # -- read-only operations -------------------------------------------------------
 

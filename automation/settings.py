@@ -293,3 +293,18 @@ def file_backend_root(backend_url: str) -> Path | None:
     if scheme.lower() != "file":
         return None
     return Path(rest.split("?", 1)[0]).expanduser()
+
+
+def postgres_backend_table(backend_url: str) -> tuple[str, str, str] | None:
+    """For a `postgres://` backend URL: the DSN, the state table, and the prefix the engine
+    puts before every blob key (the database name: `<db>/.pulumi/...`); else None."""
+    parts = urlsplit(backend_url)
+    if parts.scheme.lower() not in ("postgres", "postgresql"):
+        return None
+    query = dict(parse_qsl(parts.query))
+    table = query.pop("table", "pulumi_state")
+    if not table.replace("_", "").isalnum():
+        raise SettingsError(f"unsafe state table name {table!r}")
+    database = parts.path.strip("/")
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+    return dsn, table, f"{database}/" if database else ""

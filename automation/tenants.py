@@ -72,7 +72,7 @@ class TenantPlatform:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantPlatform:
         env = os.environ if environ is None else environ
-        admin_url = env.get("CAMELEER_TENANT_DATABASE_ADMIN_URL") or _admin_url_from_secrets_server(env)
+        admin_url = tenant_database_admin_url(env)
         endpoint = env.get("CAMELEER_TENANT_DATABASE_ENDPOINT")
         if not admin_url or not endpoint:
             raise TenantSpecError(
@@ -88,6 +88,13 @@ class TenantPlatform:
             cluster_cidrs=cidrs,
             rollout_timeout=env.get("CAMELEER_TENANT_ROLLOUT_TIMEOUT") or None,
         )
+
+
+def tenant_database_admin_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The tenant databases' admin URL: CAMELEER_TENANT_DATABASE_ADMIN_URL, else the KV
+    reference CAMELEER_TENANT_DATABASE_ADMIN_SECRET; None when neither is set."""
+    env = os.environ if environ is None else environ
+    return env.get("CAMELEER_TENANT_DATABASE_ADMIN_URL") or _admin_url_from_secrets_server(env)
 
 
 def _admin_url_from_secrets_server(env: Mapping[str, str]) -> str | None:

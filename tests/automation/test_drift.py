@@ -11,6 +11,7 @@ from automation.changes import PropertyChange, ResourceChange
 from automation.drift import CLEAN, DRIFTED, ERROR, FIXED, SCHEMA, DriftRun, StackDriftOutcome, run_drift
 from automation.errors import ErrorKind, OperationError
 from automation.operations import DriftReport, OperationResult
+from automation.precheck import UNVERIFIED, Finding, PrecheckRun, StackVerdict
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 DRIFT = ResourceChange("urn:pulumi:s::cameleer::pulumi-python:dynamic:Resource::server",
@@ -30,6 +31,11 @@ class Engine:
         self.fixed: list[tuple[str, str]] = []
         self.settings = type("S", (), {"actor": "ci"})()
         self._lock = threading.Lock()
+
+    def precheck(self, stacks):
+        # Every stack flagged: these tests are about the engine path (see test_precheck_*).
+        finding = Finding("", UNVERIFIED, detail="engine path under test")
+        return PrecheckRun({s: StackVerdict(s, (finding,), 0) for s in stacks})
 
     def check_drift(self, stack, on_event=None):
         if stack in self.fail:
@@ -86,10 +92,14 @@ def test_report_document_has_the_documented_shape():
     run = run_drift(Engine({"tenant-a": True}), ["tenant-a"], fix=False)
     doc = run.to_dict()
     assert doc["schema"] == SCHEMA == "cameleer.drift/v1"
-    assert set(doc) == {"schema", "started_at", "finished_at", "fix", "exit_code", "summary", "stacks"}
-    assert doc["summary"] == {"stacks": 1, "clean": 0, "drifted": 1, "fixed": 0, "error": 0}
+    assert set(doc) == {"schema", "started_at", "finished_at", "fix", "mode", "exit_code", "summary", "precheck",
+                        "stacks"}
+    assert doc["mode"] == "precheck" and doc["precheck"]["flagged"] == 1
+    assert doc["summary"] == {"stacks": 1, "clean": 0, "drifted": 1, "fixed": 0, "error": 0, "engine_checked": 1}
     stack = doc["stacks"][0]
-    assert set(stack) == {"stack", "status", "drift", "correction", "verification", "error"}
+    assert set(stack) == {"stack", "status", "checked_by", "engine_reason", "precheck", "drift", "correction",
+                          "verification", "error"}
+    assert stack["checked_by"] == "engine" and stack["engine_reason"] == "engine path under test"
     assert stack["drift"]["resources"][0]["properties"][0] == {
         "path": "manifest.spec.replicas", "kind": "update", "replace": False, "old": 1, "new": 3}
 
@@ -100,3 +110,41 @@ def test_report_document_has_the_documented_shape():
 def test_exit_codes(statuses, code):
     run = DriftRun(fix=False, started_at=NOW, outcomes=[StackDriftOutcome(f"s{i}", s) for i, s in enumerate(statuses)])
     assert run.exit_code == code
+
+
+class PrecheckedEngine(Engine):
+    def __init__(self, before, clean_by_precheck, **kwargs):
+        super().__init__(before, **kwargs)
+        self.clean_by_precheck, self.checked = set(clean_by_precheck), []
+
+    def precheck(self, stacks):
+        flag = (Finding("server", "changed", ("spec.replicas",)),)
+        return PrecheckRun({s: StackVerdict(s, () if s in self.clean_by_precheck else flag, 1) for s in stacks})
+
+    def check_drift(self, stack, on_event=None):
+        self.checked.append(stack)
+        return super().check_drift(stack, on_event)
+
+
+def test_precheck_clean_stacks_never_reach_the_engine_and_full_sends_every_stack():
+    engine = PrecheckedEngine({"tenant-b": True}, clean_by_precheck={"tenant-a", "tenant-c"})
+    run = run_drift(engine, ["tenant-a", "tenant-b", "tenant-c"], fix=True)
+    assert engine.checked == ["tenant-b", "tenant-b"]  # its check, and the check after the fix
+    assert [(o.stack, o.status, o.checked_by) for o in run.outcomes] == [
+        ("tenant-a", CLEAN, "precheck"), ("tenant-b", FIXED, "engine"), ("tenant-c", CLEAN, "precheck")]
+    assert run.outcomes[1].engine_reason == "server: changed spec.replicas"
+
+    engine = PrecheckedEngine({}, clean_by_precheck={"tenant-a"})
+    run = run_drift(engine, ["tenant-a"], full=True)
+    assert engine.checked == ["tenant-a"] and run.to_dict()["mode"] == "full" and run.precheck is None
+
+
+def test_a_precheck_that_cannot_run_sends_every_stack_to_the_engine():
+    class Broken(Engine):
+        def precheck(self, stacks):
+            raise OSError("backend unreadable")
+
+    run = run_drift(Broken({"tenant-a": True}), ["tenant-a"])
+    [outcome] = run.outcomes
+    assert outcome.status == DRIFTED and outcome.checked_by == "engine"
+    assert "the pre-check failed: OSError: backend unreadable" in outcome.engine_reason
