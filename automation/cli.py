@@ -24,10 +24,12 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
 from . import render
 from .drift import EXIT_ERROR, StackDriftOutcome, run_drift
@@ -179,7 +181,21 @@ def up(
         out.print(render.update(result))
 
 
-@app.command()
+class _DefaultCheck(TyperGroup):
+    """`cameleer drift ...` means `cameleer drift check ...` unless a subcommand is named."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+drift_app = typer.Typer(cls=_DefaultCheck, no_args_is_help=False, add_completion=False,
+                        help="Check stacks for drift (default), or watch the clusters for it.")
+app.add_typer(drift_app, name="drift")
+
+
+@drift_app.command("check")
 def drift(
     targets: Annotated[list[str] | None, typer.Argument(help="Stack names or tenant slugs.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every stack in the backend.")] = False,
@@ -226,6 +242,67 @@ def drift(
     else:
         out.print(render.drift_run(run))
     raise typer.Exit(run.exit_code)
+
+
+@drift_app.command("watch")
+@handles_errors("cameleer.drift-watch/v1")
+def drift_watch(
+    fix: Annotated[bool, typer.Option("--fix", help="Correct every drifted stack (otherwise only stacks "
+                                                    "whose cameleer:driftCorrection is auto).")] = False,
+    fix_interval: Annotated[float, typer.Option("--fix-interval", min=0,
+                                                help="At most one correction per stack in this many seconds.")] = 600,
+    resync: Annotated[float, typer.Option("--resync", min=1, help="Seconds between checkpoint and "
+                                                                  "database re-reads.")] = 30,
+    metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep list/watch on every cluster the stacks use; report each drift within seconds.
+
+    Runs until interrupted. With --json, one JSON document per line (schema
+    cameleer.drift-watch/v1): ready, drifted, cleared, correction, error."""
+    from .watch import DriftWatcher, WatchEvent
+
+    metrics = watch_metrics(metrics_port)
+
+    def sink(event: WatchEvent) -> None:
+        metrics(event)
+        if as_json:
+            sys.stdout.write(json.dumps(event.to_dict(), default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            detail = "; ".join(str(f) for f in event.findings) or event.detail
+            err.print(f"{event.at:%H:%M:%S} {event.event} {event.stack or ''} {escape(detail)}".rstrip())
+
+    watcher = DriftWatcher(_operations(), sink, fix_all=fix, fix_interval=fix_interval, resync_seconds=resync)
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        watcher.stop()
+
+
+def watch_metrics(port: int | None) -> Callable[[Any], None]:
+    """Prometheus counters and a gauge for watch mode, served on `port` (none: not served)."""
+    from prometheus_client import Counter, Gauge, start_http_server
+
+    drifted = Gauge("cameleer_drift_watch_stacks_drifted", "Stacks the watcher sees drifted now")
+    detections = Counter("cameleer_drift_watch_detections_total", "Drift reports of the watcher")
+    corrections = Counter("cameleer_drift_watch_corrections_total", "Corrections started by the watcher",
+                          ["result"])
+    current: set[str] = set()
+    if port is not None:
+        start_http_server(port, addr="127.0.0.1")
+
+    def observe(event: Any) -> None:
+        if event.event == "drifted":
+            detections.inc()
+            current.add(event.stack)
+        elif event.event == "cleared":
+            current.discard(event.stack)
+        elif event.event == "correction":
+            corrections.labels(event.data.get("result", "unknown")).inc()
+        drifted.set(len(current))
+
+    return observe
 
 
 @app.command()

@@ -266,7 +266,7 @@ def run_precheck(
     default_cluster = default_cluster_name(environ)
     run = PrecheckRun({})
     live, cluster_errors = _read_clusters(declarations, connect, default_cluster, run)
-    observed, database_errors = _observe_schemas(declarations, database_admin_url)
+    schema_findings = database_findings(declarations, database_admin_url)
     for declaration in declarations:
         findings = list(declaration.findings)
         for declared in declaration.objects:
@@ -275,13 +275,7 @@ def run_precheck(
                 findings.append(Finding(declared.resource, UNVERIFIED, detail=cluster_errors[cluster]))
             elif (finding := object_finding(declared, live[cluster].get(declared.key))) is not None:
                 findings.append(finding)
-        for schema in declaration.schemas:
-            if schema.database in database_errors or schema.database not in observed:
-                detail = database_errors.get(schema.database, f"database {schema.database!r} is not the one "
-                                             "the pre-check can reach")
-                findings.append(Finding(schema.resource, UNVERIFIED, detail=detail))
-            elif (finding := _schema_finding(schema, observed[schema.database].get(schema.identifier))) is not None:
-                findings.append(finding)
+        findings += schema_findings.get(declaration.stack, [])
         run.verdicts[declaration.stack] = StackVerdict(
             declaration.stack, tuple(findings), len(declaration.objects) + len(declaration.schemas))
     run.duration_seconds = time.monotonic() - started
@@ -319,6 +313,21 @@ def _read_clusters(declarations: list[StackDeclaration], connect: ClusterConnect
             run.requests += reader.requests
             reader.close()
     return live, errors
+
+
+def database_findings(declarations: list[StackDeclaration], admin_url: str | None) -> dict[str, list[Finding]]:
+    """The findings on each stack's tenant schemas, by stack."""
+    observed, errors = _observe_schemas(declarations, admin_url)
+    found: dict[str, list[Finding]] = defaultdict(list)
+    for declaration in declarations:
+        for schema in declaration.schemas:
+            if schema.database in errors or schema.database not in observed:
+                detail = errors.get(schema.database, f"database {schema.database!r} is not the one the "
+                                    "pre-check can reach")
+                found[declaration.stack].append(Finding(schema.resource, UNVERIFIED, detail=detail))
+            elif (finding := _schema_finding(schema, observed[schema.database].get(schema.identifier))) is not None:
+                found[declaration.stack].append(finding)
+    return found
 
 
 def _observe_schemas(declarations: list[StackDeclaration], admin_url: str | None,

@@ -104,6 +104,8 @@ def tenant_stack(tmp_path, engine_env, kubeconfig, tenant_database_url, shared_b
     from psycopg.conninfo import conninfo_to_dict
 
     cli = Cli(tmp_path, kubeconfig, {k: v for k, v in engine_env.items() if k != "PATH"})
+    # The pre-check observes the tenant schema through the stack's own admin.
+    cli.env["CAMELEER_TENANT_DATABASE_ADMIN_URL"] = tenant_database_url
     slug = f"{SLUG_PREFIX}{unique_name[1:9]}"
     _SESSION_SLUGS.append(slug)
     stack = f"tenant-{slug}"
@@ -123,28 +125,40 @@ def tenant_stack(tmp_path, engine_env, kubeconfig, tenant_database_url, shared_b
 
 
 def _check_and_fix(cli: Cli, stack: str, resource: str, expected: set[str]) -> None:
-    """The edit is reported exactly where it was made, --fix corrects it with no replacement
-    of a data object, and a second check is clean."""
-    found = _drifted(cli.drift(stack, expect=2))
+    """The edit is flagged by the pre-check and reported by the engine exactly where it was
+    made, --fix corrects it with no replacement of a data object, and a second check is clean."""
+    report = cli.drift(stack, expect=2)
+    found = _drifted(report)
     assert found == {resource: expected}, found
+    [entry] = report["stacks"]
+    assert entry["checked_by"] == "engine", entry
+    assert resource in {f["resource"] for f in entry["precheck"]["findings"]}, entry["precheck"]
     fixed = cli.drift(stack, fix=True, expect=0)
     [entry] = fixed["stacks"]
     assert entry["status"] == "fixed", entry
     correction = entry["correction"]["resource_changes"]
     assert "replace" not in correction and "delete" not in correction, correction
-    assert _drifted(cli.drift(stack, expect=0)) == {}
+    _assert_clean_by_precheck(cli, stack)
+
+
+def _assert_clean_by_precheck(cli: Cli, stack: str) -> None:
+    report = cli.drift(stack, expect=0)
+    assert _drifted(report) == {}
+    [entry] = report["stacks"]
+    assert entry["checked_by"] == "precheck", entry["engine_reason"]
 
 
 def test_kubectl_edits_are_reported_exactly_and_corrected(tenant_stack):
     cli, stack, namespace = tenant_stack
     _wait(lambda: _ready_pods(cli, namespace) == 1, "the server's pod to be Ready")
-    assert _drifted(cli.drift(stack, expect=0)) == {}
+    _assert_clean_by_precheck(cli, stack)
 
-    # A label or annotation someone else adds on a field the program does not declare is no drift.
+    # A label or annotation someone else adds on a field the program does not declare is no
+    # drift, for the pre-check as for the engine.
     cli.kubectl("label", "namespace", namespace, "team.example.com/owner=payments", "--field-manager=payments-team")
     cli.kubectl("label", "namespace", namespace, "example.com/scratch=yes")
     cli.kubectl("-n", namespace, "annotate", "deployment", SERVER_NAME, "example.com/on-call=alice")
-    assert _drifted(cli.drift(stack, expect=0)) == {}
+    _assert_clean_by_precheck(cli, stack)
 
     # 1. kubectl scale of the server.
     cli.kubectl("-n", namespace, "scale", "deployment", SERVER_NAME, "--replicas=3")
