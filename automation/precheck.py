@@ -119,10 +119,11 @@ class StackDeclaration:
     objects: list[DeclaredObject] = field(default_factory=list)
     schemas: list[DeclaredSchema] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # what cannot be checked at all
+    pending: bool = False  # an operation is running, or was interrupted
 
 
 def declaration_of(checkpoint: Checkpoint) -> StackDeclaration:
-    declaration = StackDeclaration(checkpoint.stack)
+    declaration = StackDeclaration(checkpoint.stack, pending=checkpoint.pending_operations)
     if checkpoint.pending_operations:
         declaration.findings.append(Finding("", UNVERIFIED, detail="an interrupted operation left pending operations"))
     clusters = {r["urn"]: (r.get("inputs") or {}).get("clusterIdentifier")

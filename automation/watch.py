@@ -147,6 +147,7 @@ class DriftWatcher:
         self.owners: dict[tuple[str, ObjectKey], str] = {}  # (cluster, object) -> stack
         self.verdicts: dict[str, StackVerdict] = {}
         self.last_fix: dict[str, float] = {}
+        self.correcting: set[str] = set()
         self.dirty: set[str] = set()
         self.dirty_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -235,7 +236,10 @@ class DriftWatcher:
             stacks, self.dirty = self.dirty, set()
         for stack in sorted(stacks):
             declaration = self.declarations.get(stack)
-            if declaration is not None:
+            # Mid-operation (ours or anyone's) the state is in motion: hold the verdict until
+            # the operation has written its checkpoint. Pending operations left by a crash
+            # are the drift job's and recovery's (they go to the engine there).
+            if declaration is not None and not declaration.pending and stack not in self.correcting:
                 self._judge(stack, self._verdict(declaration))
 
     def _verdict(self, declaration: StackDeclaration) -> StackVerdict:
@@ -273,6 +277,8 @@ class DriftWatcher:
     # -- corrections ------------------------------------------------------------------------
 
     def _should_correct(self, stack: str) -> bool:
+        if stack in self.correcting:
+            return False
         if not self.fix_all and str(self.ops.factory.read_stack_config(stack).get(CORRECTION_SETTING)) != "auto":
             return False
         last = self.last_fix.get(stack)
@@ -281,6 +287,7 @@ class DriftWatcher:
                                  f"{self.fix_interval:g}s ago", data={"result": "skipped"}))
             return False
         self.last_fix[stack] = time.monotonic()
+        self.correcting.add(stack)
         return True
 
     def _correct_forever(self) -> None:
@@ -296,4 +303,7 @@ class DriftWatcher:
                                                                 "resource_changes": result.resource_changes}))
             except Exception as exc:  # noqa: BLE001 - reported; the watch goes on
                 self.sink(WatchEvent("correction", stack, detail=str(exc)[:500], data={"result": "failed"}))
+            self.correcting.discard(stack)
+            with self.dirty_lock:
+                self.dirty.add(stack)
             self.resync_now.set()

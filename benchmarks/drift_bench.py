@@ -1,0 +1,283 @@
+"""What a fleet drift scan costs: the pre-check against the engine's scan of the same stacks.
+
+Part 1, real stacks: N low-tier tenant stacks (one environment each) brought up with
+`cameleer up --create` on the local services in a private file backend; then, in the same
+run and on the same fleet:
+
+| scan               | command                                               |
+|--------------------|-------------------------------------------------------|
+| pre-check          | `cameleer drift --all --json` (no stack drifted: no engine run)  |
+| full engine scan   | `cameleer drift --all --full --parallel 2 --json`     |
+| kubectl baseline   | `kubectl get <every kind the stacks declare> -A -l app.kubernetes.io/managed-by=... -o json` |
+
+each as a whole process: wall seconds and CPU seconds (user + system of the process and
+its children).
+
+Part 2, 1,000 tenants: not real stacks (bringing up 1,000 stacks takes about an hour here).
+One real stack's checkpoint is the template: for each synthetic tenant its Kubernetes
+objects are applied to the cluster by server-side apply (field manager `cameleer`, the
+same objects with the slug replaced; Deployments at 0 replicas, since the pre-check never
+reads pods), its schema and role are created with the tenant-database provider's own
+`converge`, and a checkpoint document holding what the API server and the database
+returned is written to a file backend. The pre-check then runs over all of them
+in-process: wall, CPU, API requests, objects, the live cache's memory.
+
+    source .cameleer/services.env
+    .venv/bin/python benchmarks/drift_bench.py [--stacks 100] [--synthetic 1000] [--rounds 3] [--json out.json]
+
+Cleans up what it created (namespaces, roles, its temporary backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from automation.checkpoints import CheckpointReader  # noqa: E402
+from automation.livestate import MANAGED_SELECTOR  # noqa: E402
+from automation.precheck import is_secret, run_precheck  # noqa: E402
+from automation.tenants import tenant_database_admin_url  # noqa: E402
+from components import naming  # noqa: E402
+
+IMAGE = "ghcr.io/cameleer/server@sha256:" + "4f5e1c3b2a9d" * 5 + "0000"
+
+
+def timed(argv: list[str], env: dict[str, str], expect: int = 0) -> tuple[float, float, str]:
+    """Wall and CPU seconds (the process and its children) of one command, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != expect:
+        sys.exit(f"{' '.join(argv[:4])} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
+
+
+class Bench:
+    def __init__(self, root: Path, admin_url: str) -> None:
+        self.root, self.admin_url = root, admin_url
+        self.env = {**os.environ, "CAMELEER_DATA_DIR": str(root / "data"),
+                    "PULUMI_BACKEND_URL": f"file://{root / 'state'}", "CAMELEER_ACTOR": "drift-bench",
+                    "PULUMI_CONFIG_PASSPHRASE": "drift-bench", "CAMELEER_TENANT_DATABASE_ADMIN_URL": admin_url}
+        for key in ("PULUMI_CONFIG_PASSPHRASE_FILE", "CAMELEER_CONFIG_PASSPHRASE_FILE"):
+            self.env.pop(key, None)
+        (root / "state").mkdir(parents=True)
+        self.cameleer = str(REPO / ".venv" / "bin" / "cameleer")
+        self.slugs: list[str] = []
+
+    def up(self, slug: str) -> None:
+        endpoint = os.environ["CAMELEER_TENANT_DATABASE_ENDPOINT"]
+        timed([self.cameleer, "up", f"tenant-{slug}", "--create", "--reason", "drift bench",
+               "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
+               "--set", f"image={IMAGE}", "--set", "rolloutTimeout=120s", "--set", f"databaseEndpoint={endpoint}",
+               "--set-secret", f"databaseAdminUrl={self.admin_url}",
+               "--set-secret", "license=bench.license.token"], self.env)
+        self.slugs.append(slug)
+
+    def drift(self, *args: str) -> tuple[float, float, dict]:
+        wall, cpu, out = timed([self.cameleer, "drift", "--all", "--json", *args], self.env)
+        return wall, cpu, json.loads(out)
+
+
+def kinds_of(checkpoint) -> list[str]:
+    kinds = {(r["inputs"]["apiVersion"], r["inputs"]["kind"]) for r in checkpoint.resources
+             if r["type"].startswith("kubernetes:")}
+    return sorted(f"{kind.lower()}s.{api.split('/')[0]}" if "/" in api else f"{kind.lower()}s" for api, kind in kinds)
+
+
+# --------------------------------------------------------------------------- part 2: synthetic fleet
+
+def synthesize(template, template_slug: str, slug: str, api, conn) -> dict:
+    """One synthetic tenant like `template`: objects applied, schema converged; its checkpoint."""
+    from components.providers.postgres import converge, observe
+
+    text = json.dumps(list(template.resources)).replace(template_slug, slug)
+    resources = json.loads(text)
+    for res in resources:
+        if res["type"].startswith("kubernetes:"):
+            res["outputs"] = {**apply(api, res["inputs"]), "__fieldManager": "cameleer"}
+        elif res["type"].endswith("postgres:TenantSchema"):
+            identifier = res["outputs"]["identifier"]
+            converge(conn, identifier, uuid.uuid4().hex, int(res["outputs"]["connection_limit"]))
+            res["outputs"]["observed"] = observe(conn, identifier, None)
+            res["outputs"]["database"] = conn.info.dbname
+    return {"version": 3, "checkpoint": {"stack": f"tenant-{slug}", "latest": {"resources": resources}}}
+
+
+def apply(api, inputs: dict) -> dict:
+    body = json.loads(json.dumps(inputs))
+    if body["kind"] == "Deployment":
+        body["spec"]["replicas"] = inputs["spec"]["replicas"] = 0
+    if is_secret(body.get("data")):
+        keys = ("license.jwt",) if body["metadata"]["name"] == "cameleer-license" else (
+            "database", "host", "password", "port", "schema", "username")
+        body["data"] = {key: base64.b64encode(b"synthetic").decode() for key in keys}
+    meta = body["metadata"]
+    group = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+    plural = {"NetworkPolicy": "networkpolicies"}.get(body["kind"], body["kind"].lower() + "s")
+    scope = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    response = api.call_api(
+        f"{group}{scope}/{plural}/{meta['name']}", "PATCH", body=body,
+        query_params=[("fieldManager", "cameleer"), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        auth_settings=["BearerToken"], _preload_content=False, _request_timeout=60)[0]
+    return json.loads(response.data)
+
+
+def synthetic_fleet(template, template_slug: str, count: int, admin_url: str, root: Path) -> tuple[list[str], float]:
+    import psycopg
+
+    from automation.readiness import api_client
+
+    api = api_client(Path(os.environ["KUBECONFIG"]).read_text())
+    directory = root / "synthetic" / ".pulumi" / "stacks" / "cameleer"
+    directory.mkdir(parents=True)
+    prefix = f"sy{uuid.uuid4().hex[:5]}"
+    slugs = [f"{prefix}{i:04d}" for i in range(count)]
+    started = time.monotonic()
+
+    def one(slug: str) -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            document = synthesize(template, template_slug, slug, api, conn)
+        (directory / f"tenant-{slug}.json").write_text(json.dumps(document))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(one, slugs))
+    return slugs, time.monotonic() - started
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cleanup(slugs: list[str], admin_url: str) -> None:
+    import psycopg
+
+    from components.providers.postgres import drop
+
+    namespaces = [naming.namespace_name(slug, "prod") for slug in slugs]
+    for start in range(0, len(namespaces), 200):
+        subprocess.run(["kubectl", "delete", "namespace", "--wait=false", "--ignore-not-found",
+                        *namespaces[start:start + 200]], capture_output=True, check=False)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for slug in slugs:
+            drop(conn, naming.database_identifier(slug, "prod"))
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stacks", type=int, default=100)
+    parser.add_argument("--synthetic", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    admin_url = tenant_database_admin_url()
+    if not admin_url or not os.environ.get("KUBECONFIG"):
+        sys.exit("needs the local services: source .cameleer/services.env")
+    root = Path(tempfile.mkdtemp(prefix="drift-bench-"))
+    bench = Bench(root, admin_url)
+    prefix = f"db{uuid.uuid4().hex[:5]}"
+    figures: dict[str, object] = {"stacks": args.stacks, "synthetic": args.synthetic}
+    synthetic: list[str] = []
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(bench.up, [f"{prefix}{i:03d}" for i in range(args.stacks)]))
+        print(f"brought up {args.stacks} tenant stacks in {time.monotonic() - started:.0f}s", flush=True)
+
+        checkpoints = CheckpointReader(bench.env["PULUMI_BACKEND_URL"], "cameleer").read()
+        kinds = ",".join(kinds_of(next(iter(checkpoints.values()))))
+        pre, full, kubectl = [], [], []
+        for _ in range(args.rounds):
+            wall, cpu, report = bench.drift()
+            assert report["summary"]["engine_checked"] == 0, [s["engine_reason"] for s in report["stacks"]][:3]
+            pre.append((wall, cpu, report["precheck"]))
+            wall, cpu, _ = timed(["kubectl", "get", kinds, "-A", "-l", MANAGED_SELECTOR, "-o", "json"], bench.env)
+            kubectl.append((wall, cpu))
+        for _ in range(max(1, args.rounds - 1)):
+            wall, cpu, report = bench.drift("--full", "--parallel", "2")
+            assert report["summary"]["engine_checked"] == args.stacks
+            full.append((wall, cpu))
+        figures["real"] = report_real(args.stacks, pre, full, kubectl)
+
+        template_stack = sorted(checkpoints)[0]
+        synthetic, seconds = synthetic_fleet(checkpoints[template_stack], template_stack.removeprefix("tenant-"),
+                                             args.synthetic, admin_url, root)
+        print(f"applied the objects of {args.synthetic} synthetic tenants in {seconds:.0f}s", flush=True)
+        figures["synthetic_fleet"] = report_synthetic(root, args.synthetic, args.rounds, admin_url)
+    finally:
+        cleanup(bench.slugs + synthetic, admin_url)
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def report_real(stacks: int, pre: list, full: list, kubectl: list) -> dict:
+    med = statistics.median
+    figures = {
+        "precheck_wall_s": med(w for w, _, _ in pre), "precheck_cpu_s": med(c for _, c, _ in pre),
+        "precheck_in_process_s": med(p["duration_seconds"] for _, _, p in pre),
+        "precheck_requests": pre[-1][2]["requests"], "precheck_objects": pre[-1][2]["objects"],
+        "full_wall_s": med(w for w, _ in full), "full_cpu_s": med(c for _, c in full),
+        "kubectl_wall_s": med(w for w, _ in kubectl), "kubectl_cpu_s": med(c for _, c in kubectl),
+    }
+    print(f"\n{stacks} real tenant stacks, medians of {len(pre)} pre-check and {len(full)} full runs")
+    print(f"{'scan':<28}{'wall s':>9}{'CPU s':>9}{'ms/stack':>10}")
+    for name, wall, cpu in (("pre-check (cameleer drift)", figures["precheck_wall_s"], figures["precheck_cpu_s"]),
+                            ("full engine scan (--full)", figures["full_wall_s"], figures["full_cpu_s"]),
+                            ("kubectl get (same kinds)", figures["kubectl_wall_s"], figures["kubectl_cpu_s"])):
+        print(f"{name:<28}{wall:>9.2f}{cpu:>9.2f}{1000 * wall / stacks:>10.1f}")
+    print(f"pre-check inside the process: {figures['precheck_in_process_s']:.2f}s, "
+          f"{figures['precheck_requests']} API requests, {figures['precheck_objects']} objects")
+    print(f"full scan / pre-check: wall x{figures['full_wall_s'] / figures['precheck_wall_s']:.1f}, "
+          f"CPU x{figures['full_cpu_s'] / figures['precheck_cpu_s']:.1f}")
+    return figures
+
+
+def report_synthetic(root: Path, count: int, rounds: int, admin_url: str) -> dict:
+    runs = []
+    for _ in range(rounds):
+        rss_before = rss_mb()
+        cpu_before, started = time.process_time(), time.monotonic()
+        checkpoints = CheckpointReader(f"file://{root / 'synthetic'}", "cameleer").read()
+        run = run_precheck(checkpoints, database_admin_url=admin_url)
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu_before
+        if run.flagged():
+            sys.exit(f"synthetic stacks flagged: {[run.verdicts[s].reason for s in run.flagged()[:3]]}")
+        runs.append((wall, cpu, run.requests, run.objects, rss_mb() - rss_before))
+        del checkpoints, run
+    wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    figures = {"wall_s": wall, "cpu_s": cpu, "requests": runs[-1][2], "objects": runs[-1][3],
+               "ms_per_stack": 1000 * wall / count, "rss_growth_mb_first_run": runs[0][4]}
+    print(f"\npre-check over {count} synthetic tenants (objects applied to the cluster, in-process), "
+          f"median of {rounds}")
+    print(f"wall {wall:.2f}s  CPU {cpu:.2f}s  {figures['ms_per_stack']:.1f} ms/stack  "
+          f"{figures['requests']} API requests  {figures['objects']} objects  "
+          f"RSS +{figures['rss_growth_mb_first_run']:.0f} MB (first run)")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
