@@ -15,6 +15,7 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.billing.router import router as billing_router
 from api.billing.usage_router import router as usage_router
+from api.drift.router import router as drift_router
 from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypassed_by_role
 from api.licensing.router import router as license_router
 from api.logs import configure_logging
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_exception_handler(SecretsUnavailable, _secrets_unavailable)
     install_middleware(app)
     for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router,
-                   audit_router, billing_router, usage_router):
+                   audit_router, billing_router, usage_router, drift_router):
         app.include_router(router)
     return app
 

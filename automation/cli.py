@@ -254,13 +254,15 @@ def drift_watch(
     resync: Annotated[float, typer.Option("--resync", min=1, help="Seconds between checkpoint and "
                                                                   "database re-reads.")] = 30,
     metrics_port: Annotated[int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics here.")] = None,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: watch only the clusters whose name hashes to I "
+                                                       "modulo N (one watcher per shard).")] = "0/1",
     as_json: JsonOpt = False,
 ) -> None:
     """Keep list/watch on every cluster the stacks use; report each drift within seconds.
 
     Runs until interrupted. With --json, one JSON document per line (schema
     cameleer.drift-watch/v1): ready, drifted, cleared, correction, error."""
-    from .watch import DriftWatcher, WatchEvent
+    from .watch import DriftWatcher, WatchEvent, parse_shard, watch_metrics
 
     metrics = watch_metrics(metrics_port)
 
@@ -273,36 +275,12 @@ def drift_watch(
             detail = "; ".join(str(f) for f in event.findings) or event.detail
             err.print(f"{event.at:%H:%M:%S} {event.event} {event.stack or ''} {escape(detail)}".rstrip())
 
-    watcher = DriftWatcher(_operations(), sink, fix_all=fix, fix_interval=fix_interval, resync_seconds=resync)
+    watcher = DriftWatcher(_operations(), sink, fix_all=fix, fix_interval=fix_interval, resync_seconds=resync,
+                           shard=parse_shard(shard))
     try:
         watcher.run()
     except KeyboardInterrupt:
         watcher.stop()
-
-
-def watch_metrics(port: int | None) -> Callable[[Any], None]:
-    """Prometheus counters and a gauge for watch mode, served on `port` (none: not served)."""
-    from prometheus_client import Counter, Gauge, start_http_server
-
-    drifted = Gauge("cameleer_drift_watch_stacks_drifted", "Stacks the watcher sees drifted now")
-    detections = Counter("cameleer_drift_watch_detections_total", "Drift reports of the watcher")
-    corrections = Counter("cameleer_drift_watch_corrections_total", "Corrections started by the watcher",
-                          ["result"])
-    current: set[str] = set()
-    if port is not None:
-        start_http_server(port, addr="127.0.0.1")
-
-    def observe(event: Any) -> None:
-        if event.event == "drifted":
-            detections.inc()
-            current.add(event.stack)
-        elif event.event == "cleared":
-            current.discard(event.stack)
-        elif event.event == "correction":
-            corrections.labels(event.data.get("result", "unknown")).inc()
-        drifted.set(len(current))
-
-    return observe
 
 
 @app.command()

@@ -24,12 +24,14 @@ import logging
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .checkpoints import CheckpointReader
+from .errors import ErrorKind, OperationError
 from .history import UpdateMetadata
 from .livestate import MANAGED_SELECTOR, ClusterReader, Kind, ObjectKey, key_of
 from .operations import StackOperations
@@ -132,12 +134,13 @@ class _Expired(Exception):
 class DriftWatcher:
     def __init__(self, ops: StackOperations, sink: WatchSink, *, fix_all: bool = False,
                  fix_interval: float = 600.0, resync_seconds: float = 30.0, tick_seconds: float = 0.25,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 shard: tuple[int, int] = (0, 1), environ: Mapping[str, str] | None = None) -> None:
         import os
 
         self.ops, self.sink = ops, sink
         self.fix_all, self.fix_interval = fix_all, fix_interval
         self.resync_seconds, self.tick_seconds = resync_seconds, tick_seconds
+        self.shard = shard
         self.environ = dict(environ) if environ is not None else {**os.environ, **ops.factory.env_vars()}
         self.reader = CheckpointReader(ops.settings.backend_url, ops.factory.project_name)
         self.default_cluster = default_cluster_name(self.environ)
@@ -186,7 +189,9 @@ class DriftWatcher:
             self._forget(stack)
         if changed:
             for stack, checkpoint in self.reader.read(changed).items():
-                self._learn(declaration_of(checkpoint))
+                declaration = declaration_of(checkpoint)
+                if self._in_shard(declaration):
+                    self._learn(declaration)
                 self.versions[stack] = versions[stack]
         # Schemas have no watch: compare every stack that has one on each resync.
         with self.dirty_lock:
@@ -194,6 +199,10 @@ class DriftWatcher:
             if initial:
                 self.dirty |= set(self.declarations)
         self._evaluate_dirty()
+
+    def _in_shard(self, declaration: StackDeclaration) -> bool:
+        clusters = {d.cluster or self.default_cluster for d in declaration.objects} or {self.default_cluster}
+        return any(in_shard(cluster, self.shard) for cluster in clusters)
 
     def _learn(self, declaration: StackDeclaration) -> None:
         stack = declaration.stack
@@ -307,3 +316,47 @@ class DriftWatcher:
             with self.dirty_lock:
                 self.dirty.add(stack)
             self.resync_now.set()
+
+
+def watch_metrics(port: int | None) -> WatchSink:
+    """Prometheus counters and a gauge for watch mode, served on `port` (none: not served)."""
+    from prometheus_client import Counter, Gauge, start_http_server
+
+    drifted = Gauge("cameleer_drift_watch_stacks_drifted", "Stacks the watcher sees drifted now")
+    detections = Counter("cameleer_drift_watch_detections_total", "Drift reports of the watcher")
+    corrections = Counter("cameleer_drift_watch_corrections_total", "Corrections started by the watcher",
+                          ["result"])
+    current: set[str] = set()
+    if port is not None:
+        start_http_server(port, addr="127.0.0.1")
+
+    def observe(event: WatchEvent) -> None:
+        if event.event == "drifted":
+            detections.inc()
+            current.add(event.stack)
+        elif event.event == "cleared":
+            current.discard(event.stack)
+        elif event.event == "correction":
+            corrections.labels(event.data.get("result", "unknown")).inc()
+        drifted.set(len(current))
+
+    return observe
+
+
+def in_shard(cluster: str, shard: tuple[int, int]) -> bool:
+    """Watchers split the clusters among themselves: shard (i, n) takes the clusters whose
+    name hashes to i modulo n, and every stack on them."""
+    index, count = shard
+    return zlib.crc32(cluster.encode()) % count == index
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` -> (I, N), with 0 <= I < N."""
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise OperationError(ErrorKind.CONFIG, f"--shard must be I/N (e.g. 0/3), not {text!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise OperationError(ErrorKind.CONFIG, f"--shard {text}: need 0 <= I < N")
+    return shard

@@ -360,6 +360,13 @@ Billing = Union[MeteredPricing, CommittedPricing]
 # --------------------------------------------------------------------------- tiers
 
 
+class DriftCorrection(str, Enum):
+    """What the drift watcher does when a tenant's objects drift from its stack."""
+
+    AUTO = "auto"  # queue a correction (at most once per tenant per interval)
+    REPORT = "report"  # report only: an operator corrects (dedicated customers preview first)
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -372,6 +379,7 @@ class Tier:
     billing: Billing
     # Scheduling priority of the tier's workloads (a PriorityClass per tier).
     priority: int
+    drift_correction: DriftCorrection = DriftCorrection.AUTO
 
     @property
     def standard_environments(self) -> tuple[str, ...]:
@@ -561,6 +569,7 @@ _HIGH = Tier(
     billing=CommittedPricing(per_cpu_core_month=Decimal("25.00"), per_ram_gb_month=Decimal("3.50"),
                              minimum=Compute(8000, 16384)),
     priority=3000,
+    drift_correction=DriftCorrection.REPORT,
 )
 
 _BUSINESS = Tier(
@@ -573,6 +582,7 @@ _BUSINESS = Tier(
     billing=CommittedPricing(per_cpu_core_month=Decimal("22.00"), per_ram_gb_month=Decimal("3.00"),
                              minimum=Compute(16000, 32768), terms=BillingTerms(payment_grace_days=14)),
     priority=4000,
+    drift_correction=DriftCorrection.REPORT,
 )
 
 TIERS: Mapping[str, Tier] = _frozen({tier.name: tier for tier in (_LOW, _MID, _HIGH, _BUSINESS)})

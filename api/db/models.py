@@ -49,6 +49,7 @@ class OperationKind(enum.StrEnum):
     REACTIVATE = "reactivate"
     CHANGE_TIER = "change_tier"
     DELETE = "delete"
+    DRIFT_CORRECTION = "drift_correction"
 
 
 class OperationStatus(enum.StrEnum):
@@ -292,6 +293,23 @@ class UsageHour(Base):
     identifier: Mapped[str] = mapped_column(String(100), unique=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_value: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DriftFinding(Base):
+    """A stack the drift watcher saw drifted: open until it is back (`cleared_at`)."""
+
+    __tablename__ = "drift_findings"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    stack: Mapped[str] = mapped_column(String(128), index=True)
+    # None for a platform stack (shared-<cluster>): visible in the system scope only.
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    # [{resource, what, paths, detail}]: property paths, never values.
+    findings: Mapped[list[Any]] = mapped_column(default=list)
+    detected_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    correction_operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operations.id"))
 
 
 CHECKS = {

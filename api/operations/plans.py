@@ -20,6 +20,8 @@ PLANS: dict[OperationKind, tuple[str, ...]] = {
     OperationKind.DELETE: (
         "mark_deleting", "tenant_secrets", "stack_destroy", "license", "billing", "scrub", "mark_deleted",
     ),
+    # Queued by the drift watcher (api/drift) when the tenant's tier corrects automatically.
+    OperationKind.DRIFT_CORRECTION: ("drift_correct",),
 }
 
 # A tier change that moves the tenant between shared and dedicated placement.

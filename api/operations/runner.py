@@ -178,7 +178,9 @@ class OperationRunner:
             operation.error = error
             operation.current_step = None if status is OperationStatus.SUCCEEDED else operation.current_step
             operation.finished_at = datetime.now(UTC)
-            if error is not None:
+            # A failed drift correction leaves the tenant as it was (still serving): the
+            # finding stays open and the failure is on the operation.
+            if error is not None and loaded.kind is not OperationKind.DRIFT_CORRECTION:
                 _fail_tenant(session, loaded.tenant_id, error)
             append(
                 session, meta, f"operation.{loaded.kind.value}", f"operation:{operation_id}",

@@ -235,6 +235,14 @@ def stack_up(ctx: StepContext) -> dict[str, Any]:
     return {"stack": result.stack, "summary": result.summary}
 
 
+@step("drift_correct")
+def drift_correct(ctx: StepContext) -> dict[str, Any]:
+    with ctx.tx() as session:
+        ref = ctx.target_ref(ctx.tenant(session))
+    result = ctx.services.driver.correct_drift(ref, ctx.events())
+    return {"stack": result.stack, "summary": result.summary}
+
+
 @step("preview")
 def preview(ctx: StepContext) -> dict[str, Any]:
     ref, tier, license_row = _desired_stack(ctx)

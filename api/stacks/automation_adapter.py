@@ -171,6 +171,18 @@ class AutomationStackDriver:
         except ClusterLookupError as exc:
             raise StackUnavailable(str(exc)) from exc
 
+    def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
+        from automation.history import UpdateMetadata
+        from automation.operations import DRIFT_CORRECTION_REASON
+        from automation.tenants import stack_name_for
+
+        stack = stack_name_for(tenant.slug, tenant.placement)
+        with _permanent_failures_refused():
+            result = self._ops.correct_drift(stack, UpdateMetadata(
+                ACTOR, DRIFT_CORRECTION_REASON, operation_id=str(tenant.id), kind="drift-correction"),
+                on_event=_relay(on_event))
+        return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
+
     def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
         from automation.history import UpdateMetadata
         from automation.tenants import stack_name_for

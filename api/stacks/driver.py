@@ -104,6 +104,11 @@ class StackDriver(Protocol):
         (None when the stack had none, or it was destroyed before)."""
         ...
 
+    def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
+        """Put the cluster back to the tenant's stack (an update with refresh, recorded with
+        the reason "drift correction"); the stack's config is left as it is."""
+        ...
+
     def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:
         """Each environment's database credentials as its stack delivered them to the
         tenant's server (the Kubernetes Secret), for the tenant's KV paths."""

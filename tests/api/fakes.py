@@ -77,6 +77,11 @@ class FakeStackDriver:
         on_event(StackEventData("summaryEvent", {"resourceChanges": {"delete": 1}}))
         return None  # no encryption key of its own
 
+    def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
+        self._enter("correct_drift", tenant)
+        on_event(StackEventData("summaryEvent", {"resourceChanges": {"update": 1}}))
+        return ProvisionResult(stack=f"tenant-{tenant.slug}", summary={"update": 1})
+
     def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:
         self._enter("database_credentials", tenant)
         return {env: {"username": f"tenant_{tenant.slug}_{env}".replace("-", "_"),

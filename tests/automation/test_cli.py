@@ -49,3 +49,26 @@ def test_bad_set_assignment_is_refused_before_the_engine_runs():
     result = runner.invoke(app, ["preview", "tenant-acme", "--set", "novalue", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["error"]["message"].startswith("expected key=value")
+
+
+def test_drift_without_a_subcommand_is_the_check_and_watch_refuses_a_bad_shard():
+    checked = runner.invoke(app, ["drift", "check", "--json"])
+    implied = runner.invoke(app, ["drift", "--json"])
+    assert checked.exit_code == implied.exit_code == 1
+    assert json.loads(checked.stdout)["error"] == json.loads(implied.stdout)["error"]
+    bad = runner.invoke(app, ["drift", "watch", "--shard", "2/2", "--json"])
+    assert bad.exit_code == 1 and json.loads(bad.stdout)["error"]["kind"] == "config"
+
+
+def test_shards_split_the_clusters_and_every_cluster_lands_in_exactly_one():
+    from automation.errors import OperationError
+    from automation.watch import in_shard, parse_shard
+
+    assert parse_shard("1/3") == (1, 3)
+    clusters = [f"shared-eu{i}" for i in range(50)]
+    owners = {cluster: [i for i in range(3) if in_shard(cluster, (i, 3))] for cluster in clusters}
+    assert all(len(found) == 1 for found in owners.values())
+    assert {found[0] for found in owners.values()} == {0, 1, 2}
+    for text in ("3/3", "x/2", "1", "-1/2"):
+        with pytest.raises(OperationError):
+            parse_shard(text)

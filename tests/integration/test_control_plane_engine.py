@@ -557,6 +557,41 @@ def exported_with_secrets(cp: ControlPlane, backend: Path, stack: str) -> subpro
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+def drift_finding(cp: ControlPlane, stack: str) -> tuple | None:
+    return cp.row("SELECT id, findings, cleared_at, correction_operation_id FROM drift_findings"
+                  " WHERE stack = %s ORDER BY id DESC LIMIT 1", stack)
+
+
+def test_the_drift_watcher_reports_a_kubectl_scale_in_seconds_and_queues_an_audited_correction(
+        cp, tenant_a, auditor, kube, kubectl):
+    """`python -m api.drift` beside the workers: the scale is a finding within 5 s, the low
+    tier's rule queues a drift_correction operation that a worker runs, the finding closes,
+    and each step is in the hash-chained audit log."""
+    watcher = cp._spawn("drift-watch", ["-m", "api.drift", "--resync", "2", "--correction-interval", "600"])
+    try:
+        wait_for(lambda: "drift watch: ready" in cp.logs(lines=400), 120, "the watcher's first comparison")
+        started = time.monotonic()
+        kubectl("-n", namespace_name(tenant_a.slug, "prod"), "scale", "deployment", SERVER_NAME, "--replicas=3")
+        finding = wait_for(lambda: drift_finding(cp, tenant_a.stack), 30, "a drift finding")
+        assert time.monotonic() - started < 5, f"found after {time.monotonic() - started:.2f}s"
+        assert finding[1] == [{"resource": "prod-server-deployment", "what": "changed",
+                               "paths": ["spec.replicas"], "detail": ""}]
+        operation_id = wait_for(lambda: drift_finding(cp, tenant_a.stack)[3], 30, "a queued correction")
+        operation = cp.wait_operation(str(operation_id), auditor, timeout=300)
+        assert operation["kind"] == "drift_correction" and operation["status"] == "SUCCEEDED", operation
+        wait_for(lambda: drift_finding(cp, tenant_a.stack)[2], 60, "the finding to close")
+    finally:
+        cp.stop(watcher, timeout=10)
+    assert replicas(kube, tenant_a.slug, "prod") == 1
+    assert get(cp, f"/v1/tenants/{tenant_a.tenant_id}", tenant_a.headers)["status"] == "ACTIVE"
+    actions = [r["action"] for r in get(cp, f"/v1/platform/audit?tenant_id={tenant_a.tenant_id}", auditor)]
+    for action in ("drift.detected", "drift.correction_requested", "operation.drift_correction", "drift.cleared"):
+        assert action in actions, actions
+    assert get(cp, "/v1/platform/audit/verify", auditor)["ok"]
+    history = [e for e in cp.stack_operations().history(tenant_a.stack) if e.change_kind == "drift-correction"]
+    assert history and history[0].reason == "drift correction"
+
+
 def test_suspend_reactivate_change_tier_and_delete(cp, tenant_a, auditor, kube, tmp_path):
     assert tenant_a.operation["status"] == "SUCCEEDED", tenant_a.operation["error"]
     slug, tenant_path = tenant_a.slug, f"/v1/tenants/{tenant_a.tenant_id}"

@@ -21,7 +21,7 @@ from automation.precheck import is_secret
 from components import naming
 from components.tenant_server import SERVER_NAME, SETTINGS_CONFIG_MAP
 
-from .conftest import PINNED_IMAGE, REPO_ROOT, _SESSION_SLUGS, license_jwt
+from .conftest import REPO_ROOT, _SESSION_SLUGS
 from .test_kubernetes_drift import Cli
 
 pytestmark = pytest.mark.engine
@@ -44,8 +44,6 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, kubeconfig, pulumi_bin, pulumi_home, tenant_database_url, shared_baseline):
-    from psycopg.conninfo import conninfo_to_dict
-
     tmp_path = tmp_path_factory.mktemp("fleet")
     cli = Cli(tmp_path, kubeconfig, {
         "KUBECONFIG": kubeconfig, "PULUMI_HOME": pulumi_home, "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -57,21 +55,9 @@ def fleet(tmp_path_factory, kubeconfig, pulumi_bin, pulumi_home, tenant_database
     prefix = f"fl{uuid.uuid4().hex[:6]}"
     slugs = [f"{prefix}{i:02d}" for i in range(FLEET_SIZE)]
     _SESSION_SLUGS.extend(slugs)
-    database = conninfo_to_dict(tenant_database_url)
-
-    def up(slug: str) -> None:
-        cli.cameleer(
-            "up", f"tenant-{slug}", "--create", "--reason", "pre-check fleet",
-            "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
-            "--set", f"image={PINNED_IMAGE}", "--set", "rolloutTimeout=60s",
-            "--set", f"databaseEndpoint={database.get('host', '127.0.0.1')}:{database.get('port', 5432)}",
-            "--set-secret", f"databaseAdminUrl={tenant_database_url}",
-            "--set-secret", f"license={license_jwt(slug, 'low')}",
-        )
-
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(up, slugs))
+            list(pool.map(lambda slug: cli.up_low_tenant(slug, tenant_database_url, "pre-check fleet"), slugs))
         yield Fleet(cli, slugs)
     finally:
         # The backend is this module's own; the tenant roles go with the session's database.

@@ -71,6 +71,21 @@ class Cli:
         done = self.cameleer("drift", stack, *(["--fix"] if fix else []), "--json", expect=expect)
         return json.loads(done.stdout)
 
+    def up_low_tenant(self, slug: str, tenant_database_url: str, reason: str) -> str:
+        """`cameleer up --create` of a low-tier tenant with one environment; its stack name."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        database = conninfo_to_dict(tenant_database_url)
+        self.cameleer(
+            "up", f"tenant-{slug}", "--create", "--reason", reason,
+            "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
+            "--set", f"image={PINNED_IMAGE}", "--set", "rolloutTimeout=60s",
+            "--set", f"databaseEndpoint={database.get('host', '127.0.0.1')}:{database.get('port', 5432)}",
+            "--set-secret", f"databaseAdminUrl={tenant_database_url}",
+            "--set-secret", f"license={license_jwt(slug, 'low')}",
+        )
+        return f"tenant-{slug}"
+
 
 def _drifted(report: dict) -> dict[str, set[str]]:
     """resource name -> the property paths (or the op, for whole-resource drift) reported."""
@@ -101,23 +116,12 @@ def _pod_count(cli: Cli, namespace: str) -> int:
 @pytest.fixture
 def tenant_stack(tmp_path, engine_env, kubeconfig, tenant_database_url, shared_baseline, unique_name):
     """A low-tier tenant brought up with `cameleer up --create`; destroyed afterwards."""
-    from psycopg.conninfo import conninfo_to_dict
-
     cli = Cli(tmp_path, kubeconfig, {k: v for k, v in engine_env.items() if k != "PATH"})
     # The pre-check observes the tenant schema through the stack's own admin.
     cli.env["CAMELEER_TENANT_DATABASE_ADMIN_URL"] = tenant_database_url
     slug = f"{SLUG_PREFIX}{unique_name[1:9]}"
     _SESSION_SLUGS.append(slug)
-    stack = f"tenant-{slug}"
-    database = conninfo_to_dict(tenant_database_url)
-    cli.cameleer(
-        "up", stack, "--create", "--reason", "drift test tenant",
-        "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
-        "--set", f"image={PINNED_IMAGE}", "--set", "rolloutTimeout=60s",
-        "--set", f"databaseEndpoint={database.get('host', '127.0.0.1')}:{database.get('port', 5432)}",
-        "--set-secret", f"databaseAdminUrl={tenant_database_url}",
-        "--set-secret", f"license={license_jwt(slug, 'low')}",
-    )
+    stack = cli.up_low_tenant(slug, tenant_database_url, "drift test tenant")
     try:
         yield cli, stack, naming.namespace_name(slug, "prod")
     finally:
