@@ -57,7 +57,9 @@ CHANGING_OPS = frozenset({CREATE, UPDATE, REPLACE, DELETE, IMPORT})
 
 REDACTED = "[redacted]"
 SECRET_MARKERS = frozenset({"[secret]", "[secret]".upper()})
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the SDK's secret value signature
+# How the engine writes an encrypted value in state and events: {SIG: SIG_SECRET, "ciphertext": ...}.
+SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIGNATURE_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 _SECRET_KEY = re.compile(r"pass(word|wd)?|token|secret|credential|private|api[-_]?key", re.I)
 _MAX_VALUE_CHARS = 300
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -312,9 +314,12 @@ def _safe(value: Any, secret: bool) -> Any:
 def _is_secret_value(value: Any) -> bool:
     if isinstance(value, str):
         return value in SECRET_MARKERS
-    if isinstance(value, Mapping):
-        return value.get(_SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
-    return False
+    return is_encrypted(value)
+
+
+def is_encrypted(value: Any) -> bool:
+    """Whether `value` is an encrypted (secret) value as the engine stores it."""
+    return isinstance(value, Mapping) and value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE_VALUE
 
 
 def _looks_secret_path(path: str) -> bool:

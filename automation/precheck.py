@@ -32,12 +32,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .changes import format_path
+from components.naming import MANAGED_BY, MANAGED_BY_LABEL
+
+from .changes import format_path, is_encrypted
 from .checkpoints import Checkpoint
 from .livestate import ClusterReader, Kind, ObjectKey
 
-SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"  # the engine's marker of an encrypted value
-SECRET_SIGNATURE_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 TENANT_SCHEMA_TYPE = "pulumi-python:dynamic/postgres:TenantSchema"
 # Resources whose refresh reads nothing outside the state: nothing to compare.
 STATE_ONLY_TYPES = frozenset({"pulumi:pulumi:Stack", "pulumi-python:dynamic/random:RandomPassword"})
@@ -104,6 +104,12 @@ class DeclaredObject:
     inputs: dict[str, Any]
     recorded: dict[str, Any]  # the object as the engine last saw it (outputs)
 
+    @property
+    def selectable(self) -> bool:
+        """Whether the managed-by label selector finds the object (it declares the label)."""
+        labels = (self.inputs.get("metadata") or {}).get("labels") or {}
+        return labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+
 
 @dataclass(frozen=True)
 class DeclaredSchema:
@@ -150,10 +156,6 @@ def declaration_of(checkpoint: Checkpoint) -> StackDeclaration:
 
 # --------------------------------------------------------------------------- comparison
 
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SECRET_SIGNATURE) == SECRET_SIGNATURE_VALUE
-
-
 def object_finding(declared: DeclaredObject, live: dict[str, Any] | None) -> Finding | None:
     """How `live` differs from what the stack declared, by the provider's refresh rule."""
     if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
@@ -168,7 +170,7 @@ def object_finding(declared: DeclaredObject, live: dict[str, Any] | None) -> Fin
 
 def _differences(declared: Any, live: Any, path: list[str | int],
                  secret_paths: list[list[str | int]]) -> list[list[str | int]]:
-    if is_secret(declared):
+    if is_encrypted(declared):
         secret_paths.append(path)
         return []
     if isinstance(declared, dict):
@@ -287,15 +289,11 @@ def _read_clusters(declarations: list[StackDeclaration], connect: ClusterConnect
                    run: PrecheckRun) -> tuple[dict[str, dict[ObjectKey, dict]], dict[str, str]]:
     kinds: dict[str, set[Kind]] = defaultdict(set)
     unselected: dict[str, set[Kind]] = defaultdict(set)
-    from .livestate import MANAGED_SELECTOR
-
-    label, _, value = MANAGED_SELECTOR.partition("=")
     for declaration in declarations:
         for declared in declaration.objects:
             cluster = declared.cluster or default_cluster
             kinds[cluster].add(declared.key.of_kind)
-            labels = (declared.inputs.get("metadata") or {}).get("labels") or {}
-            if labels.get(label) != value:
+            if not declared.selectable:
                 unselected[cluster].add(declared.key.of_kind)
     live: dict[str, dict[ObjectKey, dict]] = {}
     errors: dict[str, str] = {}

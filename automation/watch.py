@@ -208,14 +208,12 @@ class DriftWatcher:
         stack = declaration.stack
         self._forget(stack, keep_verdict=True)
         self.declarations[stack] = declaration
-        label, _, value = MANAGED_SELECTOR.partition("=")
         for declared in declaration.objects:
             cluster = declared.cluster or self.default_cluster
             self.owners[(cluster, declared.key)] = stack
             cache = self._cluster(cluster)
             if cache is not None:
-                labels = (declared.inputs.get("metadata") or {}).get("labels") or {}
-                cache.follow(declared.key.of_kind, unselected=labels.get(label) != value)
+                cache.follow(declared.key.of_kind, unselected=not declared.selectable)
 
     def _forget(self, stack: str, *, keep_verdict: bool = False) -> None:
         self.declarations.pop(stack, None)

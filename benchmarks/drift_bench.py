@@ -50,7 +50,8 @@ sys.path.insert(0, str(REPO))
 
 from automation.checkpoints import CheckpointReader  # noqa: E402
 from automation.livestate import MANAGED_SELECTOR  # noqa: E402
-from automation.precheck import is_secret, run_precheck  # noqa: E402
+from automation.changes import is_encrypted
+from automation.precheck import run_precheck  # noqa: E402
 from automation.tenants import tenant_database_admin_url  # noqa: E402
 from components import naming  # noqa: E402
 
@@ -125,7 +126,7 @@ def apply(api, inputs: dict) -> dict:
     body = json.loads(json.dumps(inputs))
     if body["kind"] == "Deployment":
         body["spec"]["replicas"] = inputs["spec"]["replicas"] = 0
-    if is_secret(body.get("data")):
+    if is_encrypted(body.get("data")):
         keys = ("license.jwt",) if body["metadata"]["name"] == "cameleer-license" else (
             "database", "host", "password", "port", "schema", "username")
         body["data"] = {key: base64.b64encode(b"synthetic").decode() for key in keys}

@@ -300,6 +300,9 @@ start_kubernetes() {
 
     # The nodes first, then KWOK, which takes them over (Ready, heartbeat, their pods).
     kubectl_admin apply -f "$KWOK_DIR/nodes.yaml" >/dev/null
+    # Capacity is status: a cluster kept from an earlier start gets the file's sizes too.
+    kubectl_admin apply --server-side --force-conflicts --field-manager=cameleer-services \
+        --subresource=status -f "$KWOK_DIR/nodes.yaml" >/dev/null
     local stage stages=()
     for stage in "$KWOK_DIR"/stages/*.yaml; do stages+=(--config "$stage"); done
     start_daemon kwok "$VENV_BIN/kwok" --kubeconfig "$DATA/kubeconfig" \

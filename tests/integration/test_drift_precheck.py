@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from automation.checkpoints import CheckpointReader
-from automation.precheck import is_secret
+from automation.changes import is_encrypted
 from components import naming
 from components.tenant_server import SERVER_NAME, SETTINGS_CONFIG_MAP
 
@@ -86,7 +86,7 @@ def test_the_reader_returns_the_deployment_pulumi_stack_export_prints(fleet):
 
 
 def _without_ciphertext(value):
-    if is_secret(value):
+    if is_encrypted(value):
         return "[secret]"
     if isinstance(value, dict):
         return {key: _without_ciphertext(item) for key, item in value.items()}
