@@ -70,7 +70,7 @@ class CheckpointReader:
     def read(self, stacks: Iterable[str] | None = None) -> dict[str, Checkpoint]:
         """Checkpoints by stack name: all of the project's stacks, or only `stacks`."""
         wanted = set(stacks) if stacks is not None else None
-        blobs = self._file_blobs() if self._root is not None else self._postgres_blobs()
+        blobs = self._file_blobs(wanted) if self._root is not None else self._postgres_blobs()
         found: dict[str, Checkpoint] = {}
         for stack, content, version in blobs:
             if wanted is None or stack in wanted:
@@ -83,16 +83,30 @@ class CheckpointReader:
             return {stack: str(path.stat().st_mtime_ns) for stack, path in self._stack_files()}
         return {stack: version for stack, _content, version in self._postgres_blobs(with_data=False)}
 
+    def version(self, stack: str) -> str | None:
+        """One stack's version marker (None: no such stack), for a reader that holds it."""
+        if self._root is not None:
+            for suffix in (".json", ".json.gz"):
+                try:
+                    return str((self._root / STACKS_DIR / self.project / f"{stack}{suffix}").stat().st_mtime_ns)
+                except FileNotFoundError:
+                    continue
+            return None
+        return next((v for name, _c, v in self._postgres_blobs(with_data=False, stack=stack) if name == stack), None)
+
     # -- file:// ------------------------------------------------------------------
 
-    def _stack_files(self) -> Iterator[tuple[str, Path]]:
+    def _stack_files(self, only: set[str] | None = None) -> Iterator[tuple[str, Path]]:
         directory = self._root / STACKS_DIR / self.project
         for suffix in (".json", ".json.gz"):
-            for path in directory.glob(f"*{suffix}"):
-                yield path.name[: -len(suffix)], path
+            paths = ((directory / f"{name}{suffix}" for name in only) if only is not None
+                     else directory.glob(f"*{suffix}"))
+            for path in paths:
+                if only is None or path.exists():
+                    yield path.name[: -len(suffix)], path
 
-    def _file_blobs(self) -> Iterator[tuple[str, bytes, str]]:
-        for stack, path in self._stack_files():
+    def _file_blobs(self, only: set[str] | None = None) -> Iterator[tuple[str, bytes, str]]:
+        for stack, path in self._stack_files(only):
             try:
                 yield stack, path.read_bytes(), str(path.stat().st_mtime_ns)
             except FileNotFoundError:
@@ -100,11 +114,11 @@ class CheckpointReader:
 
     # -- postgres:// --------------------------------------------------------------
 
-    def _postgres_blobs(self, *, with_data: bool = True) -> Iterator[tuple[str, bytes, str]]:
+    def _postgres_blobs(self, *, with_data: bool = True, stack: str = "") -> Iterator[tuple[str, bytes, str]]:
         import psycopg
 
         dsn, table, key_prefix = self._postgres
-        prefix = f"{key_prefix}{STACKS_DIR}/{self.project}/"
+        prefix = f"{key_prefix}{STACKS_DIR}/{self.project}/{stack}"
         data = "data::text" if with_data else "''"
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             rows = conn.execute(
@@ -112,7 +126,7 @@ class CheckpointReader:
                 (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
             ).fetchall()
         for key, blob, version in rows:
-            name = key[len(prefix):]
+            name = key[len(prefix) - len(stack):]
             for suffix in (".json", ".json.gz"):
                 if name.endswith(suffix) and "/" not in name:
                     content = base64.b64decode(json.loads(blob)["data"]) if with_data else b""

@@ -6,7 +6,7 @@ marks the stack that declared the object; the stack is compared again (precheck.
 within the next tick, and a change of verdict goes to the sink: `drifted` with the
 findings, `cleared` once it is back. Checkpoints are re-read when their version changes, so
 an update or a correction is seen as the new expectation; tenant schemas are observed on
-each resync (there is no watch for them).
+each resync, for all stacks through one connection (there is no watch for them).
 
 On start (and after a watch expires past its resourceVersion: 410 Gone) every kind is
 listed again and every stack compared, so a change made while the watcher was down is
@@ -149,6 +149,7 @@ class DriftWatcher:
         self.versions: dict[str, str] = {}
         self.owners: dict[tuple[str, ObjectKey], str] = {}  # (cluster, object) -> stack
         self.verdicts: dict[str, StackVerdict] = {}
+        self.schema_findings: dict[str, list[Finding]] = {}  # as of the last resync
         self.last_fix: dict[str, float] = {}
         self.correcting: set[str] = set()
         self.dirty: set[str] = set()
@@ -193,12 +194,24 @@ class DriftWatcher:
                 if self._in_shard(declaration):
                     self._learn(declaration)
                 self.versions[stack] = versions[stack]
-        # Schemas have no watch: compare every stack that has one on each resync.
+        # Schemas have no watch: observed for every stack on each resync, in one connection.
+        schema_findings = self._observe_schemas()
         with self.dirty_lock:
-            self.dirty |= set(changed) | {s for s, d in self.declarations.items() if d.schemas}
+            self.dirty |= set(changed) | {s for s, f in schema_findings.items() if f != self.schema_findings.get(s)}
             if initial:
                 self.dirty |= set(self.declarations)
+        self.schema_findings = schema_findings
         self._evaluate_dirty()
+
+    def _observe_schemas(self) -> dict[str, list[Finding]]:
+        declarations = [d for d in self.declarations.values() if d.schemas]
+        if not declarations:
+            return {}
+        try:
+            admin_url = tenant_database_admin_url(self.environ)
+        except Exception:  # noqa: BLE001 - the schemas are then reported unverifiable
+            admin_url = None
+        return dict(database_findings(declarations, admin_url))
 
     def _in_shard(self, declaration: StackDeclaration) -> bool:
         clusters = {d.cluster or self.default_cluster for d in declaration.objects} or {self.default_cluster}
@@ -234,7 +247,8 @@ class DriftWatcher:
     def _object_changed(self, cluster: str, key: ObjectKey) -> None:
         stack = self.owners.get((cluster, key))
         if stack is not None:
-            self.resync_now.set()
+            with self.dirty_lock:
+                self.dirty.add(stack)
 
     # -- verdicts -----------------------------------------------------------------------
 
@@ -242,12 +256,23 @@ class DriftWatcher:
         with self.dirty_lock:
             stacks, self.dirty = self.dirty, set()
         for stack in sorted(stacks):
+            self._refresh_declaration(stack)
             declaration = self.declarations.get(stack)
             # Mid-operation (ours or anyone's) the state is in motion: hold the verdict until
             # the operation has written its checkpoint. Pending operations left by a crash
             # are the drift job's and recovery's (they go to the engine there).
             if declaration is not None and not declaration.pending and stack not in self.correcting:
                 self._judge(stack, self._verdict(declaration))
+
+    def _refresh_declaration(self, stack: str) -> None:
+        """Re-read the stack's checkpoint if it changed since it was read: an update that
+        changes an object writes its checkpoint (with pending operations) first, so its own
+        changes are never reported as drift."""
+        version = self.reader.version(stack)
+        if version is not None and version != self.versions.get(stack):
+            for checkpoint in self.reader.read([stack]).values():
+                self._learn(declaration_of(checkpoint))
+            self.versions[stack] = version
 
     def _verdict(self, declaration: StackDeclaration) -> StackVerdict:
         findings = list(declaration.findings)
@@ -257,16 +282,8 @@ class DriftWatcher:
                 findings.append(Finding(declared.resource, "unverified", detail="cluster not reachable"))
             elif (finding := object_finding(declared, cache.get(declared.key))) is not None:
                 findings.append(finding)
-        if declaration.schemas:
-            findings += self._schema_findings(declaration)
+        findings += self.schema_findings.get(declaration.stack, [])
         return StackVerdict(declaration.stack, tuple(findings), len(declaration.objects) + len(declaration.schemas))
-
-    def _schema_findings(self, declaration: StackDeclaration) -> list[Finding]:
-        try:
-            admin_url = tenant_database_admin_url(self.environ)
-        except Exception:  # noqa: BLE001 - the schemas are then reported unverifiable
-            admin_url = None
-        return database_findings([declaration], admin_url).get(declaration.stack, [])
 
     def _judge(self, stack: str, verdict: StackVerdict) -> None:
         before = self.verdicts.get(stack)

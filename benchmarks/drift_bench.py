@@ -24,8 +24,10 @@ in-process: wall, CPU, API requests, objects, the live cache's memory.
 
     source .cameleer/services.env
     .venv/bin/python benchmarks/drift_bench.py [--stacks 100] [--synthetic 1000] [--rounds 3] [--json out.json]
+    .venv/bin/python benchmarks/drift_bench.py --keep /tmp/fleet ...   # keep the real fleet ...
+    .venv/bin/python benchmarks/drift_bench.py --reuse /tmp/fleet ...  # ... and measure it again
 
-Cleans up what it created (namespaces, roles, its temporary backend).
+Cleans up what it created (namespaces, roles, its temporary backend), except a kept fleet.
 """
 
 from __future__ import annotations
@@ -72,14 +74,14 @@ def timed(argv: list[str], env: dict[str, str], expect: int = 0) -> tuple[float,
 
 
 class Bench:
-    def __init__(self, root: Path, admin_url: str) -> None:
+    def __init__(self, root: Path, admin_url: str, *, reuse: bool = False) -> None:
         self.root, self.admin_url = root, admin_url
         self.env = {**os.environ, "CAMELEER_DATA_DIR": str(root / "data"),
                     "PULUMI_BACKEND_URL": f"file://{root / 'state'}", "CAMELEER_ACTOR": "drift-bench",
                     "PULUMI_CONFIG_PASSPHRASE": "drift-bench", "CAMELEER_TENANT_DATABASE_ADMIN_URL": admin_url}
         for key in ("PULUMI_CONFIG_PASSPHRASE_FILE", "CAMELEER_CONFIG_PASSPHRASE_FILE"):
             self.env.pop(key, None)
-        (root / "state").mkdir(parents=True)
+        (root / "state").mkdir(parents=True, exist_ok=reuse)
         self.cameleer = str(REPO / ".venv" / "bin" / "cameleer")
         self.slugs: list[str] = []
 
@@ -98,9 +100,18 @@ class Bench:
 
 
 def kinds_of(checkpoint) -> list[str]:
-    kinds = {(r["inputs"]["apiVersion"], r["inputs"]["kind"]) for r in checkpoint.resources
+    """The kinds a stack declares, as kubectl names them (plural.group), by API discovery."""
+    from automation.livestate import ClusterReader, Kind
+
+    reader = ClusterReader("local", Path(os.environ["KUBECONFIG"]).read_text())
+    kinds = {Kind(r["inputs"]["apiVersion"], r["inputs"]["kind"]) for r in checkpoint.resources
              if r["type"].startswith("kubernetes:")}
-    return sorted(f"{kind.lower()}s.{api.split('/')[0]}" if "/" in api else f"{kind.lower()}s" for api, kind in kinds)
+    names = []
+    for kind in sorted(kinds):
+        plural = reader.collection_path(kind).rsplit("/", 1)[-1]
+        names.append(f"{plural}.{kind.api_version.split('/')[0]}" if "/" in kind.api_version else plural)
+    reader.close()
+    return names
 
 
 # --------------------------------------------------------------------------- part 2: synthetic fleet
@@ -193,22 +204,27 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep the real fleet in this directory (no cleanup of it)")
+    parser.add_argument("--reuse", type=Path, help="measure a fleet kept by an earlier --keep run")
     args = parser.parse_args()
     admin_url = tenant_database_admin_url()
     if not admin_url or not os.environ.get("KUBECONFIG"):
         sys.exit("needs the local services: source .cameleer/services.env")
-    root = Path(tempfile.mkdtemp(prefix="drift-bench-"))
-    bench = Bench(root, admin_url)
+    root = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="drift-bench-"))
+    bench = Bench(root, admin_url, reuse=args.reuse is not None)
     prefix = f"db{uuid.uuid4().hex[:5]}"
     figures: dict[str, object] = {"stacks": args.stacks, "synthetic": args.synthetic}
     synthetic: list[str] = []
+    keep = args.keep is not None or args.reuse is not None
     try:
-        started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(bench.up, [f"{prefix}{i:03d}" for i in range(args.stacks)]))
-        print(f"brought up {args.stacks} tenant stacks in {time.monotonic() - started:.0f}s", flush=True)
+        if args.reuse is None:
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(bench.up, [f"{prefix}{i:03d}" for i in range(args.stacks)]))
+            print(f"brought up {args.stacks} tenant stacks in {time.monotonic() - started:.0f}s", flush=True)
 
         checkpoints = CheckpointReader(bench.env["PULUMI_BACKEND_URL"], "cameleer").read()
+        args.stacks = len(checkpoints)
         kinds = ",".join(kinds_of(next(iter(checkpoints.values()))))
         pre, full, kubectl = [], [], []
         for _ in range(args.rounds):
@@ -229,8 +245,10 @@ def main() -> None:
         print(f"applied the objects of {args.synthetic} synthetic tenants in {seconds:.0f}s", flush=True)
         figures["synthetic_fleet"] = report_synthetic(root, args.synthetic, args.rounds, admin_url)
     finally:
-        cleanup(bench.slugs + synthetic, admin_url)
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(synthetic if keep else bench.slugs + synthetic, admin_url)
+        shutil.rmtree(root / "synthetic", ignore_errors=True)
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
