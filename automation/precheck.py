@@ -102,7 +102,9 @@ class DeclaredObject:
     key: ObjectKey
     cluster: str | None
     inputs: dict[str, Any]
-    recorded: dict[str, Any]  # the object as the engine last saw it (outputs)
+    # What the secret rule needs of the object as the engine last saw it (its outputs):
+    # resourceVersion, managedFields, the field manager. Nothing else is kept.
+    recorded: dict[str, Any]
 
     @property
     def selectable(self) -> bool:
@@ -144,7 +146,7 @@ def declaration_of(checkpoint: Checkpoint) -> StackDeclaration:
             metadata = inputs.get("metadata") or {}
             key = ObjectKey(inputs.get("apiVersion", ""), inputs.get("kind", ""),
                             metadata.get("namespace") or "", metadata.get("name") or "")
-            declaration.objects.append(DeclaredObject(name, key, clusters.get(provider), inputs, outputs))
+            declaration.objects.append(DeclaredObject(name, key, clusters.get(provider), inputs, _recorded(outputs)))
         elif type_ == TENANT_SCHEMA_TYPE:
             outputs = resource.get("outputs") or {}
             declaration.schemas.append(DeclaredSchema(name, resource.get("id") or outputs.get("identifier", ""),
@@ -152,6 +154,13 @@ def declaration_of(checkpoint: Checkpoint) -> StackDeclaration:
         else:
             declaration.findings.append(Finding(name, UNVERIFIED, detail=f"no pre-check for {type_}"))
     return declaration
+
+
+def _recorded(outputs: dict[str, Any]) -> dict[str, Any]:
+    metadata = outputs.get("metadata") or {}
+    return {"__fieldManager": outputs.get("__fieldManager"),
+            "metadata": {"resourceVersion": metadata.get("resourceVersion"),
+                         "managedFields": metadata.get("managedFields")}}
 
 
 # --------------------------------------------------------------------------- comparison

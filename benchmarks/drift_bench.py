@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from automation.checkpoints import CheckpointReader  # noqa: E402
 from automation.livestate import MANAGED_SELECTOR  # noqa: E402
-from automation.changes import is_encrypted
+from automation.changes import is_encrypted  # noqa: E402
 from automation.precheck import run_precheck  # noqa: E402
 from automation.tenants import tenant_database_admin_url  # noqa: E402
 from components import naming  # noqa: E402

@@ -202,6 +202,7 @@ def _about(stack: str, event: str):
 
 def test_watch_reports_a_scale_within_seconds_and_corrects_it_once_per_interval(fleet):
     stack, namespace = fleet.stacks[0], fleet.namespace(0)
+    corrected_before = len(_corrections(fleet, stack))
     watcher = Watcher(fleet, "--fix", "--fix-interval", "600", "--resync", "2")
     try:
         watcher.next(lambda e: e["event"] == "ready", "ready event", timeout=120)
@@ -224,11 +225,15 @@ def test_watch_reports_a_scale_within_seconds_and_corrects_it_once_per_interval(
         assert skipped["result"] == "skipped", skipped
     finally:
         watcher.kill()
-    history = json.loads(fleet.cli.cameleer("history", stack, "--json").stdout)["entries"]
-    corrections = [e for e in history if e["change_kind"] == "drift-correction"]
-    assert len(corrections) == 1 and corrections[0]["reason"] == "drift correction", corrections
-    assert corrections[0]["result"] == "succeeded"
+    corrections = _corrections(fleet, stack)  # newest first
+    assert len(corrections) == corrected_before + 1, corrections  # the skipped one never ran
+    assert corrections[0]["reason"] == "drift correction" and corrections[0]["result"] == "succeeded"
     fleet.cli.cameleer("drift", stack, "--fix", "--json")
+
+
+def _corrections(fleet: Fleet, stack: str) -> list[dict]:
+    history = json.loads(fleet.cli.cameleer("history", stack, "--json").stdout)["entries"]
+    return [e for e in history if e["change_kind"] == "drift-correction"]
 
 
 def test_a_restarted_watcher_reports_a_change_made_while_it_was_down(fleet):
