@@ -148,6 +148,7 @@ class DriftWatcher:
         self.declarations: dict[str, StackDeclaration] = {}
         self.versions: dict[str, str] = {}
         self.owners: dict[tuple[str, ObjectKey], str] = {}  # (cluster, object) -> stack
+        self.owned: dict[str, list[tuple[str, ObjectKey]]] = {}  # stack -> its entries in owners
         self.verdicts: dict[str, StackVerdict] = {}
         self.schema_findings: dict[str, list[Finding]] = {}  # as of the last resync
         self.last_fix: dict[str, float] = {}
@@ -221,16 +222,20 @@ class DriftWatcher:
         stack = declaration.stack
         self._forget(stack, keep_verdict=True)
         self.declarations[stack] = declaration
+        owned = self.owned.setdefault(stack, [])
         for declared in declaration.objects:
             cluster = declared.cluster or self.default_cluster
             self.owners[(cluster, declared.key)] = stack
+            owned.append((cluster, declared.key))
             cache = self._cluster(cluster)
             if cache is not None:
                 cache.follow(declared.key.of_kind, unselected=not declared.selectable)
 
     def _forget(self, stack: str, *, keep_verdict: bool = False) -> None:
         self.declarations.pop(stack, None)
-        self.owners = {k: s for k, s in self.owners.items() if s != stack}
+        for entry in self.owned.pop(stack, ()):
+            if self.owners.get(entry) == stack:
+                del self.owners[entry]
         if not keep_verdict and self.verdicts.pop(stack, None) is not None:
             self.sink(WatchEvent("cleared", stack, detail="the stack is gone"))
 
