@@ -50,7 +50,7 @@ from .precheck import PrecheckRun, run_precheck
 from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
 from .readiness import api_client, explain_rollout_failure
 from .recovery import RecoveryReport, recover
-from .settings import Settings
+from .settings import Settings, SettingsError, require_policy_pack
 from .tenants import TenantSpecError, tenant_database_admin_url
 from .workspace import SecretsProvider, WorkspaceFactory, config_json, qualify_key
 
@@ -534,16 +534,12 @@ class StackOperations:
             return None
 
     def _policy_packs(self) -> list[str]:
-        packs = []
-        for pack in self.settings.policy_packs:
-            if not (pack / "PulumiPolicy.yaml").is_file():
-                raise OperationError(
-                    ErrorKind.CONFIG,
-                    f"policy pack {pack} has no PulumiPolicy.yaml; every preview and update "
-                    "runs the project's CrossGuard pack",
-                )
-            packs.append(str(pack))
-        return packs
+        if not self.settings.policy_packs:
+            log.warning("previews and updates run without any policy pack, as a test asked")
+        try:
+            return [str(require_policy_pack(pack)) for pack in self.settings.policy_packs]
+        except SettingsError as exc:
+            raise OperationError(ErrorKind.CONFIG, str(exc)) from exc
 
     @contextmanager
     def _config_overlay(self, stack_name: str, overrides: Mapping[str, Any] | None) -> Iterator[str | None]:

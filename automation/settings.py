@@ -16,7 +16,8 @@ local services without sourcing anything; a variable set in the process always w
 | PULUMI_HOME                            | the engine's home (plugins cache, credentials) | `<data>/pulumi-home`       |
 | KUBECONFIG                             | default cluster for stacks without `cameleer:kubeconfig` | unset              |
 | CAMELEER_MAX_CONCURRENT_OPERATIONS     | engine processes at once                 | 2                                |
-| CAMELEER_POLICY_PACKS                  | `os.pathsep`-separated policy pack dirs  | `<project>/policy`               |
+| CAMELEER_POLICY_PACKS                  | `os.pathsep`-separated policy pack dirs, each existing; empty is refused | `<project>/policy` |
+| CAMELEER_ALLOW_NO_POLICY_PACKS         | `1`: tests may set CAMELEER_POLICY_PACKS=none (no pack) | unset |
 | CAMELEER_LOCK_STALE_AFTER              | seconds after which a lock held from another host is presumed stale | 21600 (6 h) |
 | CAMELEER_ACTOR                         | who the CLI acts as                      | `$USER@<host>` (or `$GITHUB_ACTOR` in CI) |
 | VAULT_ADDR, VAULT_TOKEN (or BAO_*)     | Vault-API server for the service stacks' transit keys | unset: passphrase for every stack |
@@ -42,6 +43,11 @@ SERVICES_ENV_FILES = ("services.env", "env")
 PASSPHRASE_FILE = "passphrase"
 DEFAULT_MAX_CONCURRENT_OPERATIONS = 2
 DEFAULT_LOCK_STALE_AFTER_SECONDS = 6 * 3600
+POLICY_PACKS_VARIABLE = "CAMELEER_POLICY_PACKS"
+POLICY_PACK_FILE = "PulumiPolicy.yaml"
+# Previews and updates without any policy pack: for tests only, and only asked for twice.
+NO_POLICY_PACKS = "none"
+ALLOW_NO_POLICY_PACKS_VARIABLE = "CAMELEER_ALLOW_NO_POLICY_PACKS"
 
 
 class SettingsError(RuntimeError):
@@ -56,8 +62,9 @@ class Settings:
     passphrase: str = field(repr=False)
     pulumi_root: Path | None
     pulumi_home: Path
+    # No default: every preview and update runs these (empty only if a test asked for that).
+    policy_packs: tuple[Path, ...]
     kubeconfig: str | None = None
-    policy_packs: tuple[Path, ...] = ()
     max_concurrent_operations: int = DEFAULT_MAX_CONCURRENT_OPERATIONS
     lock_stale_after_seconds: float = DEFAULT_LOCK_STALE_AFTER_SECONDS
     actor: str = "unknown"
@@ -101,16 +108,6 @@ class Settings:
         if passphrase is None:
             passphrase = _local_passphrase(data_dir)
 
-        packs_value = env.get("CAMELEER_POLICY_PACKS")
-        if packs_value is None:
-            policy_packs: tuple[Path, ...] = (project_dir / "policy",)
-        else:
-            policy_packs = tuple(
-                Path(p) if Path(p).is_absolute() else project_dir / p
-                for p in packs_value.split(os.pathsep)
-                if p.strip()
-            )
-
         # Only pass through what the engine's processes need from services.env; the process
         # environment is inherited by the CLI anyway.
         extra_env = {k: v for k, v in file_env.items() if k not in process_env}
@@ -122,8 +119,8 @@ class Settings:
             passphrase=passphrase,
             pulumi_root=_pulumi_root(get("CAMELEER_PULUMI_ROOT"), project_dir, env.get("PATH")),
             pulumi_home=Path(get("PULUMI_HOME") or data_dir / "pulumi-home"),
+            policy_packs=_policy_packs(env, project_dir),
             kubeconfig=get("KUBECONFIG"),
-            policy_packs=policy_packs,
             max_concurrent_operations=_positive_int(
                 get("CAMELEER_MAX_CONCURRENT_OPERATIONS"), DEFAULT_MAX_CONCURRENT_OPERATIONS,
                 "CAMELEER_MAX_CONCURRENT_OPERATIONS",
@@ -245,6 +242,41 @@ def _pulumi_root(explicit: str | None, project_dir: Path, search_path: str | Non
     if found:
         return Path(found).parent.parent
     return None
+
+
+def _policy_packs(env: Mapping[str, str], project_dir: Path) -> tuple[Path, ...]:
+    """The packs CAMELEER_POLICY_PACKS names (each checked now), or the project's own `policy/`
+    (checked before each engine run) when it is unset."""
+    value = env.get(POLICY_PACKS_VARIABLE)
+    if value is None:
+        return (project_dir / "policy",)
+    if value.strip() == NO_POLICY_PACKS:
+        if env.get(ALLOW_NO_POLICY_PACKS_VARIABLE) != "1":
+            raise SettingsError(
+                f"{POLICY_PACKS_VARIABLE}={NO_POLICY_PACKS} would run previews and updates without any "
+                f"policy pack; that is for tests only and needs {ALLOW_NO_POLICY_PACKS_VARIABLE}=1 as well"
+            )
+        return ()
+    entries = [entry.strip() for entry in value.split(os.pathsep) if entry.strip()]
+    if not entries:
+        raise SettingsError(
+            f"{POLICY_PACKS_VARIABLE} is set but empty, which would run previews and updates without "
+            f"the guardrails: unset it to use the project's pack ({project_dir / 'policy'}), or list "
+            f"pack directories separated by {os.pathsep!r}"
+        )
+    try:
+        return tuple(require_policy_pack(project_dir / entry) for entry in entries)
+    except SettingsError as exc:
+        raise SettingsError(f"{POLICY_PACKS_VARIABLE}: {exc}") from exc
+
+
+def require_policy_pack(path: Path) -> Path:
+    """`path` if it is a CrossGuard policy pack directory (it holds PulumiPolicy.yaml)."""
+    if not (path / POLICY_PACK_FILE).is_file():
+        missing = "" if path.is_dir() else " (the directory does not exist)"
+        raise SettingsError(f"policy pack {path} has no {POLICY_PACK_FILE}{missing}; every preview and "
+                            "update runs the project's CrossGuard pack")
+    return path
 
 
 def _local_passphrase(data_dir: Path) -> str:

@@ -59,6 +59,12 @@ def namespace_name(slug: str, environment: str) -> str:
     return f"{NAMESPACE_PREFIX}{validate_slug(slug)}-{validate_environment_name(environment)}"
 
 
+def is_tenant_namespace_name(name: object) -> bool:
+    """Whether `name` lies in the tenants' namespace range (`tenant-...`), well-formed or
+    not: whatever made such a namespace, the tenant guardrails hold for it."""
+    return isinstance(name, str) and name.startswith(NAMESPACE_PREFIX)
+
+
 def database_identifier(slug: str, environment: str) -> str:
     """The PostgreSQL schema and role name of a tenant environment: `tenant_<slug>_<env>`."""
     return namespace_name(slug, environment).replace("-", "_")

@@ -64,7 +64,8 @@ POLICIES = [
     resource_policy("no-host-access", "No hostPath volumes, hostNetwork, hostPID or hostIPC.",
                     rules.host_access, MANDATORY),
     resource_policy("restricted-security-context",
-                    "Containers run as non-root, drop ALL capabilities and cannot escalate privileges.",
+                    "Containers run as non-root, drop ALL capabilities (adding back at most "
+                    f"{', '.join(rules.ALLOWED_ADDED_CAPABILITIES)}) and cannot escalate privileges.",
                     rules.restricted_security_context, MANDATORY),
     resource_policy("resource-limits", "Every container has CPU and memory limits.",
                     rules.resource_limits, MANDATORY),
@@ -73,7 +74,8 @@ POLICIES = [
                     lambda config: {"allowed_registries": config.get(
                         "allowedRegistries", list(rules.DEFAULT_ALLOWED_REGISTRIES))}),
     resource_policy("tenant-namespace-labels",
-                    "Tenant namespaces carry Pod Security restricted labels and the tenant labels.",
+                    "Tenant namespaces (labelled, or named tenant-*) carry Pod Security restricted labels "
+                    "and the tenant labels.",
                     rules.tenant_namespace_labels, MANDATORY),
     StackValidationPolicy(name="tenant-namespace-default-deny",
                           description="Every tenant namespace has a default-deny NetworkPolicy.",

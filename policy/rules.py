@@ -19,6 +19,8 @@ from .kube import containers, describe, kind_of, labels, metadata, pod_spec
 Violations = list[str]
 DEFAULT_ALLOWED_REGISTRIES = ("ghcr.io/cameleer",)
 HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
+# The only capability the restricted Pod Security Standard lets a container add back.
+ALLOWED_ADDED_CAPABILITIES = ("NET_BIND_SERVICE",)
 
 
 def _each_container(obj: Mapping[str, Any], check: Callable[[Mapping, Mapping, str], Iterable[str]]) -> Violations:
@@ -67,11 +69,27 @@ def restricted_security_context(obj: Mapping[str, Any]) -> Violations:
         run_as_non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
         if run_as_non_root is not True:
             yield f"{prefix} may run as root; set securityContext.runAsNonRoot: true (container or pod)"
-        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
-            yield f"{prefix} keeps Linux capabilities; set securityContext.capabilities.drop: [ALL]"
+        capabilities = _capabilities_violation(context.get("capabilities") or {})
+        if capabilities:
+            yield f"{prefix} {capabilities}"
         if context.get("allowPrivilegeEscalation") is not False:
             yield f"{prefix} may escalate privileges; set securityContext.allowPrivilegeEscalation: false"
     return _each_container(obj, check)
+
+
+def _capabilities_violation(capabilities: Mapping[str, Any]) -> str | None:
+    """What is wrong with a container's capabilities and how to fix it, in one message."""
+    problems, fixes = [], []
+    if "ALL" not in (capabilities.get("drop") or []):
+        problems.append("keeps Linux capabilities")
+        fixes.append("set securityContext.capabilities.drop: [ALL]")
+    added = [str(name) for name in capabilities.get("add") or [] if name not in ALLOWED_ADDED_CAPABILITIES]
+    if added:
+        listed = ", ".join(added)
+        problems.append(f"adds {listed} to its capabilities")
+        fixes.append(f"remove {listed} from securityContext.capabilities.add (only "
+                     f"{', '.join(ALLOWED_ADDED_CAPABILITIES)} may be added)")
+    return f"{' and '.join(problems)}; {' and '.join(fixes)}" if problems else None
 
 
 def resource_limits(obj: Mapping[str, Any]) -> Violations:
@@ -98,7 +116,10 @@ def pinned_images(obj: Mapping[str, Any], allowed_registries: Iterable[str] = DE
 
 
 def is_tenant_namespace(obj: Mapping[str, Any]) -> bool:
-    return kind_of(obj) == "Namespace" and naming.TENANT_LABEL in labels(obj)
+    """A Namespace labelled for a tenant or named like one (an unlabelled `tenant-*`
+    namespace gets the tenant rules too, so dropping the label does not escape them)."""
+    return kind_of(obj) == "Namespace" and (
+        naming.TENANT_LABEL in labels(obj) or naming.is_tenant_namespace_name(metadata(obj).get("name")))
 
 
 def tenant_namespace_labels(obj: Mapping[str, Any]) -> Violations:
@@ -108,9 +129,10 @@ def tenant_namespace_labels(obj: Mapping[str, Any]) -> Violations:
     violations = []
     for mode in naming.POD_SECURITY_MODES:
         key = f"pod-security.kubernetes.io/{mode}"
-        if present.get(key) != naming.POD_SECURITY_LEVEL:
-            violations.append(f"{describe(obj)}: label {key} is {present.get(key)!r}; set it to "
-                              f"{naming.POD_SECURITY_LEVEL!r}")
+        level = present.get(key)
+        if level != naming.POD_SECURITY_LEVEL:
+            found = "missing" if level is None else repr(level)
+            violations.append(f"{describe(obj)}: label {key} is {found}; set it to {naming.POD_SECURITY_LEVEL!r}")
         if not present.get(f"{key}-version"):
             violations.append(f"{describe(obj)}: label {key}-version is missing; set it to "
                               f"{naming.POD_SECURITY_VERSION!r}")

@@ -17,6 +17,12 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"CAMELEER_PROJECT_DIR": str(project), "PATH": "/usr/bin:/bin", **extra}
 
 
+def policy_pack(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    return path
+
+
 def test_defaults_put_state_and_engine_home_in_the_data_dir(tmp_path):
     settings = Settings.from_env(base_env(tmp_path))
     data = tmp_path / "project" / ".cameleer"
@@ -51,13 +57,15 @@ def test_local_passphrase_is_generated_once_and_private(tmp_path):
 
 
 def test_explicit_values_win(tmp_path):
+    policy_pack(tmp_path / "project" / "policy")
+    other_pack = policy_pack(tmp_path / "abs" / "pack")
     env = base_env(
         tmp_path,
         CAMELEER_BACKEND_URL="postgres://u:p@127.0.0.1:5432/state",
         PULUMI_BACKEND_URL="file:///ignored",
         PULUMI_CONFIG_PASSPHRASE="s3cret",
         CAMELEER_MAX_CONCURRENT_OPERATIONS="5",
-        CAMELEER_POLICY_PACKS=f"policy{':'}/abs/pack",
+        CAMELEER_POLICY_PACKS=f"policy{':'}{other_pack}",
         CAMELEER_ACTOR="ops-bot",
         KUBECONFIG="/k/config",
     )
@@ -65,10 +73,40 @@ def test_explicit_values_win(tmp_path):
     assert settings.backend_url.startswith("postgres://") and settings.backend_scheme == "postgres"
     assert settings.passphrase == "s3cret"
     assert settings.max_concurrent_operations == 5
-    assert settings.policy_packs == (tmp_path / "project" / "policy", Path("/abs/pack"))
+    assert settings.policy_packs == (tmp_path / "project" / "policy", other_pack)
     assert settings.actor == "ops-bot"
     assert settings.kubeconfig == "/k/config"
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("value", ["", " ", ":", " : "])
+def test_an_empty_policy_pack_list_is_refused(tmp_path, value):
+    with pytest.raises(SettingsError, match="CAMELEER_POLICY_PACKS is set but empty") as refused:
+        Settings.from_env(base_env(tmp_path, CAMELEER_POLICY_PACKS=value))
+    assert "unset it to use the project's pack" in str(refused.value)
+
+
+def test_a_configured_policy_pack_that_does_not_exist_is_refused(tmp_path):
+    policy_pack(tmp_path / "project" / "policy")
+    missing = tmp_path / "no-such-pack"
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(base_env(tmp_path, CAMELEER_POLICY_PACKS=f"policy:{missing}"))
+    assert str(refused.value).startswith(
+        f"CAMELEER_POLICY_PACKS: policy pack {missing} has no PulumiPolicy.yaml (the directory does not exist)")
+
+
+def test_a_configured_directory_without_pulumi_policy_yaml_is_refused(tmp_path):
+    (tmp_path / "project" / "not-a-pack").mkdir(parents=True)
+    with pytest.raises(SettingsError, match="not-a-pack has no PulumiPolicy.yaml;"):
+        Settings.from_env(base_env(tmp_path, CAMELEER_POLICY_PACKS="not-a-pack"))
+
+
+def test_no_policy_pack_only_when_a_test_asks_for_it_twice(tmp_path):
+    with pytest.raises(SettingsError, match="needs CAMELEER_ALLOW_NO_POLICY_PACKS=1"):
+        Settings.from_env(base_env(tmp_path, CAMELEER_POLICY_PACKS="none"))
+    env = base_env(tmp_path, CAMELEER_POLICY_PACKS="none", CAMELEER_ALLOW_NO_POLICY_PACKS="1")
+    settings = Settings.from_env(env)
+    assert settings.policy_packs == ()
 
 
 def test_services_env_fills_gaps_but_the_process_env_wins(tmp_path):

@@ -15,6 +15,13 @@ def test_namespace_and_database_names():
         naming.namespace_name("acme", "Prod")
 
 
+def test_tenant_namespace_names_are_recognised_by_prefix_alone():
+    assert naming.is_tenant_namespace_name(naming.namespace_name("acme-corp", "prod"))
+    assert naming.is_tenant_namespace_name("tenant-not-a-valid-env-NAME")
+    for other in ("kube-system", naming.PLATFORM_NAMESPACE, "my-tenant-x", "tenant", None):
+        assert not naming.is_tenant_namespace_name(other), other
+
+
 def test_pod_security_labels_cover_three_modes():
     labels = naming.pod_security_labels()
     assert len(labels) == 6

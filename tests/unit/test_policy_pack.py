@@ -96,6 +96,20 @@ def test_stack_policy_finds_a_namespace_without_default_deny():
     assert [urn for _, urn in validate_stack([namespace])] == ["urn:ns"]
 
 
+def test_an_unlabelled_tenant_namespace_draws_the_label_and_default_deny_policies():
+    props = {"metadata": {"name": "tenant-demo-prod"}}
+    assert len(validate("tenant-namespace-labels", "kubernetes:core/v1:Namespace", props)) == 9
+    namespace = policy_resource("kubernetes:core/v1:Namespace", props, "urn:ns")
+    assert [urn for _, urn in validate_stack([namespace])] == ["urn:ns"]
+
+
+def test_an_added_capability_is_reported_with_its_urn():
+    deployment = copy.deepcopy(server())
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] = ["SYS_ADMIN"]
+    ((message, urn),) = validate("restricted-security-context", DEPLOYMENT, deployment)
+    assert urn == "urn:x" and "adds SYS_ADMIN to its capabilities" in message
+
+
 # ------------------------------------------------------------------ what the components register
 
 

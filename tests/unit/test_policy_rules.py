@@ -90,6 +90,26 @@ def test_capabilities_not_dropped():
     assert "set securityContext.capabilities.drop: [ALL]" in message
 
 
+def test_added_capabilities_other_than_net_bind_service():
+    bad = changed(lambda d: container_of(d)["securityContext"]["capabilities"].update(add=["SYS_ADMIN"]))
+    assert rules.restricted_security_context(bad) == [
+        "Deployment tenant-demo-prod/cameleer-server: container 'server' adds SYS_ADMIN to its capabilities; "
+        "remove SYS_ADMIN from securityContext.capabilities.add (only NET_BIND_SERVICE may be added)"]
+    allowed = changed(lambda d: container_of(d)["securityContext"]["capabilities"].update(
+        add=["NET_BIND_SERVICE"]))
+    assert rules.restricted_security_context(allowed) == []
+
+
+def test_capabilities_kept_and_added_make_one_message_with_both_fixes():
+    bad = changed(lambda d: container_of(d)["securityContext"].update(
+        capabilities={"add": ["NET_BIND_SERVICE", "NET_ADMIN", "SYS_PTRACE"]}))
+    (message,) = rules.restricted_security_context(bad)
+    assert message.endswith(
+        "keeps Linux capabilities and adds NET_ADMIN, SYS_PTRACE to its capabilities; "
+        "set securityContext.capabilities.drop: [ALL] and remove NET_ADMIN, SYS_PTRACE from "
+        "securityContext.capabilities.add (only NET_BIND_SERVICE may be added)")
+
+
 def test_privilege_escalation_not_disabled():
     bad = changed(lambda d: container_of(d)["securityContext"].pop("allowPrivilegeEscalation"))
     (message,) = rules.restricted_security_context(bad)
@@ -130,6 +150,19 @@ def test_tenant_namespace_labels():
     ]
 
 
+def unlabelled_tenant_namespace():
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+
+
+def test_an_unlabelled_namespace_named_like_a_tenants_is_a_tenant_namespace():
+    messages = rules.tenant_namespace_labels(unlabelled_tenant_namespace())
+    assert "Namespace tenant-demo-prod: label pod-security.kubernetes.io/enforce is missing; set it to " \
+        "'restricted'" in messages
+    assert "Namespace tenant-demo-prod: tenant label cameleer.io/tenant is missing or empty; set it " \
+        "(TenantNamespace does)" in messages
+    assert len(messages) == 9  # three modes x (level, version) + three tenant labels
+
+
 def test_non_tenant_namespaces_are_not_tenant_namespaces():
     assert rules.tenant_namespace_labels({"kind": "Namespace", "metadata": {"name": "kube-system"}}) == []
 
@@ -149,6 +182,13 @@ def test_tenant_namespace_without_default_deny_is_reported_with_its_urn():
     ((message, urn),) = rules.namespaces_without_default_deny(_stack(tenant_namespace(), *policies[1:]))
     assert urn == "urn:0"
     assert message.startswith("Namespace tenant-demo-prod has no default-deny NetworkPolicy")
+
+
+def test_an_unlabelled_tenant_namespace_needs_a_default_deny_too():
+    ((message, urn),) = rules.namespaces_without_default_deny(_stack(unlabelled_tenant_namespace()))
+    assert urn == "urn:0" and message.startswith("Namespace tenant-demo-prod has no default-deny NetworkPolicy")
+    policies = network_policies(NetworkIsolationArgs(cluster=cluster(), namespace=NAMESPACE, database=DATABASE))
+    assert rules.namespaces_without_default_deny(_stack(unlabelled_tenant_namespace(), *policies)) == []
 
 
 def test_a_deny_in_another_namespace_does_not_count():

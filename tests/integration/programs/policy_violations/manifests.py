@@ -3,7 +3,8 @@
 `CASES` maps each mandatory policy of the pack to (resource name, object): the object breaks
 that policy and no other. `CONTROLS` are compliant objects that must draw no violation at
 all (one of them is the default-deny policy the `tenant-namespace-labels` case's namespace
-needs, so that namespace breaks only the labels rule).
+needs, so that namespace breaks only the labels rule: it has no label at all, and is a
+tenant namespace by its name alone).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _host_access(pod, _container):
 
 def _root_capable(pod, container):
     del pod["securityContext"]["runAsNonRoot"]
-    container["securityContext"] = {"privileged": False}
+    container["securityContext"] = {"privileged": False, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}
 
 
 def _unlimited(_pod, container):
@@ -77,11 +78,13 @@ def _unpinned(_pod, container):
     container["image"] = "nginx:1.27"
 
 
-def tenant_namespace(name: str, *, pod_security: bool) -> dict:
-    labels = naming.tenant_labels("policy", "low", "prod")
-    if pod_security:
-        labels.update(naming.pod_security_labels())
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict:
+    metadata = {"name": name, "labels": labels} if labels else {"name": name}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+
+def tenant_namespace(name: str) -> dict:
+    return namespace(name, {**naming.tenant_labels("policy", "low", "prod"), **naming.pod_security_labels()})
 
 
 def default_deny(namespace: str) -> dict:
@@ -98,15 +101,13 @@ CASES: dict[str, tuple[str, dict]] = {
     "restricted-security-context": ("root-capable", _changed("root-capable", _root_capable)),
     "resource-limits": ("unlimited", _changed("unlimited", _unlimited)),
     "pinned-images": ("unpinned", _changed("unpinned", _unpinned)),
-    "tenant-namespace-labels": ("unlabelled-namespace",
-                                tenant_namespace("tenant-policy-unlabelled", pod_security=False)),
-    "tenant-namespace-default-deny": ("undenied-namespace",
-                                      tenant_namespace("tenant-policy-undenied", pod_security=True)),
+    "tenant-namespace-labels": ("unlabelled-namespace", namespace("tenant-policy-unlabelled")),
+    "tenant-namespace-default-deny": ("undenied-namespace", tenant_namespace("tenant-policy-undenied")),
 }
 
 CONTROLS: dict[str, dict] = {
     "compliant": compliant_deployment("compliant"),
     "unlabelled-namespace-default-deny": default_deny("tenant-policy-unlabelled"),
-    "compliant-namespace": tenant_namespace("tenant-policy-compliant", pod_security=True),
+    "compliant-namespace": tenant_namespace("tenant-policy-compliant"),
     "compliant-namespace-default-deny": default_deny("tenant-policy-compliant"),
 }
