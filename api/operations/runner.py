@@ -3,8 +3,15 @@
 The runner is restartable at any point: completed steps are skipped, and the step that
 was interrupted runs again (steps are idempotent). Exceptions propagate to the job
 queue, which retries with backoff; on the final attempt (or a permanent error) the
-operation and its tenant end FAILED with the reason, ``OperationFailed`` tells the queue
-not to retry, and an operator can retry the operation later.
+operation ends FAILED with the reason, ``OperationFailed`` tells the queue not to retry,
+and an operator can retry the operation later.
+
+Only a failed signup makes its tenant FAILED: the tenant has never run. Any other
+operation leaves the tenant as its steps left it, the failure recorded on the operation
+(and in the audit log). Suspend, reactivate and tier changes set the status only in their
+last step, so the tenant keeps the status it had before; a drift correction never sets
+it; a delete sets DELETING first and, half done, keeps it until an operator retries it
+to the end (a half-deleted tenant is neither corrected nor changed).
 """
 
 from __future__ import annotations
@@ -178,9 +185,7 @@ class OperationRunner:
             operation.error = error
             operation.current_step = None if status is OperationStatus.SUCCEEDED else operation.current_step
             operation.finished_at = datetime.now(UTC)
-            # A failed drift correction leaves the tenant as it was (still serving): the
-            # finding stays open and the failure is on the operation.
-            if error is not None and loaded.kind is not OperationKind.DRIFT_CORRECTION:
+            if error is not None and loaded.kind is OperationKind.SIGNUP:
                 _fail_tenant(session, loaded.tenant_id, error)
             append(
                 session, meta, f"operation.{loaded.kind.value}", f"operation:{operation_id}",

@@ -9,10 +9,9 @@ locks, retries transient failures and classifies the rest.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import cached_property
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from functools import cached_property, wraps
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from api.stacks.driver import (
     ClusterNotReady,
@@ -28,11 +27,40 @@ from api.stacks.driver import (
 )
 
 if TYPE_CHECKING:
+    from automation.errors import OperationError
     from automation.events import OperationEvent
     from automation.operations import StackOperations
     from automation.tenants import TenantSpec
 
 ACTOR = "control-plane"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _permanent_failures_refused(method: Callable[P, R]) -> Callable[P, R]:
+    """An engine failure that no retry can fix (policy, config or validation, a rollout that
+    cannot finish, a missing stack, a failure nobody classified) ends the step at once as
+    `StackChangeRefused`, saying why. Conflicts and transient failures (`retryable`) go on to
+    the job queue, which retries them with backoff."""
+
+    @wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        from automation.errors import OperationError
+
+        try:
+            return method(*args, **kwargs)
+        except OperationError as error:
+            if error.retryable:
+                raise
+            raise StackChangeRefused(_refusal(error)) from error
+
+    return call
+
+
+def _refusal(error: OperationError) -> str:
+    """The error and, for a policy failure, what each mandatory violation says."""
+    violations = [f"{v.policy}: {v.message}" for v in error.policy_violations if v.mandatory]
+    return "; ".join([str(error), *violations])
 
 
 class AutomationStackDriver:
@@ -46,6 +74,7 @@ class AutomationStackDriver:
             raise StackUnavailable(f"the automation layer is not importable: {exc}") from exc
         return StackOperations()
 
+    @_permanent_failures_refused
     def provision(
         self,
         tenant: TenantRef,
@@ -63,14 +92,13 @@ class AutomationStackDriver:
             self._require_baseline(tenant.placement, tier)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
         # Outputs are not read back: the service needs none, and each costs a CLI process.
-        with _permanent_failures_refused():
-            result = self._ops.up(
-                spec.stack_name,
-                UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
-                config=stack_config(spec, TenantPlatform.from_env()),
-                create=True,
-                on_event=_relay(on_event),
-            )
+        result = self._ops.up(
+            spec.stack_name,
+            UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
+            config=stack_config(spec, TenantPlatform.from_env()),
+            create=True,
+            on_event=_relay(on_event),
+        )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
     def _require_baseline(self, placement: str, tier: str) -> None:
@@ -109,6 +137,7 @@ class AutomationStackDriver:
         )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
+    @_permanent_failures_refused
     def preview(
         self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, on_event: EventSink
     ) -> PreviewResult:
@@ -171,18 +200,19 @@ class AutomationStackDriver:
         except ClusterLookupError as exc:
             raise StackUnavailable(str(exc)) from exc
 
+    @_permanent_failures_refused
     def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
         from automation.history import UpdateMetadata
         from automation.operations import DRIFT_CORRECTION_REASON
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
-        with _permanent_failures_refused():
-            result = self._ops.correct_drift(stack, UpdateMetadata(
-                ACTOR, DRIFT_CORRECTION_REASON, operation_id=str(tenant.id), kind="drift-correction"),
-                on_event=_relay(on_event))
+        result = self._ops.correct_drift(stack, UpdateMetadata(
+            ACTOR, DRIFT_CORRECTION_REASON, operation_id=str(tenant.id), kind="drift-correction"),
+            on_event=_relay(on_event))
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
+    @_permanent_failures_refused
     def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
         from automation.history import UpdateMetadata
         from automation.tenants import stack_name_for
@@ -218,20 +248,6 @@ def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt
         slug=tenant.slug, placement=tenant.placement, tier=tier,
         environments=tuple(environments), license_jwt=license_jwt, suspended=suspended,
     )
-
-
-@contextmanager
-def _permanent_failures_refused() -> Iterator[None]:
-    """An engine failure that no retry can fix (policy, config, a rollout that cannot
-    finish) ends the step at once instead of going through the job queue's retries."""
-    from automation.errors import ErrorKind, OperationError
-
-    try:
-        yield
-    except OperationError as error:
-        if error.kind in (ErrorKind.POLICY, ErrorKind.CONFIG, ErrorKind.ROLLOUT):
-            raise StackChangeRefused(str(error)) from error
-        raise
 
 
 def _relay(sink: EventSink):

@@ -70,7 +70,9 @@ class StackUnavailable(Exception):
 
 class StackChangeRefused(Exception):
     """The engine refused the change or could not complete it, and trying again cannot help:
-    a mandatory policy, invalid config, a rollout that cannot finish. The message says why."""
+    a mandatory policy, invalid config, a rollout that cannot finish. The message says why
+    (a policy's own words included). Failures a retry can fix (a locked stack, the network)
+    are raised as they are, for the job queue to retry."""
 
 
 class ClusterNotReady(Exception):

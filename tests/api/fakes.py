@@ -35,6 +35,7 @@ class FakeStackDriver:
     """Remembers the desired state per tenant, like an idempotent ``pulumi up`` would."""
 
     fail_times: Counter = field(default_factory=Counter)  # method name -> failures left
+    fail_with: dict[str, Exception] = field(default_factory=dict)  # method name -> what it raises then
     calls: list[tuple[str, uuid.UUID, str]] = field(default_factory=list)
     stacks: dict[tuple[uuid.UUID, str], dict] = field(default_factory=dict)
     ready: bool = True
@@ -45,7 +46,7 @@ class FakeStackDriver:
             self.calls.append((method, tenant.id, tenant.placement))
             if self.fail_times[method] > 0:
                 self.fail_times[method] -= 1
-                raise InjectedFailure(f"injected failure in {method}")
+                raise self.fail_with.get(method) or InjectedFailure(f"injected failure in {method}")
 
     def count(self, method: str, tenant_id: uuid.UUID) -> int:
         return sum(1 for m, t, _ in self.calls if m == method and t == tenant_id)

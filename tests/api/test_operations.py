@@ -1,6 +1,7 @@
 """Operations through the real job queue, with the FAST stack-driver double
 (``tests.api.fakes.FakeStackDriver``): resume after a crash, failure after the last
-retry, operator retry, and the lifecycle (suspend, reactivate, tier change, delete).
+retry or at once (a refused change), operator retry, what a failed operation leaves of
+its tenant, and the lifecycle (suspend, reactivate, tier change, delete).
 The same flows against the real engine belong to the engine tests."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import uuid
 
 import hvac.exceptions
 import jwt
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from api.db.models import License, Operation, Tenant, User
 from api.db.session import Scope
 from api.operations.runner import OperationRunner
-from api.stacks.driver import TenantRef
+from api.stacks.driver import StackChangeRefused, TenantRef
+from automation.errors import ErrorKind, OperationError
 from tests.api import vault_support
 from tests.api.conftest import run_queue, sign_up, signup_body
 
@@ -228,8 +231,96 @@ def test_permanent_error_fails_at_once_and_the_job_is_not_retried(client, servic
     operation = _operation(client, tenant, tenant.operation_id)
     assert operation["status"] == "FAILED" and _step(operation, "stack_up")["attempts"] == 1
     assert "automation layer not installed" in _tenant(client, tenant)["failure_reason"]
-    with services.db.transaction(Scope.system()) as s:
-        from sqlalchemy import text
-        row = s.execute(text("SELECT status, attempts FROM procrastinate_jobs WHERE args->>'operation_id' = :id"),
-                        {"id": tenant.operation_id}).one()
+    row = _job(services, tenant.operation_id)
     assert row.status == "failed" and row.attempts == 1
+
+
+def _job(services, operation_id: str):
+    """The operation's job in the queue: its status and how many times it ran."""
+    with services.db.transaction(Scope.system()) as s:
+        return s.execute(text("SELECT status, attempts FROM procrastinate_jobs WHERE args->>'operation_id' = :id"),
+                         {"id": operation_id}).one()
+
+
+# What the adapter raises for a mandatory policy violation (tests/unit/test_stack_adapter.py).
+POLICY_REFUSAL = StackChangeRefused("[policy] update tenant-acme: 1 mandatory policy violation(s): max-replicas; "
+                                    "max-replicas: replicas must be at most 5")
+
+
+def _fail(driver, method: str, error: Exception, times: int = 1) -> None:
+    driver.fail_times[method], driver.fail_with[method] = times, error
+
+
+def test_a_tier_change_refused_by_policy_fails_at_once_and_the_tenant_stays_active(
+        client, services, driver, auditor_headers):
+    tenant = sign_up(client, services, tier="low")
+    _fail(driver, "provision", POLICY_REFUSAL)
+    accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "mid"}, headers=tenant.headers).json()
+    run_queue(services)
+
+    operation = _operation(client, tenant, accepted["operation"]["id"])
+    assert operation["status"] == "FAILED" and _step(operation, "stack_up")["attempts"] == 1
+    assert "max-replicas: replicas must be at most 5" in operation["error"]
+    assert _job(services, accepted["operation"]["id"]).attempts == 1
+    state = _tenant(client, tenant)
+    assert (state["status"], state["tier"], state["failure_reason"]) == ("ACTIVE", "low", None)
+    audit = client.get("/v1/platform/audit", params={"tenant_id": tenant.tenant_id}, headers=auditor_headers).json()
+    [record] = [r for r in audit if r["action"] == "operation.change_tier"]
+    assert record["result"] == "failure" and "max-replicas" in record["details"]["error"]
+
+
+@pytest.mark.parametrize("request_path, status_before", [("suspend", "ACTIVE"), ("reactivate", "SUSPENDED")])
+def test_a_lifecycle_operation_failing_after_its_retries_leaves_the_tenant_as_it_was(
+        client, services, driver, request_path, status_before):
+    tenant = sign_up(client, services)
+    if status_before == "SUSPENDED":
+        client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=tenant.headers)
+        run_queue(services)
+    driver.fail_times["provision"] = 3  # every run (max_attempts=2 in tests: 3 runs)
+    accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/{request_path}", headers=tenant.headers).json()
+    run_queue(services)
+
+    operation = _operation(client, tenant, accepted["operation"]["id"])
+    assert operation["status"] == "FAILED" and _step(operation, "stack_up")["attempts"] == 3
+    state = _tenant(client, tenant)
+    assert (state["status"], state["failure_reason"]) == (status_before, None)
+
+
+def test_a_transient_engine_failure_is_retried(client, services, driver):
+    tenant = sign_up(client, services, tier="low")
+    _fail(driver, "provision", OperationError(ErrorKind.TRANSIENT, "connection refused", stack="tenant-acme",
+                                              operation="update"))
+    accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "mid"}, headers=tenant.headers).json()
+    run_queue(services)
+
+    operation = _operation(client, tenant, accepted["operation"]["id"])
+    assert operation["status"] == "SUCCEEDED" and _step(operation, "stack_up")["attempts"] == 2
+    assert "[transient] update tenant-acme: connection refused" in _step(operation, "stack_up")["errors"][0]["message"]
+    assert _tenant(client, tenant)["tier"] == "mid"
+
+
+def test_a_signup_refused_by_policy_leaves_the_tenant_failed_with_the_violation(client, services, driver):
+    _fail(driver, "provision", POLICY_REFUSAL)
+    tenant = sign_up(client, services)
+    assert _operation(client, tenant, tenant.operation_id)["status"] == "FAILED"
+    state = _tenant(client, tenant)
+    assert state["status"] == "FAILED" and "max-replicas: replicas must be at most 5" in state["failure_reason"]
+
+
+def test_a_failed_delete_keeps_the_tenant_deleting_until_an_operator_retries_it(
+        client, services, driver, operator_headers):
+    tenant = sign_up(client, services)
+    _fail(driver, "destroy", StackChangeRefused("[config] destroy tenant-acme: incorrect passphrase"))
+    accepted = client.delete(f"/v1/tenants/{tenant.tenant_id}", headers=tenant.headers).json()
+    run_queue(services)
+
+    assert _operation(client, tenant, accepted["operation"]["id"])["status"] == "FAILED"
+    assert (_tenant(client, tenant)["status"], _tenant(client, tenant)["failure_reason"]) == ("DELETING", None)
+    suspend = client.post(f"/v1/tenants/{tenant.tenant_id}/suspend", headers=tenant.headers)
+    assert suspend.status_code == 409 and suspend.json()["type"] == "/problems/invalid-state"
+
+    retried = client.post(f"/v1/operations/{accepted['operation']['id']}/retry", headers=operator_headers)
+    assert retried.status_code == 202
+    run_queue(services)
+    with services.db.transaction(Scope.system()) as s:
+        assert s.get(Tenant, uuid.UUID(tenant.tenant_id)).status == "DELETED"
