@@ -39,20 +39,21 @@ R = TypeVar("R")
 
 def _permanent_failures_refused(method: Callable[P, R]) -> Callable[P, R]:
     """An engine failure that no retry can fix (policy, config or validation, a rollout that
-    cannot finish, a missing stack, a failure nobody classified) ends the step at once as
-    `StackChangeRefused`, saying why. Conflicts and transient failures (`retryable`) go on to
-    the job queue, which retries them with backoff."""
+    cannot finish, a missing stack) ends the step at once as `StackChangeRefused`, saying why.
+    Everything else goes on to the job queue, which retries it with backoff: conflicts and
+    transient failures, and a failure nobody classified (it may be a transient one whose
+    wording no rule knows; the queue's attempts bound it)."""
 
     @wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        from automation.errors import OperationError
+        from automation.errors import ErrorKind, OperationError
 
         try:
             return method(*args, **kwargs)
         except OperationError as error:
-            if error.retryable:
-                raise
-            raise StackChangeRefused(_refusal(error)) from error
+            if error.kind in (ErrorKind.POLICY, ErrorKind.CONFIG, ErrorKind.ROLLOUT, ErrorKind.NOT_FOUND):
+                raise StackChangeRefused(_refusal(error)) from error
+            raise
 
     return call
 
