@@ -58,6 +58,7 @@ from automation.tenants import tenant_database_admin_url  # noqa: E402
 from components import naming  # noqa: E402
 
 IMAGE = "ghcr.io/cameleer/server@sha256:" + "4f5e1c3b2a9d" * 5 + "0000"
+BASELINE_STACK = "shared-eu1"
 
 
 def timed(argv: list[str], env: dict[str, str], expect: int = 0) -> tuple[float, float, str]:
@@ -86,17 +87,45 @@ class Bench:
         self.slugs: list[str] = []
 
     def up(self, slug: str) -> None:
+        self.slugs.append(slug)  # before the up: a failed one leaves objects to clean up too
         endpoint = os.environ["CAMELEER_TENANT_DATABASE_ENDPOINT"]
         timed([self.cameleer, "up", f"tenant-{slug}", "--create", "--reason", "drift bench",
                "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
                "--set", f"image={IMAGE}", "--set", "rolloutTimeout=120s", "--set", f"databaseEndpoint={endpoint}",
                "--set-secret", f"databaseAdminUrl={self.admin_url}",
                "--set-secret", "license=bench.license.token"], self.env)
-        self.slugs.append(slug)
 
     def drift(self, *args: str) -> tuple[float, float, dict]:
         wall, cpu, out = timed([self.cameleer, "drift", "--all", "--json", *args], self.env)
         return wall, cpu, json.loads(out)
+
+
+def shared_baseline(env: dict[str, str], root: Path):
+    """Bring up the local cluster's shared baseline (tenants need its PriorityClasses) in a
+    backend of its own, so that the scanned fleet holds tenant stacks only. Returns how to
+    leave it: destroyed, or, when its objects were there before (the demo keeps a baseline),
+    only its stack removed."""
+    from automation.history import UpdateMetadata
+    from automation.operations import StackOperations
+    from automation.settings import Settings
+    from automation.tenants import TenantPlatform, baseline_config
+    from components.catalog import Placement, tiers_placed
+
+    present = set(subprocess.run(["kubectl", "get", "priorityclass", "-o", "name"], capture_output=True,
+                                 text=True, check=True).stdout.split())
+    existed = any(f"priorityclass.scheduling.k8s.io/{tier.priority_class_name}" in present
+                  for tier in tiers_placed(Placement.SHARED))
+    (root / "baseline").mkdir(parents=True, exist_ok=True)
+    ops = StackOperations(Settings.from_env({**env, "PULUMI_BACKEND_URL": f"file://{root / 'baseline'}"}))
+    why = UpdateMetadata("drift-bench", "shared baseline for the benchmark's tenants")
+    ops.up(BASELINE_STACK, why, config=baseline_config(TenantPlatform.from_env(env)), create=True, refresh=True)
+
+    def leave() -> None:
+        if existed:
+            ops.factory.run_cli(["stack", "rm", BASELINE_STACK, "--force", "--yes", "--preserve-config"])
+        else:
+            ops.destroy(BASELINE_STACK, why)
+    return leave
 
 
 def kinds_of(checkpoint) -> list[str]:
@@ -216,6 +245,7 @@ def main() -> None:
     figures: dict[str, object] = {"stacks": args.stacks, "synthetic": args.synthetic}
     synthetic: list[str] = []
     keep = args.keep is not None or args.reuse is not None
+    leave_baseline = shared_baseline(bench.env, root)
     try:
         if args.reuse is None:
             started = time.monotonic()
@@ -246,6 +276,7 @@ def main() -> None:
         figures["synthetic_fleet"] = report_synthetic(root, args.synthetic, args.rounds, admin_url)
     finally:
         cleanup(synthetic if keep else bench.slugs + synthetic, admin_url)
+        leave_baseline()
         shutil.rmtree(root / "synthetic", ignore_errors=True)
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
