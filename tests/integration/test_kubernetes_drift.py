@@ -125,7 +125,7 @@ def tenant_stack(tmp_path, engine_env, kubeconfig, tenant_database_url, shared_b
     try:
         yield cli, stack, naming.namespace_name(slug, "prod")
     finally:
-        cli.cameleer("destroy", stack, "--reason", "drift test done", expect=None)
+        cli.cameleer("destroy", stack, "--yes", "--reason", "drift test done")
 
 
 def _check_and_fix(cli: Cli, stack: str, resource: str, expected: set[str]) -> None:
