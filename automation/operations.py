@@ -369,21 +369,37 @@ class StackOperations:
 
     def destroy(self, stack_name: str, metadata: UpdateMetadata, *, remove: bool = True,
                 on_event: OnEvent | None = None) -> OperationResult:
-        """Delete every resource of the stack; then remove the stack (and its config file)."""
+        """Delete every resource of the stack; then remove the stack (and its config file) and
+        destroy its encryption key.
+
+        A key that cannot be destroyed (the secrets server is sealed) fails the call after the
+        stack is gone, outside the engine's retries: a retry of the whole destroy would find
+        no stack. `shred` finishes the job later, as a retried delete does."""
+        key_failures: list[OperationError] = []
+
         def body(stack: Stack, capture: EventCapture) -> OperationResult:
             started = _now()
             engine.destroy(stack, message=metadata.message(), on_event=capture,
                            config_file=str(self.factory.config_file(stack_name)))
             outcome = self._result(stack_name, "destroy", started, capture)
             if remove:
-                outcome.shredded_key = self.factory.remove_stack(stack_name)
+                self.factory.remove_stack_record(stack_name)
                 capture.emit("removed", f"stack {stack_name} removed")
+                try:
+                    outcome.shredded_key = self.factory.secrets.shred(stack_name)
+                except Exception as exc:  # noqa: BLE001 - classified, raised once the run is over
+                    key_failures.append(classify(exc, stack=stack_name, operation="destroy"))
+                    capture.emit("shred-failed", f"stack {stack_name} removed, but its encryption key is "
+                                 f"not destroyed yet: {key_failures[0].message}", severity="warning")
                 if outcome.shredded_key:
                     capture.emit("shredded", f"encryption key {outcome.shredded_key} destroyed: no copy of "
                                  "the stack's state can be decrypted any more", data={"key": outcome.shredded_key})
             return outcome
 
-        return self._run(stack_name, "destroy", body, on_event=on_event, metadata=metadata)
+        outcome = self._run(stack_name, "destroy", body, on_event=on_event, metadata=metadata)
+        if key_failures:
+            raise key_failures[0]
+        return outcome
 
     def migrate_secrets(self, stack_name: str) -> str:
         """Move a service stack from the passphrase to its own transit key

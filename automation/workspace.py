@@ -285,12 +285,16 @@ class WorkspaceFactory:
                 raise
 
     def remove_stack(self, stack: str) -> str | None:
-        """`pulumi stack rm`, the service's settings file of it, then the stack's encryption
-        key (the name of the key destroyed, if it had its own). An operator's settings file in
-        the repository is left alone (`--preserve-config`)."""
+        """`remove_stack_record`, then the stack's encryption key (the name of the key
+        destroyed, if it had its own)."""
+        self.remove_stack_record(stack)
+        return self.secrets.shred(stack)
+
+    def remove_stack_record(self, stack: str) -> None:
+        """`pulumi stack rm` and the service's settings file of it. An operator's settings
+        file in the repository is left alone (`--preserve-config`)."""
         self.run_cli(["stack", "rm", stack, "--yes", "--preserve-config"])
         (self.settings.service_config_dir / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
-        return self.secrets.shred(stack)
 
     def run_cli(self, args: list[str], *, stack: str | None = None,
                 metadata: UpdateMetadata | None = None) -> CommandResult:

@@ -182,3 +182,28 @@ def test_missing_policy_pack_is_refused_before_any_engine_work(ops):
     with pytest.raises(OperationError) as caught:
         ops.preview("tenant-acme")
     assert caught.value.kind is ErrorKind.CONFIG and "PulumiPolicy.yaml" in caught.value.message
+
+
+def test_a_key_that_cannot_be_destroyed_fails_the_destroy_once_the_stack_is_gone(ops, monkeypatch):
+    """A sealed secrets server after `stack rm`: the engine's retries must not run the
+    destroy again (they would find no stack); the call fails with the key's reason."""
+    import hvac
+
+    from automation.transit import unavailable
+
+    removed, shredded = [], []
+    monkeypatch.setattr(engine, "destroy", lambda stack, **kw: stack.calls.append("destroy"))
+    monkeypatch.setattr(ops.factory, "remove_stack_record", removed.append)
+
+    class SealedSecrets:
+        def shred(self, stack: str):
+            shredded.append(stack)
+            raise unavailable(f"destroying the transit key of {stack}", hvac.exceptions.VaultDown())
+    monkeypatch.setattr(ops.factory, "secrets", SealedSecrets())
+    events = []
+    with pytest.raises(OperationError) as caught:
+        ops.destroy("tenant-acme", UpdateMetadata("alice", "delete"), on_event=events.append)
+    assert caught.value.kind is ErrorKind.TRANSIENT and "sealed" in caught.value.message
+    assert ops.stand_in.calls == ["destroy"] and removed == ["tenant-acme"] and shredded == ["tenant-acme"]
+    assert ops.delays == []  # not retried inside: the stack is gone
+    assert "shred-failed" in [e.type for e in events]
