@@ -1,5 +1,5 @@
 """CrossGuard policy pack `cameleer-guardrails`, run on every preview and update (by hand:
-`scripts/pulumi preview -s <stack>`, which adds it):
+`scripts/pulumi-with-policy preview -s <stack>`, which adds it):
 
     pulumi preview -s <stack> --policy-pack policy/
 

@@ -1,4 +1,4 @@
-"""scripts/pulumi: the pinned CLI with the project's policy pack on up, preview and watch."""
+"""scripts/pulumi-with-policy: the pinned CLI with the project's policy pack on up, preview and watch."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-WRAPPER = REPO / "scripts" / "pulumi"
+WRAPPER = REPO / "scripts" / "pulumi-with-policy"
 
 
 @pytest.fixture
@@ -39,4 +39,4 @@ def test_other_commands_pass_through_unchanged(run, args):
 def test_a_pack_command_after_global_flags_is_refused(run):
     result = run("--cwd", str(REPO), "up", "-s", "tenant-acme")
     assert result.returncode == 1 and result.stdout == ""
-    assert "put the command first (scripts/pulumi up ...)" in result.stderr
+    assert "put the command first (scripts/pulumi-with-policy up ...)" in result.stderr
