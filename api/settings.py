@@ -6,6 +6,7 @@ Secrets are ``SecretStr`` so that they never show up in a repr or a log line.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,10 +44,12 @@ class Settings(BaseSettings):
     # shorter than the longest lifetime of what it signed.
     access_signing_key: str = "cameleer-access-tokens"
     license_signing_key: str = "cameleer-licenses"
+    audit_signing_key: str = "cameleer-audit-checkpoints"
     # HMAC key of the idempotency fingerprints (never rotated: a replay must still match).
     fingerprint_key: str = "cameleer-request-fingerprints"
     access_key_rotation_days: float = Field(default=30, gt=0)
     license_key_rotation_days: float = Field(default=90, gt=0)
+    audit_key_rotation_days: float = Field(default=365, gt=0)
     signing_key_extra_overlap_seconds: int = Field(default=300, ge=0)
 
     issuer: str = "cameleer-control-plane"
@@ -79,6 +82,9 @@ class Settings(BaseSettings):
 
     readiness_timeout_seconds: float = 300.0
     readiness_poll_seconds: float = 5.0
+
+    # Local state outside the database; the signed audit checkpoints are exported here.
+    data_dir: Path = Path(__file__).resolve().parents[1] / ".cameleer"
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -1,5 +1,7 @@
 """The audit chain: each record stores the previous record's hash and a SHA-256 over its
 own canonical JSON, so editing or deleting any row breaks verification from there on.
+Rewriting the whole tail consistently, or cutting it off, keeps the chain valid: signed
+checkpoints kept outside the database (``api.audit.checkpoint``) anchor it.
 
 Appends are serialized with a transaction-scoped advisory lock, so the chain stays
 linear across processes; the lock is released when the appending transaction ends.
@@ -85,30 +87,66 @@ def append(
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """A signed checkpoint's claim: the chain's first ``count`` records end with record
+    ``id``, whose hash is ``head``."""
+
+    id: int
+    count: int
+    head: str
+
+
+@dataclass(frozen=True)
 class ChainVerdict:
     ok: bool
     checked: int
     first_bad_id: int | None = None
     reason: str | None = None
+    checkpoints: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "first_bad_id": self.first_bad_id, "reason": self.reason}
+        return {"ok": self.ok, "checked": self.checked, "first_bad_id": self.first_bad_id, "reason": self.reason,
+                "checkpoints": self.checkpoints}
 
 
-def verify_records(records: Iterable[AuditRecord]) -> ChainVerdict:
+def _against(anchor: Anchor, record: AuditRecord, checked: int) -> str | None:
+    if record.id != anchor.id:
+        return f"checkpoint mismatch: no record {anchor.id}, which a signed checkpoint holds (rows deleted)"
+    if record.hash != anchor.head:
+        return f"checkpoint mismatch: record {record.id} differs from its signed checkpoint (chain rewritten)"
+    if checked != anchor.count:
+        return (f"checkpoint mismatch: {checked} records up to record {record.id}, "
+                f"its signed checkpoint counted {anchor.count} (rows deleted or inserted)")
+    return None
+
+
+def verify_records(records: Iterable[AuditRecord], anchors: Iterable[Anchor] = ()) -> ChainVerdict:
+    """Walk the chain; each anchor (signed checkpoint) must match the record at its position,
+    and the chain must reach the last one."""
+    pending = sorted(anchors, key=lambda a: a.id)
+    total = len(pending)
     expected_prev = GENESIS_HASH
     checked = 0
+    last_id = None
     for record in records:
         if record.prev_hash != expected_prev:
-            return ChainVerdict(False, checked, record.id, "prev_hash does not match the previous record (row missing or reordered)")
+            return ChainVerdict(False, checked, record.id, "prev_hash does not match the previous record (row missing or reordered)", total)
         if record_hash(record) != record.hash:
-            return ChainVerdict(False, checked, record.id, "record content does not match its hash (row edited)")
+            return ChainVerdict(False, checked, record.id, "record content does not match its hash (row edited)", total)
         expected_prev = record.hash
         checked += 1
-    return ChainVerdict(True, checked)
+        last_id = record.id
+        while pending and pending[0].id <= record.id:
+            if reason := _against(pending.pop(0), record, checked):
+                return ChainVerdict(False, checked, record.id, reason, total)
+    if pending:
+        last = pending[-1]
+        return ChainVerdict(False, checked, last_id, f"truncated: the chain ends at record {last_id} ({checked} records), "
+                            f"a signed checkpoint holds record {last.id} ({last.count} records)", total)
+    return ChainVerdict(True, checked, checkpoints=total)
 
 
-def verify_chain(session: Session) -> ChainVerdict:
+def verify_chain(session: Session, anchors: Iterable[Anchor] = ()) -> ChainVerdict:
     """Walk the whole chain; needs a system-scoped session (all tenants)."""
     records = session.scalars(select(AuditRecord).order_by(AuditRecord.id).execution_options(yield_per=500))
-    return verify_records(records)
+    return verify_records(records, anchors)

@@ -88,8 +88,9 @@ class KeyPolicy:
 
 
 def key_policies(settings: Any) -> dict[KeyPurpose, KeyPolicy]:
-    """The two purposes' policies from the service settings; a version's overlap is the
-    longest lifetime of what it signs (a license's includes its expiry grace) plus a margin."""
+    """Each purpose's policy from the service settings; a version's overlap is the longest
+    lifetime of what it signs (a license's includes its expiry grace) plus a margin. Audit
+    checkpoints must verify for as long as the chain is kept: their versions never retire."""
     margin = timedelta(seconds=settings.signing_key_extra_overlap_seconds)
     license_lifetime = timedelta(days=settings.license_ttl_days + settings.license_expiry_grace_days)
     return {
@@ -97,6 +98,8 @@ def key_policies(settings: Any) -> dict[KeyPurpose, KeyPolicy]:
                                      timedelta(seconds=settings.access_token_ttl_seconds) + margin),
         KeyPurpose.LICENSE: KeyPolicy(settings.license_signing_key, timedelta(days=settings.license_key_rotation_days),
                                       license_lifetime + margin),
+        KeyPurpose.AUDIT: KeyPolicy(settings.audit_signing_key, timedelta(days=settings.audit_key_rotation_days),
+                                    timedelta.max),
     }
 
 

@@ -77,6 +77,7 @@ class KeyStatus(enum.StrEnum):
 class KeyPurpose(enum.StrEnum):
     ACCESS = "access"
     LICENSE = "license"
+    AUDIT = "audit"  # the audit chain's checkpoints
 
 
 class LicenseStatus(enum.StrEnum):

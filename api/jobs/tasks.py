@@ -1,5 +1,5 @@
-"""The worker's tasks: run an operation, recover jobs of workers that died, and billing's
-periodic work."""
+"""The worker's tasks: run an operation, recover jobs of workers that died, signing-key
+maintenance, audit checkpoints, and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 RECOVER_TASK = "recover_stalled_jobs"
+AUDIT_CHECKPOINT_TASK = "audit_checkpoint"
 
 
 class OperationRetryStrategy(RetryStrategy):
@@ -57,6 +58,13 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
         from api.auth.maintenance import maintain_signing_keys
 
         maintain_signing_keys(context.additional_context["services"])
+
+    @_every(app, "*/10 * * * *", "audit-checkpoint", periodic)
+    @app.task(name=AUDIT_CHECKPOINT_TASK, queue=settings.job_queue, pass_context=True)
+    def audit_checkpoint(context: JobContext, timestamp: int) -> None:
+        from api.audit.checkpoint import take_checkpoint
+
+        take_checkpoint(context.additional_context["services"])
 
     register_billing_tasks(app, settings, periodic=periodic)
 

@@ -56,15 +56,17 @@ def remove_tenant_secrets(database: TestDatabase) -> Iterator[None]:
 def signing_keys() -> Iterator[dict[str, str]]:
     """This session's own transit signing keys (on the local OpenBao), destroyed afterwards."""
     names = {"access_signing_key": f"test-{secrets.token_hex(4)}-access",
-             "license_signing_key": f"test-{secrets.token_hex(4)}-license"}
+             "license_signing_key": f"test-{secrets.token_hex(4)}-license",
+             "audit_signing_key": f"test-{secrets.token_hex(4)}-audit"}
     yield names
     vault_support.destroy_transit_keys(names.values())
 
 
 @pytest.fixture(scope="session")
-def settings(database: TestDatabase, signing_keys: dict[str, str]) -> Settings:
+def settings(database: TestDatabase, signing_keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         **signing_keys,
+        data_dir=tmp_path_factory.mktemp("data"),  # the session's audit checkpoints
         database_url=SecretStr(database.url(database.app)),
         database_admin_url=SecretStr(database.url(database.owner)),
         database_app_role=database.app_role,

@@ -32,6 +32,8 @@ def _start_worker(settings) -> subprocess.Popen:
         "CAMELEER_JOB_QUEUE": settings.job_queue,
         "CAMELEER_ACCESS_SIGNING_KEY": settings.access_signing_key,
         "CAMELEER_LICENSE_SIGNING_KEY": settings.license_signing_key,
+        "CAMELEER_AUDIT_SIGNING_KEY": settings.audit_signing_key,
+        "CAMELEER_DATA_DIR": str(settings.data_dir),
         "CAMELEER_STACK_DRIVER": "tests.api.fakes:BlockingStackDriver",
         "CAMELEER_STALLED_AFTER_SECONDS": str(STALLED_AFTER),
     }
