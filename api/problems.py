@@ -33,6 +33,16 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code in (400, 401, 402, 403, 404, 409, 422, 503)
 }
 
+# Declared only on the routes that throttle (login): a 429 always says when to try again.
+THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ProblemDetails,
+        "content": {PROBLEM_JSON: {}},
+        "description": HTTPStatus(429).phrase,
+        "headers": {"Retry-After": {"description": "Seconds until the lockout ends", "schema": {"type": "integer"}}},
+    }
+}
+
 
 class Problem(Exception):
     """Raise to answer with a problem document. ``code`` becomes the type URI ``/problems/<code>``."""
@@ -66,6 +76,10 @@ def forbidden(detail: str) -> Problem:
 
 def unauthorized(detail: str) -> Problem:
     return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def too_many_requests(code: str, detail: str, retry_after: int) -> Problem:
+    return Problem(429, code, detail, headers={"Retry-After": str(retry_after)})
 
 
 def problem_response(

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     license_expiry_grace_days: int = 7
     license_offline_grace_hours: int = 24
 
+    # Login throttling (api.auth.throttle): this many failures within the window lock an
+    # account (by email, whether it exists or not) or a client address for the lockout.
+    login_account_max_failures: int = Field(default=5, gt=0)
+    login_account_window_seconds: int = Field(default=900, gt=0)
+    login_account_lockout_seconds: int = Field(default=900, gt=0)
+    login_address_max_failures: int = Field(default=20, gt=0)
+    login_address_window_seconds: int = Field(default=900, gt=0)
+    login_address_lockout_seconds: int = Field(default=900, gt=0)
+
     stack_driver: str = "api.stacks.automation_adapter:AutomationStackDriver"
 
     # Stripe (or stripe-mock, which scripts/services.sh starts on loopback). The key and the

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, EmailStr, Field
+from sqlalchemy.orm import Session
 
 from api.audit.chain import append
 from api.auth.dependencies import RequestContext, authenticated, require_platform
 from api.auth.roles import PlatformRole
-from api.auth.tokens import Principal, issue_access_token, principal_for
+from api.auth.throttle import LoginThrottle, client_address
+from api.auth.tokens import IssuedToken, Principal, issue_access_token, principal_for
 from api.auth.users import authenticate
-from api.db.models import KeyPurpose
+from api.db.models import KeyPurpose, User
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
-from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.problems import PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, not_found, too_many_requests
+from api.services import Services
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -46,22 +50,43 @@ class RotateRequest(BaseModel):
     purpose: KeyPurpose
 
 
-@router.post("/v1/auth/login", tags=["auth"], summary="Exchange email and password for an access token")
+@router.post("/v1/auth/login", tags=["auth"], summary="Exchange email and password for an access token",
+             responses=THROTTLED_RESPONSES)
 def login(body: LoginRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
+    throttle = LoginThrottle.of(services.settings, body.email, client_address(request), datetime.now(UTC))
     with db.begin():
-        user = authenticate(db, body.email, body.password)
-        if user is None:
-            append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
+        retry_after = throttle.retry_after(db)
+        user = None if retry_after else authenticate(db, body.email, body.password)
+        if retry_after:
+            append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "locked out"})
+        elif user is None:
+            _failed(db, request, throttle)
         else:
-            principal = principal_for(db, user)
-            issued = issue_access_token(
-                services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
-            )
-            append(db, audit_meta(request, principal.actor), "auth.login", f"user:{user.id}")
+            throttle.clear_account(db)
+            issued = _issue(db, request, services, user)
     mark_audited(request)
+    if retry_after:
+        raise too_many_requests("too-many-login-attempts", "Too many failed logins; try again later.", retry_after)
     if user is None:
         raise Problem(401, "invalid-credentials", "Email or password is wrong.", headers={"WWW-Authenticate": "Bearer"})
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+
+
+def _failed(db: Session, request: Request, throttle: LoginThrottle) -> None:
+    """Count the failure and audit it, and each lockout it causes (never the password)."""
+    for lockout in throttle.record_failure(db):
+        append(db, audit_meta(request), "auth.lockout", lockout.resource,
+               details={"kind": lockout.kind.value, "locked_until": lockout.locked_until.isoformat()})
+    append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
+
+
+def _issue(db: Session, request: Request, services: Services, user: User) -> IssuedToken:
+    principal = principal_for(db, user)
+    issued = issue_access_token(
+        services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
+    )
+    append(db, audit_meta(request, principal.actor), "auth.login", f"user:{user.id}")
+    return issued
 
 
 @router.get("/v1/auth/me", tags=["auth"], summary="Who the access token belongs to")

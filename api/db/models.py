@@ -313,6 +313,26 @@ class DriftFinding(Base):
     correction_operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operations.id"))
 
 
+class LoginAttemptKind(enum.StrEnum):
+    ACCOUNT = "account"
+    ADDRESS = "address"
+
+
+class LoginAttempt(Base):
+    """Recent failed logins of one account (its normalized email, existing or not) or one
+    client address, and until when it is locked out. Read before authentication: not
+    tenant data, no row-level security."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (PrimaryKeyConstraint("kind", "key"),)
+
+    kind: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(default=0)
+    window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 CHECKS = {
     "tenants": ("status", TenantStatus),
     "operations": ("status", OperationStatus),

@@ -1,5 +1,5 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
-maintenance, audit checkpoints, and billing's periodic work."""
+maintenance, audit checkpoints, the login-attempts purge, and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -65,6 +65,17 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
         from api.audit.checkpoint import take_checkpoint
 
         take_checkpoint(context.additional_context["services"])
+
+    @_every(app, "41 * * * *", "login-attempts-purge", periodic)
+    @app.task(name="login_attempts_purge", queue=settings.job_queue, pass_context=True)
+    def login_attempts_purge(context: JobContext, timestamp: int) -> None:
+        from datetime import UTC, datetime
+
+        from api.auth.throttle import purge_expired
+        from api.db.session import Scope
+
+        with context.additional_context["services"].db.transaction(Scope.system()) as session:
+            purge_expired(session, settings, datetime.now(UTC))
 
     register_billing_tasks(app, settings, periodic=periodic)
 

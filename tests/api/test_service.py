@@ -30,7 +30,7 @@ PROBLEM = "application/problem+json"
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["schema"] == ["0007"]
+    assert ready.status_code == 200 and ready.json()["schema"] == ["0008"]
 
 
 def test_readiness_reports_the_secrets_server(client, services, monkeypatch):

@@ -1,0 +1,140 @@
+"""Login throttling: failed logins counted per account and per client address, in
+PostgreSQL so that every API process shares the counts, and temporary lockouts.
+
+The account key is the normalized email whether or not such a user exists, so a locked or
+throttled answer never tells which accounts exist. Counting takes the row's lock
+(``SELECT ... FOR UPDATE`` after an insert that ignores an existing row), so concurrent
+failures are all counted and a lockout is decided, and audited, once. The lockout check
+before a login reads without locks: logins from one address are never serialized; at
+worst a login already past the check when a concurrent failure locks the key still runs.
+
+The address is the TCP peer (``request.client.host``). Behind a reverse proxy that is the
+proxy, and every client shares one budget: honouring X-Forwarded-For needs a list of
+trusted proxies (the header is never trusted on its own), which this service does not have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fastapi import Request
+from sqlalchemy import delete, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from api.auth.users import normalize_email
+from api.db.models import LoginAttempt, LoginAttemptKind
+from api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``max_failures`` within ``window`` lock the key for ``lockout``."""
+
+    max_failures: int
+    window: timedelta
+    lockout: timedelta
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """A key that has just been locked (to audit)."""
+
+    kind: LoginAttemptKind
+    key: str
+    locked_until: datetime
+
+    @property
+    def resource(self) -> str:
+        return f"{self.kind.value}:{self.key}"
+
+
+def limits(settings: Settings) -> dict[LoginAttemptKind, Limit]:
+    return {
+        LoginAttemptKind.ACCOUNT: Limit(settings.login_account_max_failures,
+                                        timedelta(seconds=settings.login_account_window_seconds),
+                                        timedelta(seconds=settings.login_account_lockout_seconds)),
+        LoginAttemptKind.ADDRESS: Limit(settings.login_address_max_failures,
+                                        timedelta(seconds=settings.login_address_window_seconds),
+                                        timedelta(seconds=settings.login_address_lockout_seconds)),
+    }
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """The throttle of one login attempt: its account and address keys, at ``now``."""
+
+    limits: dict[LoginAttemptKind, Limit]
+    keys: dict[LoginAttemptKind, str]
+    now: datetime
+
+    @classmethod
+    def of(cls, settings: Settings, email: str, address: str, now: datetime) -> LoginThrottle:
+        keys = {LoginAttemptKind.ACCOUNT: normalize_email(email), LoginAttemptKind.ADDRESS: address}
+        return cls(limits(settings), keys, now)
+
+    def retry_after(self, session: Session) -> int | None:
+        """Seconds until every lock on this attempt's keys has ended; None when none holds."""
+        wanted = [(kind.value, key) for kind, key in self.keys.items()]
+        ends = session.scalars(select(LoginAttempt.locked_until).where(
+            tuple_(LoginAttempt.kind, LoginAttempt.key).in_(wanted), LoginAttempt.locked_until > self.now)).all()
+        if not ends:
+            return None
+        return max(1, math.ceil((max(ends) - self.now).total_seconds()))
+
+    def record_failure(self, session: Session) -> list[Lockout]:
+        """Count a failed login on both keys (account first: one lock order for everyone)."""
+        locked = []
+        for kind, key in self.keys.items():
+            row = _row_for_update(session, kind, key, self.now)
+            if count_failure(row, self.limits[kind], self.now):
+                locked.append(Lockout(kind, key, row.locked_until))
+        session.flush()
+        return locked
+
+    def clear_account(self, session: Session) -> None:
+        """A successful login forgets the account's failures (never a lock set meanwhile)."""
+        session.execute(delete(LoginAttempt).where(
+            LoginAttempt.kind == LoginAttemptKind.ACCOUNT.value,
+            LoginAttempt.key == self.keys[LoginAttemptKind.ACCOUNT],
+            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= self.now)))
+
+
+def _row_for_update(session: Session, kind: LoginAttemptKind, key: str, now: datetime) -> LoginAttempt:
+    session.execute(insert(LoginAttempt).values(kind=kind.value, key=key, failures=0, window_started_at=now)
+                    .on_conflict_do_nothing(index_elements=["kind", "key"]))
+    return session.scalars(select(LoginAttempt).where(LoginAttempt.kind == kind.value, LoginAttempt.key == key)
+                           .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def count_failure(row: LoginAttempt, limit: Limit, now: datetime) -> bool:
+    """Add one failure to ``row``; True when it locks the key. A locked key counts nothing
+    more, and counting starts afresh when a lock ends."""
+    if row.locked_until is not None and row.locked_until > now:
+        return False
+    if row.window_started_at <= now - limit.window:
+        row.failures, row.window_started_at = 0, now
+    row.failures += 1
+    if row.failures < limit.max_failures:
+        return False
+    row.locked_until = now + limit.lockout
+    row.failures, row.window_started_at = 0, row.locked_until
+    return True
+
+
+def purge_expired(session: Session, settings: Settings, now: datetime) -> int:
+    """Delete the rows that no longer lock or count anything (periodic: unknown emails and
+    addresses would otherwise pile up). Returns how many."""
+    deleted = 0
+    for kind, limit in limits(settings).items():
+        deleted += session.execute(delete(LoginAttempt).where(
+            LoginAttempt.kind == kind.value,
+            LoginAttempt.window_started_at <= now - limit.window,
+            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= now))).rowcount
+    return deleted
