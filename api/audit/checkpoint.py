@@ -47,8 +47,12 @@ def chain_head(session: Session) -> Anchor | None:
     return None if row is None else Anchor(id=row[0], count=row[2], head=row[1])
 
 
+def _exported_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _last_exported(path: Path) -> Anchor | None:
-    lines = path.read_text().splitlines() if path.exists() else []
+    lines = _exported_lines(path)
     if not lines:
         return None
     last = json.loads(lines[-1])
@@ -86,9 +90,8 @@ def _anchor(token: str, keys_for: KeysFor) -> Anchor:
 def read_checkpoints(path: Path, keys_for: KeysFor) -> list[Anchor]:
     """Every exported checkpoint, each signature verified (only the token counts: the plain
     fields beside it are for people reading the file)."""
-    lines = path.read_text().splitlines() if path.exists() else []
     anchors = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_exported_lines(path), start=1):
         try:
             anchors.append(_anchor(json.loads(line)["token"], keys_for))
         except (ValueError, KeyError, TypeError, TokenInvalid) as exc:
