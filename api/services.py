@@ -10,6 +10,7 @@ from api.auth.keyring import KeyRing
 from api.auth.signing import TransitSigner, key_policies
 from api.billing.stripe_api import StripeBilling
 from api.db.session import Database
+from api.mail import Mailer, mailer_from_settings
 from api.operations.fingerprints import RequestFingerprints
 from api.settings import Settings
 from api.stacks.driver import StackDriver
@@ -31,6 +32,7 @@ class Services:
     tenant_secrets: TenantSecrets
     fingerprints: RequestFingerprints
     billing: StripeBilling
+    mailer: Mailer
     _driver: StackDriver | None = field(default=None, repr=False)
 
     @property
@@ -48,6 +50,7 @@ class Services:
         driver: StackDriver | None = None,
         billing: StripeBilling | None = None,
         db: Database | None = None,
+        mailer: Mailer | None = None,
     ) -> Services:
         vault = VaultConnection.from_settings(settings)
         return cls(
@@ -57,5 +60,6 @@ class Services:
             tenant_secrets=TenantSecrets.from_settings(settings, vault),
             fingerprints=RequestFingerprints.from_settings(settings, vault),
             billing=billing or StripeBilling.from_settings(settings),
+            mailer=mailer or mailer_from_settings(settings),
             _driver=driver,
         )

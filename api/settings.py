@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: float = 300.0
     readiness_poll_seconds: float = 5.0
 
+    # Mail (api.mail): maildir:///path (default: the outbox under data_dir), smtp:// or smtps://.
+    mail_url: str | None = None
+    mail_sender: str = "Cameleer <no-reply@cameleer.localhost>"
+    # Where people reach this service: the links in mail point here.
+    public_base_url: str = "http://127.0.0.1:8080"
+
     # Local state outside the database; the signed audit checkpoints are exported here.
     data_dir: Path = Path(__file__).resolve().parents[1] / ".cameleer"
 

@@ -77,6 +77,15 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
         with context.additional_context["services"].db.transaction(Scope.system()) as session:
             purge_expired(session, settings, datetime.now(UTC))
 
+    @_every(app, "43 * * * *", "one-time-links-purge", periodic)
+    @app.task(name="one_time_links_purge", queue=settings.job_queue, pass_context=True)
+    def one_time_links_purge(context: JobContext, timestamp: int) -> None:
+        from api.auth.links import purge
+        from api.db.session import Scope
+
+        with context.additional_context["services"].db.transaction(Scope.system()) as session:
+            purge(session)
+
     register_billing_tasks(app, settings, periodic=periodic)
 
 
