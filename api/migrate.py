@@ -1,7 +1,9 @@
 """Database migrations: ``python -m api.migrate upgrade|current|check|downgrade``.
 
 Runs as the owner role (CAMELEER_DATABASE_ADMIN_URL, else CAMELEER_DATABASE_URL) and
-grants to the app role (CAMELEER_DATABASE_APP_ROLE, else the user of CAMELEER_DATABASE_URL).
+grants to the app role (CAMELEER_DATABASE_APP_ROLE, else the user of CAMELEER_DATABASE_URL)
+and to the system role (CAMELEER_DATABASE_SYSTEM_ROLE, else the user of
+CAMELEER_DATABASE_SYSTEM_URL), which must exist.
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ cli = typer.Typer(
 )
 
 
-def _config(url: str | None = None, app_role: str | None = None, settings: Settings | None = None):
-    settings = settings or Settings()
+def _config(url: str | None = None, app_role: str | None = None, system_role: str | None = None):
+    settings = Settings()
     config = alembic_config()
     config.attributes["url"] = url or settings.admin_dsn()
     config.attributes["app_role"] = app_role or settings.app_role()
+    config.attributes["system_role"] = system_role or settings.system_role()
     return config
 
 
-def upgrade(url: str | None = None, app_role: str | None = None, revision: str = "head") -> None:
-    command.upgrade(_config(url, app_role), revision)
+def upgrade(url: str | None = None, app_role: str | None = None, revision: str = "head", *,
+            system_role: str | None = None) -> None:
+    command.upgrade(_config(url, app_role, system_role), revision)
 
 
-def downgrade(url: str | None = None, app_role: str | None = None, revision: str = "base") -> None:
-    command.downgrade(_config(url, app_role), revision)
+def downgrade(url: str | None = None, app_role: str | None = None, revision: str = "base", *,
+              system_role: str | None = None) -> None:
+    command.downgrade(_config(url, app_role, system_role), revision)
 
 
 @cli.command("upgrade")

@@ -55,7 +55,7 @@ class Services:
         vault = VaultConnection.from_settings(settings)
         return cls(
             settings=settings,
-            db=db or Database(settings.app_dsn()),
+            db=db or Database.from_settings(settings),
             keys=KeyRing(TransitSigner.from_settings(settings, vault), key_policies(settings)),
             tenant_secrets=TenantSecrets.from_settings(settings, vault),
             fingerprints=RequestFingerprints.from_settings(settings, vault),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 class ServiceNotConfigured(RuntimeError):
@@ -24,10 +24,17 @@ class Settings(BaseSettings):
     database_url: SecretStr = Field(
         default=SecretStr("postgresql+psycopg://cameleer_app@127.0.0.1:5432/cameleer")
     )
+    # The system role's DSN: cross-tenant work (login, signup, platform endpoints, webhooks,
+    # the workers' jobs). RLS policies let this role, and no setting of the app role's, see
+    # every tenant's rows. Falls back to database_url's server and database as the user
+    # cameleer_system (no password).
+    database_system_url: SecretStr | None = None
     # The owner role's DSN, used only by migrations. Falls back to database_url.
     database_admin_url: SecretStr | None = None
     # The role the migrations grant privileges to; defaults to the user in database_url.
     database_app_role: str | None = None
+    # The role the migrations give cross-tenant access; defaults to the user in database_system_url.
+    database_system_role: str | None = None
 
     # The Vault-API server (OpenBao locally) that signs tokens and licenses and holds the
     # stacks' keys and the tenants' secrets: no default, the service refuses to start without
@@ -108,12 +115,22 @@ class Settings(BaseSettings):
     def app_dsn(self) -> str:
         return self.database_url.get_secret_value()
 
+    def system_dsn(self) -> str:
+        if self.database_system_url is not None:
+            return self.database_system_url.get_secret_value()
+        app = make_url(self.app_dsn())
+        return URL.create(app.drivername, username="cameleer_system", host=app.host, port=app.port,
+                          database=app.database, query=app.query).render_as_string(hide_password=False)
+
     def admin_dsn(self) -> str:
         url = self.database_admin_url or self.database_url
         return url.get_secret_value()
 
     def app_role(self) -> str:
         return self.database_app_role or make_url(self.app_dsn()).username or "cameleer_app"
+
+    def system_role(self) -> str:
+        return self.database_system_role or make_url(self.system_dsn()).username or "cameleer_system"
 
 
 @lru_cache

@@ -184,12 +184,14 @@ def main() -> int:
     db = create_database("cameleer_bench")
     api = None
     try:
-        upgrade(url=db.url(db.owner), app_role=db.app_role)
+        upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
         webhook_secret = os.environ.get("CAMELEER_STRIPE_WEBHOOK_SECRET") or f"whsec_{secrets.token_hex(16)}"
         db_env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret}
+                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_DATABASE_SYSTEM_URL": db.url(db.system),
+                  "CAMELEER_DATABASE_SYSTEM_ROLE": db.system_role, "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret}
         settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                            database_app_role=db.app_role,
+                            database_app_role=db.app_role, database_system_url=SecretStr(db.url(db.system)),
+                            database_system_role=db.system_role,
                             stripe_webhook_secret=SecretStr(webhook_secret))
         services = Services.build(settings)
         tenants = make_tenants(services, args.tenants)

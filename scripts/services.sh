@@ -114,10 +114,13 @@ start_postgres() {
             -o "-h 127.0.0.1 -p $PG_PORT -k $RUN -c max_connections=200" >/dev/null
     fi
     wait_for PostgreSQL 60 "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT"
-    # The platform DB is owned by a plain role (migrations) and used by another that row-level
-    # security applies to; neither is a superuser. The superuser DSN is for tests and setup.
+    # The platform DB is owned by a plain role (migrations) and used by two that row-level
+    # security applies to: the app role (one tenant's rows per transaction) and the system role
+    # (every tenant's rows, by policy: login, signup, platform endpoints, workers). None is a
+    # superuser, and the app role is not a member of the system role. The superuser DSN is for
+    # tests and setup.
     local role
-    for role in cameleer_owner cameleer_app; do
+    for role in cameleer_owner cameleer_app cameleer_system; do
         psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1 \
             || psql_admin -qc "CREATE ROLE $role LOGIN NOSUPERUSER NOBYPASSRLS"
     done
@@ -461,6 +464,7 @@ export CAMELEER_DATA_DIR="$DATA"
 export KUBECONFIG="$DATA/kubeconfig"
 export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
 export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"
+export CAMELEER_DATABASE_SYSTEM_URL="postgresql+psycopg://cameleer_system@$pg/cameleer"
 export CAMELEER_TEST_DATABASE_URL="postgresql+psycopg://postgres@$pg/postgres"
 export CAMELEER_TENANT_DATABASE_ENDPOINT="$pg"
 export CAMELEER_TENANT_DATABASE_ADMIN_SECRET="platform/tenant-database"

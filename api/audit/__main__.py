@@ -20,10 +20,10 @@ cli = typer.Typer(help="Audit log tools.", no_args_is_help=True, add_completion=
 @cli.command()
 def verify() -> None:
     """Verify the whole chain and the checkpoints in the data directory (uses
-    CAMELEER_DATABASE_URL, CAMELEER_DATA_DIR and the Vault server for the public keys)."""
+    CAMELEER_DATABASE_SYSTEM_URL, CAMELEER_DATA_DIR and the Vault server for the public keys)."""
     settings = Settings()
     keys_for = signer_keys(TransitSigner.from_settings(settings, VaultConnection.from_settings(settings)))
-    db = Database(settings.app_dsn())
+    db = Database.from_settings(settings)
     try:
         with db.transaction(Scope.system()) as session:
             verdict = verify_anchored(session, checkpoint_file(settings.data_dir), keys_for)

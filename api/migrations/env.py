@@ -1,8 +1,11 @@
-"""Alembic environment: runs as the owner role and grants to the app role.
+"""Alembic environment: runs as the owner role and grants to the app and system roles.
 
 The DSN is ``config.attributes['url']`` when set programmatically (tests, api.migrate),
 otherwise the owner DSN from settings. The app role is ``-x app_role=...``,
-``config.attributes['app_role']`` or settings.
+``config.attributes['app_role']`` or settings; the system role likewise (``system_role``).
+Revisions receive ``app_role``; the few that need the system role read
+``context.config.attributes['system_role']``, which this module fills in, so the
+signature every revision has stays ``upgrade(app_role)``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ def app_role() -> str:
     )
 
 
+def system_role() -> str:
+    return (
+        context.get_x_argument(as_dictionary=True).get("system_role")
+        or config.attributes.get("system_role")
+        or _settings().system_role()
+    )
+
+
 def run_migrations_offline() -> None:
     context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
@@ -48,6 +59,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
+config.attributes["system_role"] = system_role()
 if context.is_offline_mode():
     run_migrations_offline()
 else:

@@ -37,7 +37,7 @@ STRONG_PASSWORD = "correct-horse-battery-staple-42"
 def database() -> Iterator[TestDatabase]:
     db = create_database()
     try:
-        upgrade(url=db.url(db.owner), app_role=db.app_role)
+        upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
         yield db
     finally:
         drop_database(db)
@@ -70,6 +70,8 @@ def settings(database: TestDatabase, signing_keys: dict[str, str], tmp_path_fact
         database_url=SecretStr(database.url(database.app)),
         database_admin_url=SecretStr(database.url(database.owner)),
         database_app_role=database.app_role,
+        database_system_url=SecretStr(database.url(database.system)),
+        database_system_role=database.system_role,
         job_queue=f"test-{secrets.token_hex(3)}",
         job_max_attempts=2,
         job_backoff_base_seconds=0,

@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL database (and its two roles) for one test session.
+"""A throw-away PostgreSQL database (and its three roles) for one test session.
 
 The server comes from the environment: CAMELEER_TEST_DATABASE_URL, else
 CAMELEER_DATABASE_ADMIN_URL, else CAMELEER_DATABASE_URL (as written by
@@ -55,10 +55,15 @@ class TestDatabase:
     admin: URL
     owner: URL
     app: URL
+    system: URL
 
     @property
     def app_role(self) -> str:
         return self.app.username
+
+    @property
+    def system_role(self) -> str:
+        return self.system.username
 
     def url(self, which: URL) -> str:
         return which.render_as_string(hide_password=False)
@@ -75,11 +80,13 @@ def create_database(prefix: str = "cameleer_test") -> TestDatabase:
     suffix = secrets.token_hex(4)
     name = f"{prefix}_{suffix}"
     owner_role, app_role = f"{prefix}_owner_{suffix}", f"{prefix}_app_{suffix}"
-    owner_pw, app_pw = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    system_role = f"{prefix}_system_{suffix}"
+    owner_pw, app_pw, system_pw = (secrets.token_urlsafe(16) for _ in range(3))
     _admin_execute(
         admin,
         sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(owner_role), sql.Literal(owner_pw)),
         sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS PASSWORD {}").format(sql.Identifier(app_role), sql.Literal(app_pw)),
+        sql.SQL("CREATE ROLE {} LOGIN NOBYPASSRLS PASSWORD {}").format(sql.Identifier(system_role), sql.Literal(system_pw)),
         sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner_role)),
     )
     return TestDatabase(
@@ -87,6 +94,7 @@ def create_database(prefix: str = "cameleer_test") -> TestDatabase:
         admin=admin.set(database=name),
         owner=admin.set(username=owner_role, password=owner_pw, database=name),
         app=admin.set(username=app_role, password=app_pw, database=name),
+        system=admin.set(username=system_role, password=system_pw, database=name),
     )
 
 
@@ -95,5 +103,6 @@ def drop_database(db: TestDatabase) -> None:
         server_dsn(),
         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db.name)),
         sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.app.username)),
+        sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.system.username)),
         sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(db.owner.username)),
     )

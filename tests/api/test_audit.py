@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _verify_cli(database, settings) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CAMELEER_DATABASE_URL": database.url(database.app), "CAMELEER_DATA_DIR": str(settings.data_dir),
+    env = {**os.environ, "CAMELEER_DATABASE_URL": database.url(database.app),
+           "CAMELEER_DATABASE_SYSTEM_URL": database.url(database.system), "CAMELEER_DATA_DIR": str(settings.data_dir),
            "CAMELEER_AUDIT_SIGNING_KEY": settings.audit_signing_key}
     return subprocess.run([sys.executable, "-m", "api.audit", "verify"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -59,17 +60,13 @@ def test_verification_detects_an_edited_row(client, services, settings, database
     assert client.get("/v1/platform/audit/verify", headers=auditor_headers).json()["ok"] is True
     assert _verify_cli(database, settings).returncode == 0
 
-    with psycopg.connect(libpq_dsn(database.url(database.owner)), autocommit=True) as conn:
-        conn.execute("SET app.bypass_rls = 'on'")  # RLS is forced even for the owner
+    with _owner(database) as conn:
         row_id, actor = conn.execute(
             "SELECT id, actor FROM audit_log WHERE action = 'tenant.signup' ORDER BY id DESC LIMIT 1"
         ).fetchone()
         def edit(value: str) -> None:
-            with conn.transaction():
-                conn.execute("SELECT set_config('app.bypass_rls', 'on', true)")
-                conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+            with _tampering(conn):
                 conn.execute("UPDATE audit_log SET actor = %s WHERE id = %s", (value, row_id))
-                conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
 
         edit("user:someone-else")
         try:
@@ -95,8 +92,11 @@ def test_audit_endpoints_need_a_platform_role(client, services):
 def _owner(database) -> Iterator[psycopg.Connection]:
     """What an attacker with the database owner's credentials has."""
     with psycopg.connect(libpq_dsn(database.url(database.owner)), autocommit=True) as conn:
-        conn.execute("SET app.bypass_rls = 'on'")  # RLS is forced even for the owner
-        yield conn
+        conn.execute("ALTER TABLE audit_log NO FORCE ROW LEVEL SECURITY")  # the table's owner may
+        try:
+            yield conn
+        finally:
+            conn.execute("ALTER TABLE audit_log FORCE ROW LEVEL SECURITY")
 
 
 @contextmanager

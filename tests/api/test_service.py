@@ -130,13 +130,13 @@ def test_refuses_to_start_on_an_unmigrated_database(empty_database):
 
 
 def test_migrations_go_down_and_up_again(empty_database):
-    url, role = empty_database.url(empty_database.owner), empty_database.app_role
-    upgrade(url=url, app_role=role)
-    downgrade(url=url, app_role=role, revision="base")
+    url, role, system = empty_database.url(empty_database.owner), empty_database.app_role, empty_database.system_role
+    upgrade(url=url, app_role=role, system_role=system)
+    downgrade(url=url, app_role=role, system_role=system, revision="base")
     settings = Settings(database_url=SecretStr(url))
     with pytest.raises(DatabaseNotMigrated):
         with TestClient(create_app(settings, services=Services.build(settings, driver=FakeStackDriver()))):
             pass
-    upgrade(url=url, app_role=role)
+    upgrade(url=url, app_role=role, system_role=system)
     with TestClient(create_app(settings, services=Services.build(settings, driver=FakeStackDriver()))) as client:
         assert client.get("/readyz").status_code == 200

@@ -45,7 +45,7 @@ DEV_STATE = REPO_ROOT / ".cameleer" / "state"
 DEVELOPER_ONLY_ENV = (
     "PULUMI_BACKEND_URL", "CAMELEER_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
     "CAMELEER_CONFIG_PASSPHRASE", "CAMELEER_CONFIG_PASSPHRASE_FILE", "CAMELEER_DATA_DIR",
-    "CAMELEER_STACK_DRIVER", "CAMELEER_BILLING_GATEWAY", "CAMELEER_DATABASE_APP_ROLE", "CAMELEER_PULUMI_ROOT",
+    "CAMELEER_STACK_DRIVER", "CAMELEER_BILLING_GATEWAY", "CAMELEER_DATABASE_APP_ROLE", "CAMELEER_DATABASE_SYSTEM_ROLE", "CAMELEER_PULUMI_ROOT",
 )
 
 
@@ -123,7 +123,7 @@ class ControlPlane:
         if not Path(kubeconfig).exists():
             raise HarnessError(f"KUBECONFIG {kubeconfig} does not exist: scripts/services.sh start writes it")
         self.db = create_database("cameleer_cp")
-        upgrade(url=self.db.url(self.db.owner), app_role=self.db.app_role)
+        upgrade(url=self.db.url(self.db.owner), app_role=self.db.app_role, system_role=self.db.system_role)
         state, data = self.root / "state", self.root / "data"
         state.mkdir(parents=True, exist_ok=True)
         data.mkdir(parents=True, exist_ok=True)
@@ -133,6 +133,7 @@ class ControlPlane:
         env.update({
             "CAMELEER_DATABASE_URL": self.db.url(self.db.app),
             "CAMELEER_DATABASE_ADMIN_URL": self.db.url(self.db.owner),
+            "CAMELEER_DATABASE_SYSTEM_URL": self.db.url(self.db.system),
             "CAMELEER_JOB_QUEUE": f"cp-{secrets.token_hex(3)}",
             "CAMELEER_HTTP_HOST": "127.0.0.1",
             "CAMELEER_HTTP_PORT": str(port),
@@ -323,7 +324,7 @@ class ControlPlane:
         from api.db.session import Database, Scope
 
         email = f"{role}-{uuid.uuid4().hex[:8]}@platform.example.com"
-        database = Database(self.db.url(self.db.app))
+        database = Database(self.db.url(self.db.app), self.db.url(self.db.system))
         try:
             with database.transaction(Scope.system()) as session:
                 create_user(session, email, STRONG_PASSWORD, platform_role=PlatformRole(role))
