@@ -34,7 +34,7 @@ def mark_audited(request: Request) -> None:
 
 
 def system_db(services: ServicesDep) -> Iterator[ScopedSession]:
-    """A session that bypasses RLS: signup, login, platform endpoints."""
+    """A system-scope session (the system role, every tenant's rows): signup, login, platform endpoints."""
     with services.db.session(Scope.system()) as session:
         yield session
 

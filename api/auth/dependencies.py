@@ -5,7 +5,7 @@
   :class:`TenantContext` whose session is scoped to that tenant by RLS.
 * ``require_operation(TenantRole.X)``: the same for ``operation_id`` paths; ``None``
   means platform roles only.
-* ``require_platform(PlatformRole...)``: platform endpoints, RLS bypassed.
+* ``require_platform(PlatformRole...)``: platform endpoints, the system scope (every tenant's rows).
 
 A caller with no relation to a tenant gets 404 (its existence is not revealed); a
 member whose role is too low gets 403.
