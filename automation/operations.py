@@ -45,6 +45,7 @@ from .checkpoints import CheckpointReader
 from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
+from .history_reader import HistoryReader
 from .locks import BackendLocks, OperationGate, backend_locks_for
 from .precheck import PrecheckRun, run_precheck
 from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
@@ -292,6 +293,11 @@ class StackOperations:
             raise classify(exc, stack=stack_name, operation="history") from exc
         entries = parse_history(json.loads(result.stdout or "[]"))
         return entries[:limit] if limit else entries
+
+    def recorded_history(self, stack_name: str, *, limit: int | None = None) -> list[HistoryEntry]:
+        """What `history` returns, read from the backend without starting the engine (a
+        process that must not run it, the API, reads this); none for an unknown stack."""
+        return HistoryReader(self.settings.backend_url, self.factory.project_name).read(stack_name, limit=limit)
 
     def export_state(self, stack_name: str) -> dict[str, Any]:
         def body(stack: Stack, capture: EventCapture) -> dict[str, Any]:

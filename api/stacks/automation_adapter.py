@@ -228,17 +228,16 @@ class AutomationStackDriver:
         ).shredded_key
 
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
+        """Read from the state backend: the API process, which serves it, never runs the engine."""
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
-        if stack not in self._ops.stack_names():
-            return []
         return [
             StackUpdate(
                 stack=stack, kind=entry.kind, result=entry.result, started_at=entry.started_at,
                 ended_at=entry.ended_at, message=entry.message, resource_changes=dict(entry.resource_changes),
             )
-            for entry in self._ops.history(stack)
+            for entry in self._ops.recorded_history(stack)
         ]
 
 

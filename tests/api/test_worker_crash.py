@@ -28,6 +28,7 @@ def _start_worker(settings) -> subprocess.Popen:
     env = {
         **os.environ,
         "CAMELEER_DATABASE_URL": settings.app_dsn(),
+        "CAMELEER_DATABASE_SYSTEM_URL": settings.system_dsn(),
         "CAMELEER_FINGERPRINT_KEY": settings.fingerprint_key,
         "CAMELEER_JOB_QUEUE": settings.job_queue,
         "CAMELEER_ACCESS_SIGNING_KEY": settings.access_signing_key,

@@ -169,6 +169,37 @@ def test_provision_records_who_and_why_and_lists_the_stack(ops, tenant, env, app
     assert info["last_result"] == "succeeded" and info["last_reason"] == "provision for a test"
 
 
+@both_backends
+def test_history_read_from_the_backend_is_what_the_engine_prints(ops, tenant, unique_name, monkeypatch):
+    """Pins the backend layout automation.history_reader reads (not a public API of the
+    engine), and the API's stack driver serves a tenant's history without starting it."""
+    import uuid
+
+    from api.stacks.automation_adapter import AutomationStackDriver
+    from api.stacks.driver import TenantRef
+
+    ops.refresh(tenant, UpdateMetadata("integration-test", "a second entry, of another kind"))
+    ops.provision(tenant, {"tier": "low", "replicas": 1, "greeting": "hello again"},
+                  UpdateMetadata("integration-test", "a third entry", kind="operator"))
+    engine = ops.history(tenant)  # `pulumi stack history --json`
+    assert [(h.kind, h.version) for h in engine] == [("update", 3), ("refresh", 2), ("update", 1)]
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError(f"the engine was started: {args}")
+
+    monkeypatch.setattr(ops.factory, "run_cli", no_engine)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert ops.recorded_history(tenant) == engine
+    assert ops.recorded_history(tenant, limit=1) == engine[:1]
+    assert ops.recorded_history(f"tenant-never-{unique_name}") == []
+
+    driver = AutomationStackDriver()
+    driver.__dict__["_ops"] = ops  # the driver's engine layer, over this test's backend
+    served = driver.history(TenantRef(id=uuid.uuid4(), slug=unique_name, placement="shared"))
+    assert [(u.stack, u.kind, u.result, u.started_at, u.ended_at, u.message, u.resource_changes) for u in served] == [
+        (tenant, h.kind, h.result, h.started_at, h.ended_at, h.message, dict(h.resource_changes)) for h in engine]
+
+
 def test_preview_shows_property_changes_and_applies_nothing(tenant, env, ops, kube_core, unique_name, project):
     namespace = f"auto-{unique_name}"
     settings_file = ops.factory.config_file(tenant)

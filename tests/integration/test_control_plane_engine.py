@@ -239,6 +239,11 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
     history = cp.stack_operations().history(tenant_a.stack)
     assert [(h.kind, h.result) for h in history] == [("update", "succeeded")]
     assert history[0].actor == "control-plane" and tenant_a.slug in history[0].reason
+    # The API serves the same updates, read from the backend (its process runs no engine).
+    served = get(cp, f"/v1/tenants/{tenant_a.tenant_id}/history", tenant_a.headers)
+    assert served["stack_history_error"] is None
+    assert [(e["action"], e["result"], e["details"]["message"]) for e in served["entries"] if e["source"] == "stack"] \
+        == [(f"stack.{h.kind}", h.result, h.message) for h in history]
 
     # Replaying the signup (same Idempotency-Key, same body) answers with the same tenant and
     # operation and creates nothing: no row, no job, no engine run.
