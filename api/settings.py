@@ -74,6 +74,20 @@ class Settings(BaseSettings):
     login_address_window_seconds: int = Field(default=900, gt=0)
     login_address_lockout_seconds: int = Field(default=900, gt=0)
 
+    # Signup (api.tenants.signup_limits): at most this many signups per client address and per
+    # email domain within the window (and organisations created per signed-in user), then 429
+    # until the window has passed; at most this many unverified signups at once, in all and per
+    # email domain. A verification link expires after the TTL (its pending signup with it).
+    signup_verification_ttl_seconds: int = Field(default=86400, gt=0)
+    signup_address_max: int = Field(default=5, gt=0)
+    signup_address_window_seconds: int = Field(default=3600, gt=0)
+    signup_domain_max: int = Field(default=20, gt=0)
+    signup_domain_window_seconds: int = Field(default=86400, gt=0)
+    signup_user_max: int = Field(default=5, gt=0)
+    signup_user_window_seconds: int = Field(default=86400, gt=0)
+    signup_pending_max: int = Field(default=1000, gt=0)
+    signup_pending_domain_max: int = Field(default=50, gt=0)
+
     stack_driver: str = "api.stacks.automation_adapter:AutomationStackDriver"
 
     # Stripe (or stripe-mock, which scripts/services.sh starts on loopback). The key and the

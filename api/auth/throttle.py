@@ -8,6 +8,9 @@ failures are all counted and a lockout is decided, and audited, once. The lockou
 before a login reads without locks: logins from one address are never serialized; at
 worst a login already past the check when a concurrent failure locks the key still runs.
 
+The counting (``locked_row``, ``count_failure``, ``purge_counters``) is not specific to
+logins: the signup limits (api.tenants.signup_limits) count their keys in the same table.
+
 The address is the TCP peer (``request.client.host``). Behind a reverse proxy that is the
 proxy, and every client shares one budget: honouring X-Forwarded-For needs a list of
 trusted proxies (the header is never trusted on its own), which this service does not have.
@@ -15,7 +18,9 @@ trusted proxies (the header is never trusted on its own), which this service doe
 
 from __future__ import annotations
 
+import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -92,7 +97,7 @@ class LoginThrottle:
         """Count a failed login on both keys (account first: one lock order for everyone)."""
         locked = []
         for kind, key in self.keys.items():
-            row = _row_for_update(session, kind, key, self.now)
+            row = locked_row(session, kind, key, self.now)
             if count_failure(row, self.limits[kind], self.now):
                 locked.append(Lockout(kind, key, row.locked_until))
         session.flush()
@@ -106,7 +111,8 @@ class LoginThrottle:
             or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= self.now)))
 
 
-def _row_for_update(session: Session, kind: LoginAttemptKind, key: str, now: datetime) -> LoginAttempt:
+def locked_row(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> LoginAttempt:
+    """The counter of ``kind``/``key``, created when missing, under its row lock."""
     session.execute(insert(LoginAttempt).values(kind=kind.value, key=key, failures=0, window_started_at=now)
                     .on_conflict_do_nothing(index_elements=["kind", "key"]))
     return session.scalars(select(LoginAttempt).where(LoginAttempt.kind == kind.value, LoginAttempt.key == key)
@@ -131,8 +137,13 @@ def count_failure(row: LoginAttempt, limit: Limit, now: datetime) -> bool:
 def purge_expired(session: Session, settings: Settings, now: datetime) -> int:
     """Delete the rows that no longer lock or count anything (periodic: unknown emails and
     addresses would otherwise pile up). Returns how many."""
+    return purge_counters(session, limits(settings), now)
+
+
+def purge_counters(session: Session, limits: Mapping[enum.StrEnum, Limit], now: datetime) -> int:
+    """Delete the counters of these kinds whose window has passed and which lock nothing."""
     deleted = 0
-    for kind, limit in limits(settings).items():
+    for kind, limit in limits.items():
         deleted += session.execute(delete(LoginAttempt).where(
             LoginAttempt.kind == kind.value,
             LoginAttempt.window_started_at <= now - limit.window,

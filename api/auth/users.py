@@ -26,9 +26,21 @@ def create_user(
     display_name: str | None = None,
     platform_role: PlatformRole | None = None,
 ) -> User:
+    return add_user(session, email, hash_password(password), display_name=display_name, platform_role=platform_role)
+
+
+def add_user(
+    session: Session,
+    email: str,
+    password_hash: str,
+    *,
+    display_name: str | None = None,
+    platform_role: PlatformRole | None = None,
+) -> User:
+    """A user whose password was hashed earlier (a verified signup keeps only the hash)."""
     user = User(
         email=normalize_email(email),
-        password_hash=hash_password(password),
+        password_hash=password_hash,
         display_name=display_name,
         platform_role=platform_role.value if platform_role else None,
     )

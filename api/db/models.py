@@ -319,15 +319,25 @@ class LoginAttemptKind(enum.StrEnum):
     ADDRESS = "address"
 
 
+class SignupLimitKind(enum.StrEnum):
+    """The signup counters kept in ``login_attempts`` (api.tenants.signup_limits)."""
+
+    ADDRESS = "signup_address"
+    DOMAIN = "signup_domain"
+    USER = "signup_user"
+    PENDING = "signup_pending"  # refusals for too many pending signups: audited once per window
+
+
 class LoginAttempt(Base):
-    """Recent failed logins of one account (its normalized email, existing or not) or one
-    client address, and until when it is locked out. Read before authentication: not
-    tenant data, no row-level security."""
+    """Recent counted attempts of one key, and until when it is locked out: failed logins of
+    an account (its normalized email, existing or not) or a client address, and signups per
+    address, email domain or user (``SignupLimitKind``; ``failures`` counts them). Read before
+    authentication: not tenant data, no row-level security."""
 
     __tablename__ = "login_attempts"
     __table_args__ = (PrimaryKeyConstraint("kind", "key"),)
 
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
     key: Mapped[str] = mapped_column(Text)
     failures: Mapped[int] = mapped_column(default=0)
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -349,6 +359,28 @@ class OneTimeLink(Base):
     created_at: Mapped[datetime] = _now_column()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PendingSignup(Base):
+    """A signup waiting for its email to be verified: what it asked for (the password only as
+    its hash), kept until it expires. ``account_exists``: the email already had an account, so
+    no link was sent (the answer was the same). Not tenant data, no row-level security."""
+
+    __tablename__ = "pending_signups"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(320))
+    email_domain: Mapped[str] = mapped_column(String(255))
+    organization_name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(63))
+    tier: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(Text)
+    account_exists: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 CHECKS = {

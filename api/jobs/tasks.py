@@ -1,5 +1,6 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
-maintenance, audit checkpoints, the login-attempts purge, and billing's periodic work."""
+maintenance, audit checkpoints, the purges (login attempts, mailed links, expired pending
+signups and signup counters), and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
 
         with context.additional_context["services"].db.transaction(Scope.system()) as session:
             purge(session)
+
+    @_every(app, "47 * * * *", "pending-signups-purge", periodic)
+    @app.task(name="pending_signups_purge", queue=settings.job_queue, pass_context=True)
+    def pending_signups_purge(context: JobContext, timestamp: int) -> None:
+        from datetime import UTC, datetime
+
+        from api.db.session import Scope
+        from api.tenants.signup_limits import purge_expired
+
+        with context.additional_context["services"].db.transaction(Scope.system()) as session:
+            purge_expired(session, settings, datetime.now(UTC))
 
     register_billing_tasks(app, settings, periodic=periodic)
 

@@ -23,13 +23,18 @@ def find_by_key(session: Session, key: str) -> Operation | None:
 
 def replay_or_conflict(existing: Operation, request_fingerprint: str) -> Operation:
     """Same key + same request: the original operation. Same key + another request: 422."""
-    if not hmac.compare_digest(existing.request_fingerprint, request_fingerprint):
+    check_same_request(existing.request_fingerprint, request_fingerprint)
+    return existing
+
+
+def check_same_request(stored_fingerprint: str, request_fingerprint: str) -> None:
+    """An Idempotency-Key may only be reused for the same request body (422 otherwise)."""
+    if not hmac.compare_digest(stored_fingerprint, request_fingerprint):
         raise Problem(
             422,
             "idempotency-key-reused",
             "This Idempotency-Key was already used with a different request body; use a new key.",
         )
-    return existing
 
 
 def unfinished_operation(session: Session, tenant_id: uuid.UUID) -> Operation | None:

@@ -1,18 +1,22 @@
-"""Tenant endpoints: signup, reading, lifecycle requests, history."""
+"""Tenant endpoints: signup and its verification, another organisation for a signed-in user,
+reading, lifecycle requests, history."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
 from sqlalchemy import select
 
 from api.auth.dependencies import TenantContext, authenticated, require
+from api.auth.throttle import client_address
 from api.auth.roles import READERS, TenantRole
 from api.auth.tokens import Principal
 from api.db.models import Membership, Operation, OperationKind, Tenant, User
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
-from api.problems import PROBLEM_RESPONSES, not_found
+from api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, ProblemDetails, not_found
 from api.tenants.history import tenant_history
 from api.tenants.lifecycle import request_operation
 from api.tenants.schemas import (
@@ -20,11 +24,16 @@ from api.tenants.schemas import (
     ChangeTierRequest,
     MemberOut,
     OperationRef,
+    OrganizationRequest,
+    SignupAccepted,
     SignupRequest,
+    SignupVerification,
     TenantHistory,
     TenantOut,
 )
-from api.tenants.signup import signup
+from api.tenants.organizations import create_for_user
+from api.tenants.signup import request_signup, verify_signup
+from api.tenants.signup_limits import LIMIT_PROBLEMS
 
 router = APIRouter(tags=["tenants"], responses=PROBLEM_RESPONSES)
 
@@ -40,13 +49,66 @@ def _accepted(response: Response, tenant: Tenant, operation: Operation) -> Accep
     return AcceptedOperation(tenant=TenantOut.of(tenant), operation=ref)
 
 
-@router.post("/v1/signup", status_code=status.HTTP_202_ACCEPTED, summary="Sign up an organisation; provisioning runs in the background")
+@contextmanager
+def _limits_audited_once(request: Request) -> Iterator[None]:
+    """A signup refused by a limit is not audited request by request (a flood would flood the
+    audit log): the limit audited its lock once per window."""
+    try:
+        yield
+    except Problem as refused:
+        if refused.code in LIMIT_PROBLEMS:
+            mark_audited(request)
+        raise
+
+
+GONE_RESPONSE: dict[int | str, dict] = {
+    410: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}},
+          "description": "The link is unknown, expired or already used (`reason` says which)"}
+}
+
+
+@router.post(
+    "/v1/signup", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED_RESPONSES,
+    summary="Sign up an organisation: mails the owner a link; nothing is created until it is followed",
+    description="The answer is the same for an email that already has an account (that address is mailed a "
+    "note instead of a link). 429 when the client address or the email domain signed up too often, or too many "
+    "signups of the domain await verification; 503 while too many signups await verification in all.",
+)
 def post_signup(
-    body: SignupRequest, request: Request, response: Response, services: ServicesDep, db: SystemDb, idempotency_key: IdempotencyKey
-) -> AcceptedOperation:
-    result = signup(db, services, body, idempotency_key, audit_meta(request))
+    body: SignupRequest, request: Request, services: ServicesDep, db: SystemDb, idempotency_key: IdempotencyKey
+) -> SignupAccepted:
+    with _limits_audited_once(request):
+        request_signup(db, services, body, idempotency_key, address=client_address(request), meta=audit_meta(request))
     mark_audited(request)
-    return _accepted(response, result.tenant, result.operation)
+    return SignupAccepted()
+
+
+@router.post(
+    "/v1/signup/verify", status_code=status.HTTP_202_ACCEPTED, responses=GONE_RESPONSE,
+    summary="Follow a signup's mailed link: creates the organisation and starts its provisioning",
+)
+def post_signup_verify(
+    body: SignupVerification, request: Request, response: Response, services: ServicesDep, db: SystemDb
+) -> AcceptedOperation:
+    created = verify_signup(db, services, body.token, audit_meta(request))
+    mark_audited(request)
+    return _accepted(response, created.tenant, created.operation)
+
+
+@router.post(
+    "/v1/organizations", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED_RESPONSES,
+    summary="Another organisation, owned by the signed-in caller; provisioning runs in the background",
+)
+def post_organization(
+    body: OrganizationRequest, request: Request, response: Response, services: ServicesDep, db: SystemDb,
+    principal: Annotated[Principal, authenticated()], idempotency_key: IdempotencyKey,
+) -> AcceptedOperation:
+    meta = audit_meta(request, principal.actor)
+    with _limits_audited_once(request):
+        created = create_for_user(db, services, principal, body, idempotency_key, address=client_address(request),
+                                  meta=meta)
+    mark_audited(request)
+    return _accepted(response, created.tenant, created.operation)
 
 
 @router.get("/v1/tenants", summary="Tenants the caller belongs to (all of them for platform roles)")

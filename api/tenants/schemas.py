@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
@@ -17,6 +17,26 @@ class SignupRequest(BaseModel):
     owner_email: EmailStr
     owner_password: str = Field(min_length=1, max_length=1024)
     tier: str = Field(examples=["low", "mid", "high", "business"])
+
+
+class SignupVerification(BaseModel):
+    token: str = Field(min_length=16, max_length=200, description="The token of the mailed link (after #token=)")
+
+
+class OrganizationRequest(BaseModel):
+    organization_name: str = Field(min_length=1, max_length=200, examples=["Acme Labs"])
+    slug: str = Field(min_length=1, max_length=63, examples=["acme-labs"])
+    tier: str = Field(examples=["low", "mid", "high", "business"])
+
+
+SIGNUP_MAILED = "A mail is on its way to the owner's address; follow its link to create the organisation."
+
+
+class SignupAccepted(BaseModel):
+    """The answer to every accepted signup, whether or not the email already has an account."""
+
+    status: Literal["verification_mailed"] = "verification_mailed"
+    detail: str = SIGNUP_MAILED
 
 
 class ChangeTierRequest(BaseModel):

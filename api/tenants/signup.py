@@ -1,34 +1,48 @@
-"""Signup: tenant (PENDING), owner, membership and the signup operation, in one transaction.
+"""Signup in two steps: the request, recorded and answered with a mailed link, and the
+link's verification, which creates the organisation (tenant, owner, membership and the
+signup operation) in one transaction. Nothing is created or provisioned before it.
 
-Idempotent by the ``Idempotency-Key`` header: the same key with the same body returns
-the original tenant and operation; with another body it is refused.
+The request is validated, counted against the signup limits (api.tenants.signup_limits) and
+recorded as a pending signup, the password only as its argon2 hash. Its answer is the same
+whether or not the email already has an account: a new address is mailed a verification
+link, a known one a note that it has an account. Only the latest link mailed to an address
+works. The mail is sent after the transaction commits; when it cannot be sent, the pending
+signup is removed again and the answer is a 503.
+
+The slug is not reserved by a pending signup: a day-long hold of any name would let anyone
+squat names by the thousand. A slug an organisation already has is refused when the signup
+is requested (409: slugs are organisations' public names), and again when the link is
+followed, where a slug taken meanwhile is a 409 that leaves the link usable.
+
+Idempotent by the ``Idempotency-Key`` header: the same key and body is answered alike and
+mails nothing more; with another body it is refused (422). A link works once (api.auth.links,
+under its row lock): a second click, even a concurrent one, is a 410 and creates nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from api.audit.chain import AuditMeta, append
-from api.auth.passwords import weak_password_reasons
-from api.auth.roles import TenantRole
-from api.auth.users import create_user, find_user
-from api.db.models import Membership, Operation, OperationKind, Tenant, TenantStatus
+from api.auth import links
+from api.auth.links import LinkInvalid, LinkPurpose
+from api.auth.passwords import hash_password, weak_password_reasons
+from api.auth.users import add_user, find_user, normalize_email
+from api.db.models import OneTimeLink, PendingSignup, SignupLimitKind
 from api.db.session import ScopedSession
-from api.operations.service import find_by_key, replay_or_conflict, start_operation
+from api.mail import Message
+from api.operations.service import check_same_request
 from api.problems import Problem
 from api.services import Services
+from api.tenants.creation import Created, NewOrganization, create_organization, slug_taken
 from api.tenants.schemas import SignupRequest
-from api.tiers import checked_slug, placement_for, tier_named
-
-
-@dataclass(frozen=True)
-class SignupResult:
-    tenant: Tenant
-    operation: Operation
-    created: bool
+from api.tenants.signup_limits import SignupLimits, email_domain
+from api.tenants.signup_mail import existing_account_message, verification_message
+from api.tiers import checked_slug, tier_named
 
 
 def _validate(body: SignupRequest) -> None:
@@ -39,55 +53,103 @@ def _validate(body: SignupRequest) -> None:
         raise Problem(422, "weak-password", "The password " + "; ".join(reasons) + ".", reasons=reasons)
 
 
-def _replay(db: ScopedSession, key: str, request_fingerprint: str) -> SignupResult | None:
-    existing = find_by_key(db, key)
-    if existing is None:
-        return None
-    operation = replay_or_conflict(existing, request_fingerprint)
-    return SignupResult(db.get(Tenant, operation.tenant_id), operation, created=False)
+def _replayed(db: ScopedSession, idempotency_key: str, request_fingerprint: str) -> bool:
+    pending = db.scalar(select(PendingSignup).where(PendingSignup.idempotency_key == idempotency_key))
+    if pending is None:
+        return False
+    check_same_request(pending.request_fingerprint, request_fingerprint)
+    return True
 
 
-def _create(db: ScopedSession, services: Services, body: SignupRequest, key: str, request_fingerprint: str, meta: AuditMeta) -> SignupResult:
-    if db.scalar(select(Tenant.id).where(Tenant.slug == body.slug)) is not None:
-        raise Problem(409, "duplicate-slug", f"The slug {body.slug!r} is already taken; choose another.")
-    if find_user(db, body.owner_email) is not None:
-        raise Problem(409, "email-registered", "This email already has an account; sign in to create another organisation.")
-    tier = tier_named(body.tier)
-    tenant = Tenant(
-        slug=body.slug, name=body.organization_name, tier=tier.name,
-        status=TenantStatus.PENDING.value, placement=placement_for(tier, body.slug),
-    )
-    db.add(tenant)
-    owner = create_user(db, body.owner_email, body.owner_password)
-    db.flush()
-    db.add(Membership(user_id=owner.id, tenant_id=tenant.id, role=TenantRole.OWNER.value))
-    actor = f"user:{owner.id}"
-    operation = start_operation(
-        db, kind=OperationKind.SIGNUP, tenant_id=tenant.id, key=key, request_fingerprint=request_fingerprint,
-        requested_by=actor, params={"tier": tier.name}, queue=services.settings.job_queue,
-    )
-    append(
-        db, AuditMeta(actor, meta.source_ip, meta.request_id), "tenant.signup", f"tenant:{tenant.id}",
-        tenant_id=tenant.id, details={"slug": tenant.slug, "tier": tier.name, "operation_id": str(operation.id)},
-    )
-    return SignupResult(tenant, operation, created=True)
-
-
-def signup(db: ScopedSession, services: Services, body: SignupRequest, idempotency_key: str, meta: AuditMeta) -> SignupResult:
-    key = f"signup:{idempotency_key}"
+def request_signup(
+    db: ScopedSession, services: Services, body: SignupRequest, idempotency_key: str, *,
+    address: str, meta: AuditMeta, now: datetime | None = None,
+) -> None:
+    """Record a signup and mail its link (or the existing-account note); raises the refusal."""
+    now = now or datetime.now(UTC)
     request_fingerprint = services.fingerprints.of(body.model_dump(mode="json"))
     with db.begin():
-        replayed = _replay(db, key, request_fingerprint)
-        if replayed is not None:
-            return replayed
-        _validate(body)
+        if _replayed(db, idempotency_key, request_fingerprint):
+            return
+    _validate(body)
+    password_hash = hash_password(body.owner_password)  # for a known email too: the same work, the same time
+    limits = SignupLimits(services.settings, meta, now)
+    domain = email_domain(body.owner_email)
     try:
         with db.begin():
-            return _create(db, services, body, key, request_fingerprint, meta)
-    except IntegrityError:
-        # A concurrent request won the race: same key (replay it) or same slug/email (conflict).
+            refusal = (limits.admit(db, {SignupLimitKind.ADDRESS: address, SignupLimitKind.DOMAIN: domain})
+                       or slug_taken(db, body.slug) or limits.pending_refusal(db, domain))
+            if refusal is None:
+                pending, message = _record(db, services, body, idempotency_key, request_fingerprint, password_hash,
+                                           meta, now)
+    except IntegrityError:  # a concurrent request with the same key won
         with db.begin():
-            replayed = _replay(db, key, request_fingerprint)
-        if replayed is not None:
-            return replayed
-        raise Problem(409, "duplicate-slug", f"The slug {body.slug!r} or the email is already taken.") from None
+            if _replayed(db, idempotency_key, request_fingerprint):
+                return
+        raise
+    if refusal is not None:
+        raise refusal
+    _send_or_withdraw(db, services, pending.id, message)
+
+
+def _record(
+    db: ScopedSession, services: Services, body: SignupRequest, idempotency_key: str, request_fingerprint: str,
+    password_hash: str, meta: AuditMeta, now: datetime,
+) -> tuple[PendingSignup, Message]:
+    settings = services.settings
+    email = normalize_email(body.owner_email)
+    ttl = timedelta(seconds=settings.signup_verification_ttl_seconds)
+    pending = PendingSignup(
+        idempotency_key=idempotency_key, request_fingerprint=request_fingerprint, email=email,
+        email_domain=email_domain(email), organization_name=body.organization_name, slug=body.slug,
+        tier=tier_named(body.tier).name, password_hash=password_hash,
+        account_exists=find_user(db, email) is not None, created_at=now, expires_at=now + ttl,
+    )
+    db.add(pending)
+    db.flush()
+    append(db, meta, "signup.requested", f"pending_signup:{pending.id}",
+           details={"slug": pending.slug, "tier": pending.tier, "email_domain": pending.email_domain,
+                    "account_exists": pending.account_exists})
+    if pending.account_exists:
+        return pending, existing_account_message(settings, email, body.slug)
+    issued = links.issue(db, LinkPurpose.VERIFY_EMAIL, email, ttl=ttl, now=now,
+                         payload={"pending_signup": str(pending.id)})
+    return pending, verification_message(settings, email, body.slug, issued.token)
+
+
+def _send_or_withdraw(db: ScopedSession, services: Services, pending_id: uuid.UUID, message: Message) -> None:
+    try:
+        services.mailer.send(message)
+    except Exception as exc:
+        with db.begin():
+            db.execute(delete(OneTimeLink).where(OneTimeLink.payload["pending_signup"].astext == str(pending_id)))
+            db.execute(delete(PendingSignup).where(PendingSignup.id == pending_id))
+        raise Problem(503, "mail-unavailable", "The confirmation mail could not be sent; try again later.",
+                      headers={"Retry-After": "60"}) from exc
+
+
+def verify_signup(db: ScopedSession, services: Services, token: str, meta: AuditMeta) -> Created:
+    """Follow a verification link: create the organisation its signup asked for."""
+    try:
+        with db.begin():
+            link = links.redeem(db, LinkPurpose.VERIFY_EMAIL, token)
+            pending = db.get(PendingSignup, uuid.UUID(link.payload["pending_signup"]), with_for_update=True)
+            if pending is None or pending.verified_at is not None:
+                raise LinkInvalid("expired")
+            if find_user(db, pending.email) is not None:
+                raise Problem(409, "email-registered", "This email has had an account since the signup; sign in "
+                              "and create the organisation from your account.")
+            owner = add_user(db, pending.email, pending.password_hash)
+            created = create_organization(
+                db, services, owner, NewOrganization(pending.organization_name, pending.slug, pending.tier),
+                key=f"signup:{pending.idempotency_key}", request_fingerprint=pending.request_fingerprint,
+                meta=meta, audit_details={"pending_signup_id": str(pending.id)},
+            )
+            pending.verified_at = link.used_at
+            return created
+    except LinkInvalid as exc:
+        raise Problem(410, "verification-link-invalid", f"This verification link is {exc.reason}; sign up again, "
+                      "or sign in if you followed it before.", reason=exc.reason) from None
+    except IntegrityError:  # another signup took the slug or the email at the same moment
+        raise Problem(409, "duplicate-slug", "The slug or the email was taken meanwhile; the link still works once "
+                      "it is free, or sign up again with another slug.") from None

@@ -4,6 +4,7 @@ migrated with the project's migrations, and the app wired to it."""
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from api.auth.roles import PlatformRole
 from api.auth.users import create_user
 from api.db.session import Scope
 from api.jobs.app import build_job_app
+from api.mail import read_maildir
 from api.migrate import upgrade
 from api.services import Services
 from api.settings import Settings, libpq_dsn
@@ -77,6 +79,11 @@ def settings(database: TestDatabase, signing_keys: dict[str, str], tmp_path_fact
         job_backoff_base_seconds=0,
         readiness_timeout_seconds=0,
         readiness_poll_seconds=0,
+        # Every test signs up from the TestClient's one address: the signup limits' own tests
+        # set theirs low (tests/api/test_signup_limits.py).
+        signup_address_max=1_000_000,
+        signup_user_max=1_000_000,
+        signup_pending_max=1_000_000,
     )
 
 
@@ -168,11 +175,37 @@ class SignedUp:
     headers: dict[str, str]
 
 
+def mails_to(settings: Settings, email: str) -> list[str]:
+    """The bodies of the mails sent to ``email`` (the session's local outbox), oldest first."""
+    return [m.get_payload(decode=True).decode() for m in read_maildir(settings.data_dir / "outbox")
+            if m["To"] == email]
+
+
+def verification_token(settings: Settings, email: str) -> str:
+    """The token of the latest verification link mailed to ``email``."""
+    for body in reversed(mails_to(settings, email)):
+        found = re.search(r"#token=([A-Za-z0-9_-]+)", body)
+        if found:
+            return found.group(1)
+    raise AssertionError(f"no verification link was mailed to {email}")
+
+
+def verify(client: TestClient, token: str):
+    return client.post("/v1/signup/verify", json={"token": token})
+
+
+def signup_and_verify(client: TestClient, services: Services, body: dict, key: str | None = None) -> dict:
+    """Sign up, follow the mailed link: the tenant and its signup operation, as verification answers them."""
+    response = client.post("/v1/signup", json=body, headers={"Idempotency-Key": key or uuid.uuid4().hex})
+    assert response.status_code == 202, response.text
+    verified = verify(client, verification_token(services.settings, body["owner_email"]))
+    assert verified.status_code == 202, verified.text
+    return verified.json()
+
+
 def sign_up(client: TestClient, services: Services, *, tier: str = "low", activate: bool = True) -> SignedUp:
     body = signup_body(tier=tier)
-    response = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-    assert response.status_code == 202, response.text
-    data = response.json()
+    data = signup_and_verify(client, services, body)
     if activate:
         run_queue(services)
         if get_tier(tier).billing.terms.trial_days == 0:

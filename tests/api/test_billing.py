@@ -21,7 +21,7 @@ from api.db.session import Scope
 from api.operations.runner import OperationRunner
 from api.operations.steps import STEPS, StepContext
 from tests.api import stripe_support, vault_support
-from tests.api.conftest import customer_of, run_queue, send_event, sign_up, signup_body
+from tests.api.conftest import customer_of, run_queue, send_event, sign_up, signup_and_verify, signup_body
 
 
 def _tenant(services, tenant_id) -> Tenant:
@@ -57,7 +57,7 @@ def test_forged_unsigned_stale_and_replayed_webhooks_change_nothing(client, serv
 
 
 def test_replayed_billing_step_creates_no_second_customer_or_subscription(client, services, stripe_requests):
-    accepted = client.post("/v1/signup", json=signup_body(tier="low"), headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+    accepted = signup_and_verify(client, services, signup_body(tier="low"))
     operation_id, tenant_id = uuid.UUID(accepted["operation"]["id"]), uuid.UUID(accepted["tenant"]["id"])
     runner = OperationRunner(services)
     runner.run(operation_id, final_attempt=False)

@@ -19,7 +19,7 @@ from api.operations.runner import OperationRunner
 from api.stacks.driver import StackChangeRefused, TenantRef
 from automation.errors import ErrorKind, OperationError
 from tests.api import vault_support
-from tests.api.conftest import run_queue, sign_up, signup_body
+from tests.api.conftest import run_queue, sign_up, signup_and_verify, signup_body
 
 
 def _tenant(client, tenant) -> dict:
@@ -37,7 +37,7 @@ def _step(operation: dict, name: str) -> dict:
 def test_crash_mid_step_resumes_without_duplicates(client, services, driver):
     """A worker dies inside stack_up: the rerun skips finished steps and creates nothing twice."""
     body = signup_body()
-    accepted = client.post("/v1/signup", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+    accepted = signup_and_verify(client, services, body)
     operation_id = uuid.UUID(accepted["operation"]["id"])
     tenant_id = uuid.UUID(accepted["tenant"]["id"])
     driver.fail_times["provision"] = 1

@@ -18,7 +18,7 @@ from api.db.models import License, Operation, Tenant
 from api.db.session import Scope
 from api.jobs.app import build_job_app
 from api.jobs.tasks import retry_stalled_jobs
-from tests.api.conftest import run_queue, signup_body
+from tests.api.conftest import run_queue, signup_and_verify, signup_body
 
 ROOT = Path(__file__).resolve().parents[2]
 STALLED_AFTER = 2.0
@@ -54,7 +54,7 @@ def _wait_for_step(services, operation_id: uuid.UUID, step: str, timeout: float 
 
 
 def test_killed_worker_resumes_without_duplicates(client, services, settings, driver):
-    accepted = client.post("/v1/signup", json=signup_body(), headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+    accepted = signup_and_verify(client, services, signup_body())
     operation_id, tenant_id = uuid.UUID(accepted["operation"]["id"]), uuid.UUID(accepted["tenant"]["id"])
 
     worker = _start_worker(settings)
