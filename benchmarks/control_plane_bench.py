@@ -6,8 +6,9 @@ throwaway platform database, the API server (`python -m api`, uvicorn) and worke
 (`python -m api.worker`) as processes, the real StackDriver, a private Pulumi file backend
 and a throwaway tenant database. Then measures:
 
-1. signup -> ACTIVE latency (POST /v1/signup until GET /v1/operations/{id} says SUCCEEDED,
-   polled every 0.1 s) over N sequential signups with one worker;
+1. signup -> ACTIVE latency (POST /v1/signup, its mailed link read from the API's local
+   outbox and followed with POST /v1/signup/verify, until GET /v1/operations/{id} says
+   SUCCEEDED, polled every 0.1 s) over N sequential signups with one worker;
 2. the same over N concurrent signups with two workers (plus wall time and tenants/min);
 3. a bare `pulumi up --yes --skip-preview --policy-pack policy` of the same stack program
    (`tenant-<slug>`) with the same config (automation.tenants.stack_config, a real license
@@ -74,7 +75,8 @@ def wait_workers(cp: ControlPlane, count: int, timeout: float = 60) -> None:
 
 
 def one_signup(cp: ControlPlane, tier: str) -> dict[str, Any]:
-    """Sign up and follow the operation; returns the client-observed latency and the step times."""
+    """Sign up, follow the mailed link and the operation; returns the client-observed latency
+    (verification included) and the step times."""
     slug = cp.unique_slug("bench")
     started = time.perf_counter()
     response = cp.signup(slug, tier)

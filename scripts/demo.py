@@ -4,7 +4,8 @@ Run by scripts/demo.sh after set-up (services started, environment from services
 Migrates the platform database, syncs the billing catalog to Stripe, brings up the shared cluster's baseline stack (shared-eu1,
 its settings file in the data directory like every stack the service creates), starts the
 API and one worker, signs up the organisation
-"Demo" (tier from CAMELEER_DEMO_TIER, default mid), follows the signup operation step by
+"Demo" (tier from CAMELEER_DEMO_TIER, default mid), prints the verification link the API mailed
+to the local outbox (a throwaway link of a local demo) and follows it, follows the signup operation step by
 step (paying the first invoice when it waits for payment) until the tenant is ACTIVE, shows the tenant's namespaces on the cluster, and stops
 the processes it started. Exit status 0 only if the tenant reached ACTIVE.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -23,6 +25,8 @@ from pathlib import Path
 import httpx
 
 from api.billing.signatures import signature_header
+from api.mail import read_maildir
+from api.settings import get_settings
 from api.stacks.automation_adapter import AutomationStackDriver
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 
@@ -70,7 +74,8 @@ def wait_ready(client: httpx.Client, api: subprocess.Popen) -> None:
 
 
 def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> tuple[str, dict]:
-    """The signup accepted, under `slug` or, when an earlier run took it, a fresh one."""
+    """The signup accepted and its mailed link followed, under `slug` or, when an earlier run
+    took it, a fresh one: the tenant and its signup operation."""
     for candidate in (slug, f"{slug}-{secrets.token_hex(3)}"):
         response = client.post(
             "/v1/signup",
@@ -79,12 +84,29 @@ def sign_up(client: httpx.Client, slug: str, password: str, tier: str) -> tuple[
                   "owner_password": password, "tier": tier},
         )
         if response.status_code == 202:
-            return candidate, response.json()
+            return candidate, verify(client, f"owner@{candidate}.example.com")
         if response.status_code == 409 and response.json().get("type", "").endswith("/duplicate-slug"):
             say(f"   the slug {candidate} is taken (an earlier demo run); trying another")
             continue
         break
     sys.exit(f"signup refused ({response.status_code}): {response.text}")
+
+
+def verify(client: httpx.Client, email: str) -> dict:
+    """Follow the verification link the API mailed to `email`, as the owner would."""
+    settings = get_settings()
+    if settings.mail_url and not settings.mail_url.startswith("maildir:"):
+        sys.exit(f"the API mails through {settings.mail_url.split('://')[0]}://: follow the link in {email}'s mailbox")
+    outbox = settings.data_dir / "outbox"
+    mails = [m.get_payload(decode=True).decode() for m in read_maildir(outbox) if m["To"] == email]
+    link = re.search(r"\S+#token=([A-Za-z0-9_-]+)", mails[-1] if mails else "")
+    if link is None:
+        sys.exit(f"no verification link for {email} in the local outbox {outbox}")
+    say(f"   verification link mailed to {email} (local outbox): {link.group(0)}")
+    response = client.post("/v1/signup/verify", json={"token": link.group(1)})
+    if response.status_code != 202:
+        sys.exit(f"verification refused ({response.status_code}): {response.text}")
+    return response.json()
 
 
 def pay_first_invoice(client: httpx.Client, tenant_id: str) -> None:

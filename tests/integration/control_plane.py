@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -152,6 +153,8 @@ class ControlPlane:
             "CAMELEER_TENANT_DATABASE_ADMIN_URL": self.tenant_database_url,
             "CAMELEER_TENANT_DATABASE_ENDPOINT": require_env("CAMELEER_TENANT_DATABASE_ENDPOINT"),
             "PYTHONUNBUFFERED": "1",
+            # Every signup comes from this loopback address: the address limit is not under test here.
+            "CAMELEER_SIGNUP_ADDRESS_MAX": "1000000",
         })
         env.update(self.worker_env)
         self.env = env
@@ -347,10 +350,31 @@ class ControlPlane:
         return {"organization_name": f"Org {slug}", "slug": slug, "owner_email": f"owner@{slug}.example.com",
                 "owner_password": STRONG_PASSWORD, "tier": tier}
 
-    def signup(self, slug: str, tier: str = "low", key: str | None = None) -> httpx.Response:
+    def request_signup(self, slug: str, tier: str = "low", key: str | None = None) -> httpx.Response:
+        """POST /v1/signup alone: the owner is mailed a link, nothing is created yet."""
         with self.client() as client:
             return client.post("/v1/signup", json=self.signup_body(slug, tier),
                                headers={"Idempotency-Key": key or uuid.uuid4().hex})
+
+    def signup(self, slug: str, tier: str = "low", key: str | None = None) -> httpx.Response:
+        """Sign up and follow the mailed link, as the owner does: the verification's answer (the
+        tenant and its signup operation), or the signup's own when it was refused."""
+        requested = self.request_signup(slug, tier, key)
+        if requested.status_code != 202:
+            return requested
+        with self.client() as client:
+            return client.post("/v1/signup/verify",
+                               json={"token": self.verification_token(self.signup_body(slug)["owner_email"])})
+
+    def verification_token(self, email: str) -> str:
+        """The token of the latest verification link the API mailed to ``email`` (its local outbox)."""
+        from api.mail import read_maildir
+
+        for message in reversed(read_maildir(Path(self.env["CAMELEER_DATA_DIR"]) / "outbox")):
+            found = re.search(r"#token=([A-Za-z0-9_-]+)", message.get_payload(decode=True).decode())
+            if message["To"] == email and found:
+                return found.group(1)
+        raise HarnessError(f"no verification link was mailed to {email}")
 
     def login(self, email: str, password: str = STRONG_PASSWORD) -> dict[str, str]:
         with self.client() as client:

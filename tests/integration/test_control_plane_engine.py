@@ -245,15 +245,15 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
     assert [(e["action"], e["result"], e["details"]["message"]) for e in served["entries"] if e["source"] == "stack"] \
         == [(f"stack.{h.kind}", h.result, h.message) for h in history]
 
-    # Replaying the signup (same Idempotency-Key, same body) answers with the same tenant and
-    # operation and creates nothing: no row, no job, no engine run.
+    # Replaying the signup (same Idempotency-Key, same body) is answered alike and creates
+    # nothing: no row, no job, no engine run; its link, already followed, creates nothing either.
     before = platform_counts(cp, tenant_a)
-    response = cp.signup(tenant_a.slug, "low", tenant_a.key)
+    response = cp.request_signup(tenant_a.slug, "low", tenant_a.key)
     assert response.status_code == 202, response.text
-    replay = response.json()
-    assert replay["tenant"]["id"] == tenant_a.tenant_id
-    assert replay["operation"]["id"] == tenant_a.operation_id
-    assert replay["operation"]["status"] == "SUCCEEDED"
+    assert response.json()["status"] == "verification_mailed"
+    with cp.client() as client:
+        again = client.post("/v1/signup/verify", json={"token": cp.verification_token(tenant_a.email)})
+    assert again.status_code == 410 and again.json()["reason"] == "already used"
     assert platform_counts(cp, tenant_a) == before
     assert before["tenants with the slug"] == 1
     time.sleep(2)  # a job, had one been queued, would have started by now
