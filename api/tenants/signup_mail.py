@@ -1,5 +1,9 @@
 """The mails a signup sends: the verification link, or, for an email that already has an
-account, a note saying so (the API answers both signups alike)."""
+account, a note saying so (the API answers both signups alike).
+
+They name the organisation by its slug (letters, digits, hyphens), never by the free-text
+name: anyone may sign up with anyone's address, and must not get to write prose into a mail
+sent to it."""
 
 from __future__ import annotations
 
