@@ -38,7 +38,7 @@ def limited(settings, services) -> Iterator[Callable[..., TestClient]]:
 
     def make(address: str, **overrides) -> TestClient:
         low = settings.model_copy(update={**LIMITS, **overrides})
-        own = dataclasses.replace(services, settings=low, db=Database(low.app_dsn()))  # its own connection pool
+        own = dataclasses.replace(services, settings=low, db=Database.from_settings(low))  # its own connection pools
         client = TestClient(create_app(low, services=own), client=(address, 50000))
         clients.append(client)
         return client.__enter__()

@@ -21,7 +21,7 @@ Before, the policies let any transaction see every row once it set ``app.bypass_
 A later revision that puts a table under RLS gives it both policies, like this one does.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from alembic import context, op
 from sqlalchemy import text
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
