@@ -13,8 +13,11 @@ Two layers:
 
   - same host: stale when the pid is gone, a zombie, or now some other program;
     live when a `pulumi` process still has that pid;
-  - another host: live (it cannot be checked from here) until it is older than
-    `stale_after`, then stale.
+  - another host, while this operation holds the stack's lease (leases.py): stale, whatever
+    its age; every engine client of the backend leases the stack first, so a lock no live
+    lease covers belongs to a holder whose heartbeat stopped;
+  - another host, without leases: live (it cannot be checked from here) until it is older
+    than `stale_after`, then stale.
 
   A stale lock is removed deliberately (`pulumi cancel`) by `recovery.py`, and reported;
   a live one is a conflict the caller retries later. Neither is ever ignored.
@@ -136,9 +139,10 @@ def assess(
     now: datetime | None = None,
     hostname: str | None = None,
     stale_after_seconds: float,
+    leased: bool = False,
     probe: Callable[[int], ProcessInfo] = probe_process,
 ) -> LockAssessment:
-    """Is the owner of `lock` provably gone?"""
+    """Is the owner of `lock` provably gone? `leased`: the caller holds the stack's lease."""
     now = now or datetime.now(timezone.utc)
     hostname = hostname or socket.gethostname()
     if lock.hostname == hostname:
@@ -152,6 +156,11 @@ def assess(
                 lock, Verdict.STALE, f"pid {lock.pid} is now {info.name!r}, not a Pulumi process"
             )
         return LockAssessment(lock, Verdict.LIVE, f"pid {lock.pid} is still running on {hostname}")
+    if leased:
+        return LockAssessment(
+            lock, Verdict.STALE,
+            f"held from {lock.hostname} by an operation without a live lease (this operation holds the stack's lease)",
+        )
     if lock.timestamp is None:
         return LockAssessment(lock, Verdict.LIVE, f"held from {lock.hostname}; age unknown")
     age = (now - lock.timestamp).total_seconds()

@@ -11,6 +11,9 @@
 Each operation:
 * runs the project's own program (local program, repo root) in its own `pulumi` process;
 * holds this process's gate: at most N engine processes at once, one per stack;
+* holds the stack's lease, when a lease store is configured (leases.py): one live operation
+  per stack across processes and hosts, renewed while it runs; an expired lease of a dead
+  holder is taken over, and what is left of its engine processes ended;
 * carries who/why (`UpdateMetadata`) into the stack's history when it changes anything;
 * runs the CrossGuard pack(s) on every preview and update;
 * streams `OperationEvent`s to `on_event`;
@@ -46,6 +49,7 @@ from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
 from .history_reader import HistoryReader
+from .leases import HeldLease, HolderIdentity, LeaseHeld, LeaseStore, PostgresLeases, end_processes
 from .locks import BackendLocks, OperationGate, backend_locks_for
 from .precheck import PrecheckRun, run_precheck
 from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
@@ -172,10 +176,14 @@ class StackOperations:
         gate: OperationGate | None = None,
         retry: RetryPolicy | None = None,
         recover_stale_locks: bool = True,
+        leases: LeaseStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings or Settings.from_env()
         self.factory = WorkspaceFactory(self.settings, secrets)
+        if leases is None and self.settings.lease_database_url:
+            leases = PostgresLeases(self.settings.lease_database_url)
+        self.leases = leases
         self.gate = gate or OperationGate(self.settings.max_concurrent_operations)
         self.retry = retry or RetryPolicy()
         self.recover_stale_locks = recover_stale_locks
@@ -446,7 +454,8 @@ class StackOperations:
             return recover(stack, capture, lock_store=self._lock_store(),
                            stale_after_seconds=self.settings.lock_stale_after_seconds,
                            refresh_message=metadata.message(), always_check_state=True,
-                           config_file=str(self.factory.config_file(stack_name)))
+                           config_file=str(self.factory.config_file(stack_name)),
+                           leased=self.factory.leases.holds(stack_name))
 
         return self._run(stack_name, "recover", body, on_event=on_event, metadata=metadata,
                          recover_locks=False)
@@ -469,7 +478,7 @@ class StackOperations:
         delays: Iterator[float] = iter(self.retry.delays())
         recovery: RecoveryReport | None = None
         attempt = 0
-        with self.gate.hold(stack_name, operation):
+        with self.gate.hold(stack_name, operation), self._leased(stack_name, operation, metadata, capture) as held:
             capture.emit("started", f"{operation} {stack_name}",
                          data={"actor": metadata.actor, "reason": metadata.reason} if metadata else {})
             while True:
@@ -480,10 +489,16 @@ class StackOperations:
                                                            in_repository=in_repository) if create
                              else self.factory.attach(stack_name, metadata=metadata))
                     result = body(stack, capture)
+                    _require_lease(held)
                 except Exception as exc:  # noqa: BLE001 - every failure is classified
                     error = classify(exc, stack=stack_name, operation=operation,
                                      policy_violations=capture.policy_violations,
                                      diagnostics=capture.error_diagnostics)
+                    if held is not None and held.lost.is_set():
+                        # Another worker may own the stack now: no recovery, no retry here.
+                        error = _lease_lost(held)
+                        capture.emit("finished", str(error), severity="error", data={"error": error.to_dict()})
+                        raise error from exc
                     if (error.kind is ErrorKind.CONFLICT and recover_locks and self.recover_stale_locks
                             and recovery is None and stack is not None):
                         try:
@@ -532,7 +547,8 @@ class StackOperations:
             report = recover(stack, capture, lock_store=lock_store,
                              stale_after_seconds=self.settings.lock_stale_after_seconds,
                              refresh_message=why.message(),
-                             config_file=str(self.factory.config_file(stack.name)))
+                             config_file=str(self.factory.config_file(stack.name)),
+                             leased=self.factory.leases.holds(stack.name))
         except OperationError:
             raise  # a live lock (conflict): already classified
         except Exception as exc:  # noqa: BLE001 - a failed recovery is classified like any failure
@@ -541,6 +557,59 @@ class StackOperations:
             # Locked, yet no lock we could see: the engine's word stands.
             raise error
         return report
+
+    @contextmanager
+    def _leased(self, stack_name: str, operation: str, metadata: UpdateMetadata | None,
+                capture: EventCapture) -> Iterator[HeldLease | None]:
+        """The stack's lease for the length of the operation (nothing without a lease store)."""
+        if self.leases is None:
+            yield None
+            return
+        held = self._acquire_lease(stack_name, operation, metadata, capture)
+        try:
+            with self.factory.leases.active(held):
+                if held.previous is not None:
+                    self._take_over(held.previous, capture)
+                yield held
+        finally:
+            held.release()
+
+    def _acquire_lease(self, stack_name: str, operation: str, metadata: UpdateMetadata | None,
+                       capture: EventCapture) -> HeldLease:
+        """Acquire the lease; when its holder has missed a heartbeat, wait once for it to expire
+        (a dead holder's is then taken over) instead of failing at once."""
+        settings = self.settings
+        identity = HolderIdentity(settings.host_name)
+        late_after = settings.lease_ttl_seconds - 1.5 * settings.lease_heartbeat_seconds
+        for last_try in (False, True):
+            try:
+                acquisition = self.leases.acquire(
+                    stack_name, identity.new_holder(), identity, operation,
+                    metadata.operation_id if metadata else None, settings.lease_ttl_seconds)
+            except LeaseHeld as held:
+                if last_try or held.seconds_left > late_after:
+                    capture.emit("finished", str(held), severity="error", data={"error": held.to_dict()})
+                    raise
+                capture.emit("lease-wait", f"{held.current.describe()} missed its heartbeat; waiting "
+                             f"{held.seconds_left:.0f} s for its lease to expire", severity="warning",
+                             data=held.current.to_dict())
+                self._sleep(held.seconds_left + 0.5)
+            except Exception as exc:  # noqa: BLE001 - the lease database is unreachable: transient
+                raise OperationError(ErrorKind.TRANSIENT, f"cannot reach the stack leases: {type(exc).__name__}",
+                                     stack=stack_name, operation=operation, retry_after=10.0) from exc
+            else:
+                return HeldLease(self.leases, acquisition, heartbeat_seconds=settings.lease_heartbeat_seconds,
+                                 ttl_seconds=settings.lease_ttl_seconds).start()
+        raise AssertionError("unreachable")
+
+    def _take_over(self, previous, capture: EventCapture) -> None:
+        """The stack's previous holder stopped beating: end what is left of its engine here."""
+        ended = end_processes(previous)
+        message = f"lease of {previous.describe()} expired; taken over"
+        if ended:
+            message += f", and {len(ended)} process(es) left of its engine ended (group {previous.pgid})"
+        capture.emit("recovery", message, severity="warning", data={**previous.to_dict(), "ended": ended})
+        log.warning("%s: %s", previous.stack, message)
 
     def cluster_api(self, stack_name: str):
         """A Kubernetes client for the cluster the stack's config names."""
@@ -598,6 +667,16 @@ class StackOperations:
             policy_packs=dict(summary.get("policy_packs", {})),
             outputs=outputs or {},
         )
+
+
+def _require_lease(held: HeldLease | None) -> None:
+    if held is not None and held.lost.is_set():
+        raise _lease_lost(held)
+
+
+def _lease_lost(held: HeldLease) -> OperationError:
+    return OperationError(ErrorKind.CONFLICT, "the stack's lease was lost (not renewed in time); another "
+                          "worker may have taken the stack over", stack=held.stack, retry_after=30.0)
 
 
 def _ops(summary: Mapping[Any, int] | None) -> dict[str, int]:

@@ -92,9 +92,10 @@ def pending_operations(deployment: Deployment | dict[str, Any]) -> list[PendingO
 
 
 def assess_locks(lock_store: BackendLocks, stack: str, *, stale_after_seconds: float,
-                 hostname: str | None = None) -> list[LockAssessment]:
+                 hostname: str | None = None, leased: bool = False) -> list[LockAssessment]:
     return [
-        assess(lock, stale_after_seconds=stale_after_seconds, hostname=hostname or socket.gethostname())
+        assess(lock, stale_after_seconds=stale_after_seconds, hostname=hostname or socket.gethostname(),
+               leased=leased)
         for lock in lock_store.list(stack)
     ]
 
@@ -108,16 +109,19 @@ def recover(
     refresh_message: str | None = None,
     always_check_state: bool = False,
     config_file: str | None = None,
+    leased: bool = False,
 ) -> RecoveryReport:
     """Remove stale locks and pending operations of `stack`; raise CONFLICT on a live lock.
 
     `always_check_state` exports the state even when no stale lock was found (an explicit
     `cameleer recover`); otherwise the state is only examined after a stale lock, since a
-    dead process is the only way pending operations outlive their update.
+    dead process is the only way pending operations outlive their update. `leased`: the
+    caller holds the stack's lease, which judges locks held from other hosts (locks.assess).
     """
     report = RecoveryReport(stack=stack.name)
     if lock_store is not None:
-        report.locks = assess_locks(lock_store, stack.name, stale_after_seconds=stale_after_seconds)
+        report.locks = assess_locks(lock_store, stack.name, stale_after_seconds=stale_after_seconds,
+                                    leased=leased)
     live = [a for a in report.locks if a.verdict is Verdict.LIVE]
     if live:
         raise OperationError(

@@ -18,7 +18,11 @@ local services without sourcing anything; a variable set in the process always w
 | CAMELEER_MAX_CONCURRENT_OPERATIONS     | engine processes at once                 | 2                                |
 | CAMELEER_POLICY_PACKS                  | `os.pathsep`-separated policy pack dirs, each existing; empty is refused | `<project>/policy` |
 | CAMELEER_ALLOW_NO_POLICY_PACKS         | `1`: tests may set CAMELEER_POLICY_PACKS=none (no pack) | unset |
-| CAMELEER_LOCK_STALE_AFTER              | seconds after which a lock held from another host is presumed stale | 21600 (6 h) |
+| CAMELEER_LOCK_STALE_AFTER              | without leases: seconds after which a lock held from another host is presumed stale | 21600 (6 h) |
+| CAMELEER_LEASE_DATABASE_URL            | PostgreSQL holding `stack_leases` (the platform database): stack leases judge other hosts' locks | unset: no leases |
+| CAMELEER_LEASE_HEARTBEAT_SECONDS       | how often a running operation renews its stack's lease | 10 |
+| CAMELEER_LEASE_TTL_SECONDS             | a lease not renewed for this long is taken over by any worker | 30 |
+| CAMELEER_WORKER_HOST_NAME (or HOSTNAME) | the host name a lease names its holder by | the system's host name |
 | CAMELEER_ACTOR                         | who the CLI acts as                      | `$USER@<host>` (or `$GITHUB_ACTOR` in CI) |
 | VAULT_ADDR, VAULT_TOKEN (or BAO_*)     | Vault-API server for the service stacks' transit keys | unset: passphrase for every stack |
 """
@@ -43,6 +47,8 @@ SERVICES_ENV_FILES = ("services.env", "env")
 PASSPHRASE_FILE = "passphrase"
 DEFAULT_MAX_CONCURRENT_OPERATIONS = 2
 DEFAULT_LOCK_STALE_AFTER_SECONDS = 6 * 3600
+DEFAULT_LEASE_HEARTBEAT_SECONDS = 10
+DEFAULT_LEASE_TTL_SECONDS = 30
 POLICY_PACKS_VARIABLE = "CAMELEER_POLICY_PACKS"
 POLICY_PACK_FILE = "PulumiPolicy.yaml"
 # Previews and updates without any policy pack: for tests only, and only asked for twice.
@@ -68,6 +74,11 @@ class Settings:
     max_concurrent_operations: int = DEFAULT_MAX_CONCURRENT_OPERATIONS
     lock_stale_after_seconds: float = DEFAULT_LOCK_STALE_AFTER_SECONDS
     actor: str = "unknown"
+    # Stack leases (leases.py): a DSN of the database with `stack_leases`, or None for none.
+    lease_database_url: str | None = field(default=None, repr=False)
+    lease_heartbeat_seconds: float = DEFAULT_LEASE_HEARTBEAT_SECONDS
+    lease_ttl_seconds: float = DEFAULT_LEASE_TTL_SECONDS
+    host_name: str = field(default_factory=socket.gethostname)
     # A Vault-API server (OpenBao locally) for the service stacks' transit keys.
     vault_address: str | None = None
     vault_token: str | None = field(default=None, repr=False)
@@ -130,6 +141,9 @@ class Settings:
                               "CAMELEER_LOCK_STALE_AFTER")
             ),
             actor=get("CAMELEER_ACTOR") or _default_actor(env),
+            lease_database_url=get("CAMELEER_LEASE_DATABASE_URL"),
+            **_lease_timing(get("CAMELEER_LEASE_HEARTBEAT_SECONDS"), get("CAMELEER_LEASE_TTL_SECONDS")),
+            host_name=get("CAMELEER_WORKER_HOST_NAME", "HOSTNAME") or socket.gethostname(),
             vault_address=get("BAO_ADDR", "VAULT_ADDR"),
             vault_token=get("BAO_TOKEN", "VAULT_TOKEN"),
             extra_env=extra_env,
@@ -307,6 +321,15 @@ def _positive_int(value: str | None, default: int, name: str) -> int:
     if number < 1:
         raise SettingsError(f"{name} must be at least 1, got {number}")
     return number
+
+
+def _lease_timing(heartbeat: str | None, ttl: str | None) -> dict[str, float]:
+    beat = _positive_int(heartbeat, DEFAULT_LEASE_HEARTBEAT_SECONDS, "CAMELEER_LEASE_HEARTBEAT_SECONDS")
+    expiry = _positive_int(ttl, DEFAULT_LEASE_TTL_SECONDS, "CAMELEER_LEASE_TTL_SECONDS")
+    if expiry < 2 * beat:
+        raise SettingsError(f"CAMELEER_LEASE_TTL_SECONDS ({expiry}) must be at least twice "
+                            f"CAMELEER_LEASE_HEARTBEAT_SECONDS ({beat}): one late heartbeat must not lose a lease")
+    return {"lease_heartbeat_seconds": float(beat), "lease_ttl_seconds": float(expiry)}
 
 
 def _default_actor(env: Mapping[str, str]) -> str:

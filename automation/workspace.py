@@ -36,7 +36,6 @@ from pulumi.automation import (
     CommandResult,
     LocalWorkspace,
     LocalWorkspaceOptions,
-    PulumiCommand,
     Stack,
     select_stack,
 )
@@ -44,6 +43,8 @@ from pulumi.automation import (
 from . import engine
 from .errors import ErrorKind, OperationError, classify
 from .history import UpdateMetadata
+from .leases import ActiveLeases
+from .processes import SessionCommand
 from .settings import Settings
 from .transit import StackSecrets, TransitKeys
 
@@ -149,15 +150,17 @@ class WorkspaceFactory:
     def __init__(self, settings: Settings, secrets: SecretsProvider | None = None) -> None:
         self.settings = settings
         self.secrets: SecretsProvider = secrets or default_secrets(settings)
-        self._command: PulumiCommand | None = None
+        self._command: SessionCommand | None = None
         self._command_lock = threading.Lock()
         self._project: dict[str, Any] | None = None
+        self.leases = ActiveLeases()
 
     # -- the CLI ---------------------------------------------------------------
 
     @property
-    def pulumi_command(self) -> PulumiCommand:
-        """The CLI, version-checked once (one `pulumi version` call per factory)."""
+    def pulumi_command(self) -> SessionCommand:
+        """The CLI, version-checked once (one `pulumi version` call per factory); each of its
+        processes leads a session of its own (processes.py)."""
         with self._command_lock:
             if self._command is None:
                 executable = self.settings.pulumi_executable
@@ -167,7 +170,8 @@ class WorkspaceFactory:
                         f"the Pulumi CLI is not installed at {executable} "
                         "(set CAMELEER_PULUMI_ROOT, or build it with tools/, see README)",
                     )
-                self._command = PulumiCommand(root=str(self.settings.pulumi_root))
+                self._command = SessionCommand(root=str(self.settings.pulumi_root))
+                self._command.watcher = self.leases
             return self._command
 
     @property
@@ -202,6 +206,8 @@ class WorkspaceFactory:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         })
         env.update(self.secrets.env(stack or ""))
+        if stack:
+            env.update(self.leases.environment(stack))
         if settings.kubeconfig:
             env["KUBECONFIG"] = settings.kubeconfig
         # The CLI's directory first: the engine finds its plugins (language host, dynamic

@@ -3,7 +3,9 @@
 `automation` (and with it the Pulumi Automation API) is imported on first use, so the API
 process and the fast tests never load the engine. Every call runs its engine operation in
 its own CLI process; the automation layer serializes operations per stack, recovers stale
-locks, retries transient failures and classifies the rest.
+locks, retries transient failures and classifies the rest. Each operation leases its stack in
+the platform database (`stack_leases`, automation/leases.py), so that a worker that dies
+mid-operation is noticed by the others within the lease's expiry, whatever host it ran on.
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ class AutomationStackDriver:
     @cached_property
     def _ops(self) -> StackOperations:
         try:
+            from automation.leases import PostgresLeases
             from automation.operations import StackOperations
         except ImportError as exc:  # pragma: no cover - an installation problem
             raise StackUnavailable(f"the automation layer is not importable: {exc}") from exc
-        return StackOperations()
+        from api.settings import get_settings, libpq_dsn
+
+        return StackOperations(leases=PostgresLeases(libpq_dsn(get_settings().app_dsn())))
 
     @_permanent_failures_refused
     def provision(
