@@ -59,3 +59,68 @@ def test_interpreter_is_the_virtualenv_named_relative_to_the_project_root(host, 
 def test_interpreter_falls_back_to_the_hosts_own_when_the_virtualenv_is_missing(host, tmp_path):
     info = program_info(tmp_path, tmp_path, {"virtualenv": "nowhere"})
     assert host._python_for(info) == sys.executable
+
+
+# A stand-in for the engine: starts the host as the engine does (address as the argument, the
+# port read from its stdout), reports both, and waits to be killed.
+FAKE_ENGINE = """
+import subprocess, sys, time
+host = subprocess.Popen([sys.executable, "-u", sys.argv[1], "127.0.0.1:1"], stdout=subprocess.PIPE, text=True)
+print(host.pid, host.stdout.readline().strip(), flush=True)
+time.sleep(600)
+"""
+SLEEPER = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)\n"
+
+
+def _gone(pid: int) -> bool:
+    from automation.locks import ProcessState, probe_process
+
+    return probe_process(pid).state is not ProcessState.RUNNING
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+        time.sleep(0.1)
+    return [pid for pid in pids if not _gone(pid)]
+
+
+def test_host_and_its_plugin_exit_when_the_engine_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import grpc
+    from pulumi.runtime.proto import language_pb2_grpc
+
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    engine = subprocess.Popen([sys.executable, "-c", FAKE_ENGINE, str(REPO_ROOT / "tools" / "pyhost" / "host.py")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    pids = []
+    try:
+        host_pid, port = engine.stdout.readline().split()
+        pids.append(int(host_pid))
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            request = language_pb2.RunPluginRequest(
+                pwd=str(tmp_path), kind="resource",
+                info=language_pb2.ProgramInfo(root_directory=str(tmp_path), program_directory=str(tmp_path),
+                                              entry_point="sleeper.py"))
+            stream = language_pb2_grpc.LanguageRuntimeStub(channel).RunPlugin(request)
+            pids.append(int(next(stream).stdout))
+            time.sleep(2 * 1.0)  # two watchdog rounds: the host does not exit while its engine lives
+            assert _wait_gone(pids, 0) == pids, "the host or its plugin exited while the engine was alive"
+
+            os.kill(engine.pid, signal.SIGKILL)
+            engine.wait()
+            assert _wait_gone(pids, 10) == [], "processes left behind by a killed engine"
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if engine.poll() is None:
+            engine.kill()

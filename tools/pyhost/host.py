@@ -20,16 +20,22 @@ What it implements:
 
 The interpreter is the virtualenv named by `runtime.options.virtualenv` in Pulumi.yaml
 (relative to the project root), falling back to the interpreter running this host.
+
+When the engine that started it is gone (killed with SIGKILL, say), the host ends its own
+children (program, analyzer, plugins) and exits, instead of living on under PID 1: Linux
+tells it (PR_SET_PDEATHSIG), and a watchdog thread that polls the parent pid covers the rest.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -41,6 +47,8 @@ EXEC_SCRIPT = Path(__file__).with_name("exec.py")
 # The Python SDK's convention: a program that already reported its error exits with 32,
 # and the engine should not print a second, generic "program failed" message.
 BAIL_EXIT_CODE = 32
+PR_SET_PDEATHSIG = 1
+WATCHDOG_SECONDS = 1.0
 
 
 def _python_for(info: language_pb2.ProgramInfo | None) -> str:
@@ -148,7 +156,7 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         env = dict(os.environ)
         env["PULUMI_CONFIG"] = json.dumps(dict(request.config))
         env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(list(request.configSecretKeys))
-        proc = subprocess.run(args, env=env, check=False)
+        proc = CHILDREN.run(args, env=env)
         if proc.returncode == 0:
             return language_pb2.RunResponse()
         if proc.returncode == BAIL_EXIT_CODE:
@@ -165,11 +173,12 @@ class PythonLanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         for item in request.env:
             key, _, value = item.partition("=")
             env[key] = value
-        proc = subprocess.Popen(
-            command, cwd=request.pwd or None, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        yield from _stream_process(proc)
+        proc = CHILDREN.start(command, cwd=request.pwd or None, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            yield from _stream_process(proc)
+        finally:
+            CHILDREN.forget(proc)
 
 
 def _stream_process(proc: subprocess.Popen):
@@ -201,7 +210,86 @@ def _stream_process(proc: subprocess.Popen):
     yield language_pb2.RunPluginResponse(exitcode=proc.wait())
 
 
+class Children:
+    """The processes this host started and has not seen end, to end them with it."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def start(self, args, **options) -> subprocess.Popen:
+        proc = subprocess.Popen(args, **options)
+        with self._lock:
+            self._procs.add(proc)
+        return proc
+
+    def run(self, args, **options) -> subprocess.Popen:
+        proc = self.start(args, **options)
+        try:
+            proc.wait()
+        finally:
+            self.forget(proc)
+        return proc
+
+    def forget(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def kill_all(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            try:
+                proc.kill()
+            except OSError:
+                pass
+
+
+CHILDREN = Children()
+
+
+class EngineWatch:
+    """Exit, with every child, once the engine (the parent process) is gone."""
+
+    def __init__(self) -> None:
+        self.engine_pid = os.getppid()
+
+    def engine_gone(self) -> bool:
+        return os.getppid() != self.engine_pid
+
+    def start(self) -> None:
+        # The kernel's signal comes when the parent *thread* exits; the handler checks that the
+        # engine process itself is gone (a Go runtime thread may end while the engine lives).
+        if sys.platform.startswith("linux"):
+            signal.signal(signal.SIGUSR2, lambda *_: self.exit_if_engine_gone())
+            try:
+                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGUSR2, 0, 0, 0)
+            except (OSError, AttributeError):
+                pass
+        threading.Thread(target=self._poll, name="engine-watchdog", daemon=True).start()
+        self.exit_if_engine_gone()  # it may have died before the signal was armed
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(WATCHDOG_SECONDS)
+            self.exit_if_engine_gone()
+
+    def exit_if_engine_gone(self) -> None:
+        if not self.engine_gone():
+            return
+        CHILDREN.kill_all()
+        # The engine led the process group (the automation layer starts each `pulumi` in a
+        # session of its own): what is left of the group is the dead engine's other plugins.
+        if os.getpgrp() == self.engine_pid:
+            try:
+                os.killpg(self.engine_pid, signal.SIGKILL)  # this host included
+            except OSError:
+                pass
+        os._exit(1)
+
+
 def main() -> None:
+    EngineWatch().start()
     # The engine passes its address as the only positional argument, plus Go-style flags
     # (-tracing=..., -root=...) that this host has no use for.
     positional = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
