@@ -6,6 +6,10 @@ SIGKILL cannot stop them, so they must be findable afterwards: one group per eng
 whose id (the `pulumi` process's pid) the command's lease records (leases.py), lets the
 recovery of that lease end the whole tree, and only it (a group of its own also keeps a
 terminal's Ctrl-C or a signal to the worker's group from reaching the engine half-way).
+On Linux the `pulumi` process is also killed when the thread that started it dies (the
+worker killed with SIGKILL: that thread waits for it until it ends), so an orphaned engine
+does not go on changing the stack while another worker takes it over; its language host
+then ends the rest of the group (tools/pyhost/host.py).
 
 The Automation API starts `pulumi` in `PulumiCommand.run` with a plain `subprocess.Popen` and
 has no option for the process group, nor a hook to learn the pid. `PulumiCommand` is public
@@ -17,14 +21,34 @@ upgrade that changes it fails there, and this copy must be compared with the new
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from pulumi.automation import CommandResult, PulumiCommand
 from pulumi.automation.errors import create_command_error
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGKILL the child when its parent thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_DIE_WITH_PARENT = _parent_death_signal()
 
 
 class ProcessWatcher(Protocol):
@@ -65,7 +89,7 @@ class SessionCommand(PulumiCommand):
             stream.close()
 
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                              encoding="utf-8", start_new_session=True) as process:
+                              encoding="utf-8", start_new_session=True, preexec_fn=_DIE_WITH_PARENT) as process:
             watcher = self.watcher
             if watcher is not None:
                 watcher.started(additional_env, process.pid)

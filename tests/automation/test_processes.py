@@ -48,3 +48,43 @@ def test_each_pulumi_process_leads_a_new_session_and_is_reported():
     [(pid, pgid, sid, mark)] = recorder.started
     assert pid == pgid == sid and sid != os.getsid(0)  # its own session and group, led by itself
     assert mark == "op-1" and recorder.ended == [pid]
+
+
+def test_a_pulumi_process_dies_with_the_worker_that_started_it(tmp_path):
+    """A worker killed with SIGKILL takes its engine along (PR_SET_PDEATHSIG)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "pulumi"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = version ] && echo v3.259.0 && exit 0\n"
+                    f"echo $$ > {tmp_path / 'pid'}\nexec sleep 600\n")
+    fake.chmod(0o755)
+    worker = subprocess.Popen([sys.executable, "-c",
+                               "import sys; from automation.processes import SessionCommand; "
+                               "SessionCommand(root=sys.argv[1], skip_version_check=True).run(['up'], '.', {})",
+                               str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text().strip():
+            assert time.monotonic() < deadline, "the fake engine did not start"
+            time.sleep(0.05)
+        engine = int((tmp_path / "pid").read_text())
+        assert os.getsid(engine) == engine  # a session of its own
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 5
+        while _alive(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(engine), "the engine outlived the worker that started it"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+def _alive(pid: int) -> bool:
+    from automation.locks import ProcessState, probe_process
+
+    return probe_process(pid).state is ProcessState.RUNNING
