@@ -3,7 +3,7 @@
 The engine's own backend lock says *that* a stack is being changed, not whether its owner is
 still alive; from another host (a worker in another pod) nothing could tell. A lease fills
 that gap: a row per stack in PostgreSQL naming its holder (host name, pid, a random token),
-the operation, the holder's process namespace and the process group of its current engine
+the operation, the holder's process namespace and the session of its current engine
 process, and an expiry that a thread of the holder pushes forward every few seconds while
 the operation runs. A holder that dies stops beating; once its lease has expired any other
 process takes it over, ends what is left of the dead holder's engine processes when they
@@ -45,7 +45,7 @@ TABLE = "stack_leases"
 # Every engine process of a leased operation carries its holder in its environment, so that
 # recovery can tell the dead holder's processes from whatever reused their ids.
 HOLDER_VARIABLE = "CAMELEER_LEASE_HOLDER"
-_COLUMNS = ("stack, holder, host, pid, process_namespace, operation, operation_id, pgid, "
+_COLUMNS = ("stack, holder, host, pid, process_namespace, operation, operation_id, session_id, "
             "acquired_at, heartbeat_at, expires_at")
 
 
@@ -53,7 +53,7 @@ _COLUMNS = ("stack, holder, host, pid, process_namespace, operation, operation_i
 
 def process_namespace() -> str:
     """The PID namespace of this process, unique across machines and reboots: process ids
-    (and so process groups) mean the same thing only to processes that share it."""
+    (and so sessions) mean the same thing only to processes that share it."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         namespace = os.readlink("/proc/self/ns/pid")
@@ -84,7 +84,7 @@ class Lease:
     process_namespace: str
     operation: str
     operation_id: str | None
-    pgid: int | None
+    session_id: int | None  # of the engine process last started: its pid, process group and session
     acquired_at: datetime
     heartbeat_at: datetime
     expires_at: datetime
@@ -95,7 +95,8 @@ class Lease:
 
     def to_dict(self) -> dict[str, Any]:
         return {"stack": self.stack, "holder": self.holder, "host": self.host, "pid": self.pid,
-                "operation": self.operation, "operation_id": self.operation_id, "pgid": self.pgid,
+                "operation": self.operation, "operation_id": self.operation_id,
+                "session_id": self.session_id,
                 "heartbeat_at": self.heartbeat_at.isoformat(), "expires_at": self.expires_at.isoformat()}
 
 
@@ -128,7 +129,7 @@ class LeaseStore(Protocol):
         """Push the expiry forward; False when `holder` no longer holds the lease."""
         ...
 
-    def note_process_group(self, stack: str, holder: str, pgid: int | None) -> None: ...
+    def note_engine_session(self, stack: str, holder: str, sid: int | None) -> None: ...
 
     def release(self, stack: str, holder: str) -> None: ...
 
@@ -173,7 +174,7 @@ class PostgresLeases:
             taken = conn.execute(
                 f"UPDATE {TABLE} SET holder = %(holder)s, host = %(host)s, pid = %(pid)s, "  # noqa: S608
                 "process_namespace = %(namespace)s, operation = %(operation)s, operation_id = %(operation_id)s, "
-                "pgid = NULL, acquired_at = now(), heartbeat_at = now(), "
+                "session_id = NULL, acquired_at = now(), heartbeat_at = now(), "
                 f"expires_at = now() + make_interval(secs => %(ttl)s) WHERE stack = %(stack)s RETURNING {_COLUMNS}",
                 values).fetchone()
         return Acquisition(Lease(**taken), previous if previous.holder != holder else None)
@@ -185,10 +186,10 @@ class PostgresLeases:
                 "WHERE stack = %s AND holder = %s RETURNING stack", (float(ttl_seconds), stack, holder)).fetchone()
         return row is not None
 
-    def note_process_group(self, stack: str, holder: str, pgid: int | None) -> None:
+    def note_engine_session(self, stack: str, holder: str, sid: int | None) -> None:
         with self._connect() as conn:
-            conn.execute(f"UPDATE {TABLE} SET pgid = %s WHERE stack = %s AND holder = %s",  # noqa: S608
-                         (pgid, stack, holder))
+            conn.execute(f"UPDATE {TABLE} SET session_id = %s WHERE stack = %s AND holder = %s",  # noqa: S608
+                         (sid, stack, holder))
 
     def release(self, stack: str, holder: str) -> None:
         with self._connect() as conn:
@@ -214,7 +215,7 @@ class HeldLease:
         self.ttl_seconds = ttl_seconds
         self.lost = threading.Event()
         self._stopped = threading.Event()
-        self._engine_group: int | None = None
+        self._engine_session: int | None = None
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.lease.stack}", daemon=True)
 
     @property
@@ -242,19 +243,16 @@ class HeldLease:
             log.warning("%s: could not release the lease (it expires in %.0f s): %s", self.stack,
                         self.ttl_seconds, exc)
 
-    def engine_started(self, pgid: int) -> None:
-        self._engine_group = pgid
-        self._note(pgid)
-
-    def engine_ended(self, pgid: int) -> None:
-        if self._engine_group == pgid:
-            self._engine_group = None
-
-    def _note(self, pgid: int | None) -> None:
+    def engine_started(self, sid: int) -> None:
+        self._engine_session = sid
         try:
-            self.store.note_process_group(self.stack, self.holder, pgid)
-        except Exception as exc:  # noqa: BLE001 - the group is a recovery aid, the lease stands without it
-            log.warning("%s: could not record the engine's process group: %s", self.stack, exc)
+            self.store.note_engine_session(self.stack, self.holder, sid)
+        except Exception as exc:  # noqa: BLE001 - the session is a recovery aid, the lease stands without it
+            log.warning("%s: could not record the engine's session: %s", self.stack, exc)
+
+    def engine_ended(self, sid: int) -> None:
+        if self._engine_session == sid:
+            self._engine_session = None
 
     def _beat(self) -> None:
         failing_since: float | None = None
@@ -274,16 +272,16 @@ class HeldLease:
     def _lose(self) -> None:
         """Another process may take the stack over now: this one's engine must not go on."""
         self.lost.set()
-        group = self._engine_group
-        log.error("%s: lease lost (not renewed in time); ending this operation's engine process group %s",
-                  self.stack, group)
-        if group is not None:
-            _kill_group(group)
+        session = self._engine_session
+        log.error("%s: lease lost (not renewed in time); ending this operation's engine (session %s)",
+                  self.stack, session)
+        if session is not None:
+            end_session(session)
 
 
 class ActiveLeases:
     """The leases this process holds, by stack: the environment that tags their engine
-    processes, and the process groups those start (a `processes.ProcessWatcher`)."""
+    processes, and the sessions those start (a `processes.ProcessWatcher`)."""
 
     def __init__(self) -> None:
         self._by_stack: dict[str, HeldLease] = {}
@@ -313,65 +311,76 @@ class ActiveLeases:
         with self._lock:
             return next((held for held in self._by_stack.values() if held.holder == holder), None)
 
-    def started(self, env, pgid: int) -> None:
+    def started(self, env, sid: int) -> None:
         held = self._holding(env)
         if held is not None:
-            held.engine_started(pgid)
+            held.engine_started(sid)
 
-    def ended(self, env, pgid: int) -> None:
+    def ended(self, env, sid: int) -> None:
         held = self._holding(env)
         if held is not None:
-            held.engine_ended(pgid)
+            held.engine_ended(sid)
 
 
 # --------------------------------------------------------------------------- a dead holder's processes
 
-def group_members(lease: Lease, *, proc: Path = Path("/proc")) -> dict[int, bool]:
-    """The live processes of `lease`'s last engine process group, each with whether it carries
-    the lease's holder in its environment. Empty when the lease's processes live in another
-    PID namespace (another machine or container: they cannot be seen, or signalled, from here)."""
-    if lease.pgid is None or lease.process_namespace != process_namespace():
+def session_members(lease: Lease, *, proc: Path = Path("/proc")) -> dict[int, bool]:
+    """The live processes of `lease`'s last engine session, each with whether it carries the
+    lease's holder in its environment. Empty when the lease's processes live in another PID
+    namespace (another machine or container: they cannot be seen, or signalled, from here).
+
+    A session, not a process group: the engine starts each plugin in a process group of its
+    own, inside the session it leads (processes.py)."""
+    if lease.session_id is None or lease.process_namespace != process_namespace():
         return {}
-    marker = f"{HOLDER_VARIABLE}={lease.holder}".encode()
+    return _session(lease.session_id, f"{HOLDER_VARIABLE}={lease.holder}".encode(), proc)
+
+
+def _session(sid: int, marker: bytes | None, proc: Path = Path("/proc")) -> dict[int, bool]:
     members = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if os.getpgid(int(entry.name)) != lease.pgid:
+            if os.getsid(int(entry.name)) != sid or _zombie(entry):
                 continue
-            members[int(entry.name)] = marker in (entry / "environ").read_bytes().split(b"\0")
+            members[int(entry.name)] = marker is None or marker in (entry / "environ").read_bytes().split(b"\0")
         except (ProcessLookupError, FileNotFoundError, PermissionError):
             continue
     return members
 
 
+def _zombie(entry: Path) -> bool:
+    return (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
+
+
 def end_processes(lease: Lease, *, wait_seconds: float = 10.0) -> list[int]:
-    """SIGKILL what is left of a dead holder's engine process group; the pids ended.
+    """SIGKILL what is left of a dead holder's engine session; the pids ended.
 
-    A process group id, like a pid, can belong to something else once its group is gone, so
-    the group is only signalled as a whole while every member carries the lease's holder;
-    otherwise only the members that carry it are."""
-    members = group_members(lease)
-    ours = [pid for pid, tagged in members.items() if tagged]
-    if not ours:
-        return []
-    if all(members.values()):
-        _kill_group(lease.pgid)
-    else:
-        for pid in ours:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    A session id, like a pid, can belong to something else once its session is gone, so only
+    the members that carry the lease's holder are signalled (again, until none is left: one
+    may fork while the others die)."""
+    ended: list[int] = []
     deadline = time.monotonic() + wait_seconds
-    while any(group_members(lease).values()) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        ours = [pid for pid, tagged in session_members(lease).items() if tagged]
+        if not ours:
+            break
+        _kill(ours)
+        ended += [pid for pid in ours if pid not in ended]
         time.sleep(0.05)
-    return ours
+    return ended
 
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def end_session(sid: int) -> None:
+    """SIGKILL every process of this process's own engine session `sid` (a child it still
+    waits for, so the id cannot have been reused)."""
+    _kill(list(_session(sid, None)))
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -603,11 +603,11 @@ class StackOperations:
         raise AssertionError("unreachable")
 
     def _take_over(self, previous, capture: EventCapture) -> None:
-        """The stack's previous holder stopped beating: end what is left of its engine here."""
+        """The stack's previous holder stopped beating: end what is left of its engine, if it ran here."""
         ended = end_processes(previous)
         message = f"lease of {previous.describe()} expired; taken over"
         if ended:
-            message += f", and {len(ended)} process(es) left of its engine ended (group {previous.pgid})"
+            message += f", and {len(ended)} process(es) left of its engine ended (session {previous.session_id})"
         capture.emit("recovery", message, severity="warning", data={**previous.to_dict(), "ended": ended})
         log.warning("%s: %s", previous.stack, message)
 

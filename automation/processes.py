@@ -1,18 +1,19 @@
 """Every `pulumi` process in a session (and process group) of its own.
 
 The engine starts the language host, the program, the policy analyzer, the resource and
-dynamic providers as its descendants; they share its process group. A worker killed with
-SIGKILL cannot stop them, so they must be findable afterwards: one group per engine command,
-whose id (the `pulumi` process's pid) the command's lease records (leases.py), lets the
-recovery of that lease end the whole tree, and only it (a group of its own also keeps a
-terminal's Ctrl-C or a signal to the worker's group from reaching the engine half-way).
+dynamic providers as its descendants, each plugin in a process group of its own, all in the
+engine's session. A worker killed with SIGKILL cannot stop them, so they must be findable
+afterwards: one session per engine command, whose id (the `pulumi` process's pid) the
+command's lease records (leases.py), lets the recovery of that lease end the whole tree, and
+only it (a session of its own also keeps a terminal's Ctrl-C or a signal to the worker's
+group from reaching the engine half-way).
 On Linux the `pulumi` process is also killed when the thread that started it dies (the
 worker killed with SIGKILL: that thread waits for it until it ends), so an orphaned engine
 does not go on changing the stack while another worker takes it over; its language host
-then ends the rest of the group (tools/pyhost/host.py).
+then ends the rest of its session (tools/pyhost/host.py).
 
 The Automation API starts `pulumi` in `PulumiCommand.run` with a plain `subprocess.Popen` and
-has no option for the process group, nor a hook to learn the pid. `PulumiCommand` is public
+has no option for the session, nor a hook to learn the pid. `PulumiCommand` is public
 and the workspace takes any instance (`LocalWorkspaceOptions.pulumi_command`), so
 `SessionCommand` overrides `run` with the SDK's own body plus `start_new_session=True` and
 the two hooks. tests/automation/test_processes.py pins the SDK's `run` source: an SDK
@@ -52,11 +53,11 @@ _DIE_WITH_PARENT = _parent_death_signal()
 
 
 class ProcessWatcher(Protocol):
-    """Told when an engine command's process group starts and ends (its id is the pid)."""
+    """Told when an engine command's session starts and ends (its id is the pid)."""
 
-    def started(self, env: Mapping[str, str], pgid: int) -> None: ...
+    def started(self, env: Mapping[str, str], sid: int) -> None: ...
 
-    def ended(self, env: Mapping[str, str], pgid: int) -> None: ...
+    def ended(self, env: Mapping[str, str], sid: int) -> None: ...
 
 
 class SessionCommand(PulumiCommand):

@@ -26,7 +26,7 @@ from automation.leases import (
     LeaseHeld,
     PostgresLeases,
     end_processes,
-    group_members,
+    session_members,
 )
 from automation.locks import BackendLock, Verdict, assess
 from tests.automation.test_operations import LOCKED, cli_error, failing, ops  # noqa: F401 - the fixture
@@ -150,8 +150,10 @@ def test_a_held_lease_is_renewed_past_its_expiry_until_released(store):
 
 
 def spawn_group(holder: str) -> subprocess.Popen:
-    """An engine stand-in: a session leader with a child, both tagged with `holder`."""
-    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); " \
+    """An engine stand-in: a session leader with a plugin in a process group of its own (as the
+    engine starts its plugins), both tagged with `holder`."""
+    script = "import subprocess, sys, time; " \
+             "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], process_group=0); " \
              "print('ready', flush=True); time.sleep(600)"
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, HOLDER_VARIABLE: holder},
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -159,29 +161,31 @@ def spawn_group(holder: str) -> subprocess.Popen:
     return proc
 
 
-def test_a_dead_holders_engine_group_is_ended_by_the_takeover(store):
+def test_a_dead_holders_engine_session_is_ended_by_the_takeover(store):
     acquisition = take(store)
     engine = spawn_group(acquisition.lease.holder)
     try:
-        store.note_process_group("tenant-acme", acquisition.lease.holder, engine.pid)
+        store.note_engine_session("tenant-acme", acquisition.lease.holder, engine.pid)
         lease = store.get("tenant-acme")
-        assert lease.pgid == engine.pid and len(group_members(lease)) == 2
+        members = session_members(lease)
+        assert lease.session_id == engine.pid and len(members) == 2 and all(members.values())
+        assert len({os.getpgid(pid) for pid in members}) == 2  # the plugin leads a group of its own
         ended = end_processes(lease)
-        assert len(ended) == 2 and engine.pid in ended
+        assert sorted(ended) == sorted(members)
         engine.wait(timeout=10)
-        assert not any(group_members(lease).values())
+        assert session_members(lease) == {}
     finally:
         _kill(engine)
 
 
-def test_a_group_that_does_not_carry_the_holder_is_left_alone(store):
+def test_a_session_that_does_not_carry_the_holder_is_left_alone(store):
     acquisition = take(store)
     stranger = spawn_group("someone-else")
     try:
-        lease = replace(acquisition.lease, pgid=stranger.pid)
+        lease = replace(acquisition.lease, session_id=stranger.pid)
         assert end_processes(lease) == []
         assert stranger.poll() is None
-        elsewhere = replace(acquisition.lease, holder="someone-else", pgid=stranger.pid,
+        elsewhere = replace(acquisition.lease, holder="someone-else", session_id=stranger.pid,
                             process_namespace="another-machine/pid:[1]")
         assert end_processes(elsewhere) == [] and stranger.poll() is None
     finally:

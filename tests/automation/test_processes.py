@@ -27,11 +27,11 @@ class Recorder:
         self.started: list[tuple[int, int, int, str | None]] = []
         self.ended: list[int] = []
 
-    def started_(self, env, pgid):
-        self.started.append((pgid, os.getpgid(pgid), os.getsid(pgid), env.get("MARK")))
+    def started_(self, env, sid):
+        self.started.append((sid, os.getpgid(sid), os.getsid(sid), env.get("MARK")))
 
-    def ended_(self, env, pgid):
-        self.ended.append(pgid)
+    def ended_(self, env, sid):
+        self.ended.append(sid)
 
 
 def test_each_pulumi_process_leads_a_new_session_and_is_reported():

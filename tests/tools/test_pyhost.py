@@ -63,10 +63,12 @@ def test_interpreter_falls_back_to_the_hosts_own_when_the_virtualenv_is_missing(
 
 # A stand-in for the engine: starts the host as the engine does (address as the argument, the
 # port read from its stdout), reports both, and waits to be killed.
+# A provider it starts in a process group of its own, as the engine does its plugins.
 FAKE_ENGINE = """
 import subprocess, sys, time
 host = subprocess.Popen([sys.executable, "-u", sys.argv[1], "127.0.0.1:1"], stdout=subprocess.PIPE, text=True)
-print(host.pid, host.stdout.readline().strip(), flush=True)
+provider = subprocess.Popen(["sleep", "600"], process_group=0)
+print(host.pid, host.stdout.readline().strip(), provider.pid, flush=True)
 time.sleep(600)
 """
 SLEEPER = "import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(600)\n"
@@ -87,7 +89,7 @@ def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     return [pid for pid in pids if not _gone(pid)]
 
 
-def test_host_and_its_plugin_exit_when_the_engine_is_killed(tmp_path):
+def test_host_its_plugin_and_the_engines_other_plugins_exit_when_the_engine_is_killed(tmp_path):
     import os
     import signal
     import subprocess
@@ -101,8 +103,8 @@ def test_host_and_its_plugin_exit_when_the_engine_is_killed(tmp_path):
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
     pids = []
     try:
-        host_pid, port = engine.stdout.readline().split()
-        pids.append(int(host_pid))
+        host_pid, port, provider_pid = engine.stdout.readline().split()
+        pids += [int(host_pid), int(provider_pid)]
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             request = language_pb2.RunPluginRequest(
                 pwd=str(tmp_path), kind="resource",

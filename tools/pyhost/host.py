@@ -278,14 +278,22 @@ class EngineWatch:
         if not self.engine_gone():
             return
         CHILDREN.kill_all()
-        # The engine led the process group (the automation layer starts each `pulumi` in a
-        # session of its own): what is left of the group is the dead engine's other plugins.
-        if os.getpgrp() == self.engine_pid:
-            try:
-                os.killpg(self.engine_pid, signal.SIGKILL)  # this host included
-            except OSError:
-                pass
+        # The engine led the session (the automation layer starts each `pulumi` in one of its
+        # own): the rest of it is the dead engine's other plugins, each in its own group.
+        if os.getsid(0) == self.engine_pid:
+            _kill_session(self.engine_pid)
         os._exit(1)
+
+
+def _kill_session(sid: int) -> None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if os.getsid(int(entry.name)) == sid:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def main() -> None:

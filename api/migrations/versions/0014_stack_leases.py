@@ -1,7 +1,7 @@
 """Stack leases: which live worker runs engine operations on a stack (automation/leases.py).
 
 One row per stack while an operation runs on it: the holder (host name, pid, random token),
-the operation, the holder's PID namespace and the process group of its engine process, and
+the operation, the holder's PID namespace and the session of its engine process, and
 a heartbeat-pushed expiry. System data, read and written by the workers only: no row-level
 security, like login_attempts.
 
@@ -34,7 +34,7 @@ def upgrade(app_role: str) -> None:
         sa.Column("process_namespace", sa.Text(), nullable=False),
         sa.Column("operation", sa.Text(), nullable=False),
         sa.Column("operation_id", sa.Text()),
-        sa.Column("pgid", sa.Integer()),
+        sa.Column("session_id", sa.Integer()),
         sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
