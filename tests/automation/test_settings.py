@@ -167,3 +167,23 @@ def test_passphrase_file_and_variable_expansion(tmp_path):
     assert settings.passphrase == "from-file"
     assert settings.pulumi_home == Path("/home/op/.pulumi-x")
     assert settings.extra_env["LITERAL"] == "$HOME"
+
+
+def test_leases_are_off_by_default_and_named_after_the_worker_host(tmp_path):
+    import socket
+
+    settings = Settings.from_env(base_env(tmp_path))
+    assert settings.lease_database_url is None and settings.host_name == socket.gethostname()
+    assert (settings.lease_heartbeat_seconds, settings.lease_ttl_seconds) == (10, 30)
+    named = Settings.from_env(base_env(tmp_path, HOSTNAME="pod-7", CAMELEER_WORKER_HOST_NAME="worker-a",
+                                       CAMELEER_LEASE_DATABASE_URL="postgresql://app@db/cameleer",
+                                       CAMELEER_LEASE_HEARTBEAT_SECONDS="2", CAMELEER_LEASE_TTL_SECONDS="6"))
+    assert named.host_name == "worker-a" and named.lease_database_url == "postgresql://app@db/cameleer"
+    assert (named.lease_heartbeat_seconds, named.lease_ttl_seconds) == (2, 6)
+    assert Settings.from_env(base_env(tmp_path, HOSTNAME="pod-7")).host_name == "pod-7"
+    assert "app@db" not in repr(named)
+
+
+def test_a_lease_that_one_late_heartbeat_would_lose_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="at least twice"):
+        Settings.from_env(base_env(tmp_path, CAMELEER_LEASE_HEARTBEAT_SECONDS="10", CAMELEER_LEASE_TTL_SECONDS="15"))

@@ -170,8 +170,9 @@ class ControlPlane:
         log_path = self.root / "logs" / f"{name}-{len(self._logs)}.log"
         self._logs.append(log_path)
         with open(log_path, "ab") as log:
-            # A session of its own: killing the group kills the worker's engine processes too,
-            # as when a machine or container dies.
+            # A session of its own: killing the group kills the worker, as when a machine or
+            # container dies; its engine processes (each in a session of their own) die with it
+            # (automation/processes.py).
             return subprocess.Popen([PYTHON, *args], cwd=REPO_ROOT, env={**self.env, **(extra or {})},
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -195,7 +196,7 @@ class ControlPlane:
         return worker
 
     def kill(self, proc: subprocess.Popen) -> None:
-        """SIGKILL the process and everything it started (its engine processes)."""
+        """SIGKILL the process's group; its engine processes die with it (automation/processes.py)."""
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
