@@ -49,7 +49,7 @@ from .errors import ErrorKind, OperationError, RetryPolicy, classify
 from .events import EventCapture, OnEvent, OperationEvent, PolicyViolation
 from .history import HistoryEntry, UpdateMetadata, parse_history, parse_time
 from .history_reader import HistoryReader
-from .leases import HeldLease, HolderIdentity, LeaseHeld, LeaseStore, PostgresLeases, end_processes
+from .leases import HeldLease, HolderIdentity, Lease, LeaseHeld, LeaseStore, PostgresLeases, end_processes
 from .locks import BackendLocks, OperationGate, backend_locks_for
 from .precheck import PrecheckRun, run_precheck
 from .naming import StackKind, is_stack_name, parse_stack_name, resolve_target
@@ -578,31 +578,38 @@ class StackOperations:
                        capture: EventCapture) -> HeldLease:
         """Acquire the lease; when its holder has missed a heartbeat, wait once for it to expire
         (a dead holder's is then taken over) instead of failing at once."""
+        late_after = self.settings.lease_ttl_seconds - 1.5 * self.settings.lease_heartbeat_seconds
+        try:
+            return self._take_lease(stack_name, operation, metadata)
+        except LeaseHeld as held:
+            if held.seconds_left > late_after:
+                capture.emit("finished", str(held), severity="error", data={"error": held.to_dict()})
+                raise
+            capture.emit("lease-wait", f"{held.current.describe()} missed its heartbeat; waiting "
+                         f"{held.seconds_left:.0f} s for its lease to expire", severity="warning",
+                         data=held.current.to_dict())
+            self._sleep(held.seconds_left + 0.5)
+        try:
+            return self._take_lease(stack_name, operation, metadata)
+        except LeaseHeld as held:
+            capture.emit("finished", str(held), severity="error", data={"error": held.to_dict()})
+            raise
+
+    def _take_lease(self, stack_name: str, operation: str, metadata: UpdateMetadata | None) -> HeldLease:
         settings = self.settings
         identity = HolderIdentity(settings.host_name)
-        late_after = settings.lease_ttl_seconds - 1.5 * settings.lease_heartbeat_seconds
-        for last_try in (False, True):
-            try:
-                acquisition = self.leases.acquire(
-                    stack_name, identity.new_holder(), identity, operation,
-                    metadata.operation_id if metadata else None, settings.lease_ttl_seconds)
-            except LeaseHeld as held:
-                if last_try or held.seconds_left > late_after:
-                    capture.emit("finished", str(held), severity="error", data={"error": held.to_dict()})
-                    raise
-                capture.emit("lease-wait", f"{held.current.describe()} missed its heartbeat; waiting "
-                             f"{held.seconds_left:.0f} s for its lease to expire", severity="warning",
-                             data=held.current.to_dict())
-                self._sleep(held.seconds_left + 0.5)
-            except Exception as exc:  # noqa: BLE001 - the lease database is unreachable: transient
-                raise OperationError(ErrorKind.TRANSIENT, f"cannot reach the stack leases: {type(exc).__name__}",
-                                     stack=stack_name, operation=operation, retry_after=10.0) from exc
-            else:
-                return HeldLease(self.leases, acquisition, heartbeat_seconds=settings.lease_heartbeat_seconds,
-                                 ttl_seconds=settings.lease_ttl_seconds).start()
-        raise AssertionError("unreachable")
+        try:
+            acquisition = self.leases.acquire(stack_name, identity.new_holder(), identity, operation,
+                                              metadata.operation_id if metadata else None, settings.lease_ttl_seconds)
+        except LeaseHeld:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the lease database is unreachable: transient
+            raise OperationError(ErrorKind.TRANSIENT, f"cannot reach the stack leases: {type(exc).__name__}",
+                                 stack=stack_name, operation=operation, retry_after=10.0) from exc
+        return HeldLease(self.leases, acquisition, heartbeat_seconds=settings.lease_heartbeat_seconds,
+                         ttl_seconds=settings.lease_ttl_seconds).start()
 
-    def _take_over(self, previous, capture: EventCapture) -> None:
+    def _take_over(self, previous: Lease, capture: EventCapture) -> None:
         """The stack's previous holder stopped beating: end what is left of its engine, if it ran here."""
         ended = end_processes(previous)
         message = f"lease of {previous.describe()} expired; taken over"

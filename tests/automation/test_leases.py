@@ -284,3 +284,24 @@ def test_a_live_lease_makes_an_operation_a_conflict_before_any_engine_work(ops, 
     with pytest.raises(LeaseHeld):
         ops._run("tenant-acme", "update", lambda stack, capture: ran.append(1))
     assert ran == [] and ops.delays == []
+
+
+def test_a_lease_that_missed_its_heartbeat_is_waited_for_then_taken_over(ops, store, lease_db):  # noqa: F811
+    take(store, HolderIdentity("worker-a-pod"))
+    with psycopg.connect(lease_db, autocommit=True) as conn:  # last heartbeat 25 s ago
+        conn.execute("UPDATE stack_leases SET heartbeat_at = now() - interval '25 seconds', "
+                     "expires_at = now() + interval '5 seconds'")
+    ops.leases = store
+    waited = []
+    ops._sleep = lambda seconds: (waited.append(seconds), expire(lease_db, "tenant-acme"))
+    events = []
+    assert ops._run("tenant-acme", "update", lambda stack, capture: "ok", on_event=events.append) == "ok"
+    assert len(waited) == 1 and 4 < waited[0] <= 6
+    assert [e.type for e in events][:2] == ["lease-wait", "recovery"]
+
+
+def test_an_unreachable_lease_database_is_a_transient_failure(ops):  # noqa: F811
+    ops.leases = PostgresLeases("postgresql://nobody@127.0.0.1:1/none", connect_timeout=1)
+    with pytest.raises(Exception) as caught:
+        ops._run("tenant-acme", "update", lambda stack, capture: "ok")
+    assert caught.value.kind is ErrorKind.TRANSIENT and "nobody" not in str(caught.value)
