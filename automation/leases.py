@@ -204,7 +204,7 @@ class PostgresLeases:
 # --------------------------------------------------------------------------- holding a lease
 
 class HeldLease:
-    """A lease this process holds, renewed by a thread until `stop()`."""
+    """A lease this process holds, renewed by a thread until `release()`."""
 
     def __init__(self, store: LeaseStore, acquisition: Acquisition, *, heartbeat_seconds: float,
                  ttl_seconds: float) -> None:
