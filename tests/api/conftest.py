@@ -49,7 +49,8 @@ def database() -> Iterator[TestDatabase]:
 def remove_tenant_secrets(database: TestDatabase) -> Iterator[None]:
     """The tests' tenants leave no KV paths, roles or policies in the local OpenBao."""
     yield
-    with psycopg.connect(libpq_dsn(database.url(database.owner))) as connection:
+    # The system role: under forced row-level security the owner sees no tenant's rows.
+    with psycopg.connect(libpq_dsn(database.url(database.system))) as connection:
         slugs = [row[0] for row in connection.execute("SELECT slug FROM tenants")]
     vault_support.remove_tenant_secrets(slugs)
 
