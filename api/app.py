@@ -22,6 +22,7 @@ from api.logs import configure_logging
 from api.middleware import install_middleware
 from api.operations.router import router as operations_router
 from api.problems import install_problem_handlers, problem_response
+from api.server_credential.router import router as server_credential_router
 from api.services import Services
 from api.settings import ServiceNotConfigured, Settings, get_settings
 from api.tenants.router import router as tenants_router
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_exception_handler(SecretsUnavailable, _secrets_unavailable)
     install_middleware(app)
     for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router,
-                   audit_router, billing_router, usage_router, drift_router):
+                   audit_router, billing_router, usage_router, server_credential_router, drift_router):
         app.include_router(router)
     return app
 

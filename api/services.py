@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from api.auth.keyring import KeyRing
@@ -16,6 +18,10 @@ from api.settings import Settings
 from api.stacks.driver import StackDriver
 from api.tenant_secrets import TenantSecrets
 from api.vault import VaultConnection
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def load_object(path: str) -> Any:
@@ -34,6 +40,8 @@ class Services:
     billing: StripeBilling
     mailer: Mailer
     _driver: StackDriver | None = field(default=None, repr=False)
+    # The time as license answers and the license renewal see it (tests freeze it).
+    clock: Callable[[], datetime] = utc_now
 
     @property
     def driver(self) -> StackDriver:

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     license_ttl_days: int = 30
     license_expiry_grace_days: int = 7
     license_offline_grace_hours: int = 24
+    # The hourly renewal re-issues an active tenant's license this long before it expires.
+    license_renewal_window_days: int = Field(default=7, gt=0)
 
     # Login throttling (api.auth.throttle): this many failures within the window lock an
     # account (by email, whether it exists or not) or a client address for the lockout.

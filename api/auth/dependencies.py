@@ -81,7 +81,7 @@ class TenantContext(RequestContext):
         super().audit(action, resource, tenant_id=tenant_id or self.tenant_id, **details)
 
 
-def _check_tenant_access(
+def check_tenant_access(
     principal: Principal,
     tenant_id: uuid.UUID,
     role: TenantRole | None,
@@ -114,7 +114,7 @@ class TenantAccess:
         services: ServicesDep,
         principal: Principal = Depends(current_principal),
     ) -> Iterator[TenantContext]:
-        _check_tenant_access(principal, tenant_id, self.role, self.platform)
+        check_tenant_access(principal, tenant_id, self.role, self.platform)
         with services.db.session(Scope.tenant(tenant_id)) as session:
             yield TenantContext(request, principal, services, session, tenant_id)
 
@@ -137,7 +137,7 @@ class OperationAccess:
             tenant_id = lookup.scalar(select(Operation.tenant_id).where(Operation.id == operation_id))
         if tenant_id is None:
             raise not_found("Operation")
-        _check_tenant_access(principal, tenant_id, self.role, self.platform, what="Operation")
+        check_tenant_access(principal, tenant_id, self.role, self.platform, what="Operation")
         with services.db.session(Scope.tenant(tenant_id)) as session:
             yield TenantContext(request, principal, services, session, tenant_id)
 

@@ -19,9 +19,9 @@ from components.catalog import get_tier
 from api.billing.catalog import subscription_items
 from api.billing.stripe_api import PAYABLE_STATUSES, BillingRefused, StripeBilling, SubscriptionState
 from api.billing.sync import price_lookup
-from api.billing.usage_reports import revoke_credential
 from api.db.models import Tenant
 from api.db.session import ScopedSession
+from api.server_credential.store import revoke as revoke_credential
 
 Transaction = Callable[[], AbstractContextManager[ScopedSession]]
 
@@ -109,5 +109,5 @@ def cancel_for_delete(tx: Transaction, billing: StripeBilling, tenant_id: uuid.U
     with tx() as session:
         tenant = _tenant(session, tenant_id)
         tenant.billing_status = "canceled" if subscription_id else tenant.billing_status
-        revoke_credential(session, tenant_id)  # its servers report nothing more
+        revoke_credential(session, tenant_id)  # its servers fetch and report nothing more
     return {"cancelled": subscription_id is not None, "customer_deleted": customer_id is not None}

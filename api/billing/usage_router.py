@@ -1,4 +1,4 @@
-"""Usage reports from tenant servers, and the owners' management of the credential they sign with."""
+"""Usage reports from tenant servers, signed with the tenant server's credential."""
 
 from __future__ import annotations
 
@@ -13,28 +13,21 @@ from api.auth.dependencies import TenantContext, require
 from api.auth.roles import TenantRole
 from api.billing import usage_reports
 from api.billing.metering import record_report
-from api.db.models import Tenant
 from api.db.session import Scope
 from api.dependencies import ServicesDep, mark_audited
 from api.problems import PROBLEM_RESPONSES, Problem
+from api.server_credential import router as server_credential_router
+from api.server_credential import store as server_credential
+from api.server_credential.router import ServerCredentialOut
 from api.services import Services
 
 router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
 
 
-class UsageCredentialOut(BaseModel):
-    key_id: str
-    secret: str
-
-
-@router.post("/v1/tenants/{tenant_id}/billing/usage-credential", status_code=201,
-             summary="Issue or rotate the credential the tenant's servers sign usage reports with (shown once)")
-def rotate_usage_credential(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> UsageCredentialOut:
-    with ctx.db.begin():
-        tenant = ctx.db.get(Tenant, ctx.tenant_id)
-        issued = usage_reports.issue_credential(ctx.db, ctx.services.tenant_secrets, tenant)
-        ctx.audit("billing.usage_credential.rotate", f"tenant:{ctx.tenant_id}", key_id=issued.key_id)
-    return UsageCredentialOut(key_id=issued.key_id, secret=issued.secret)
+@router.post("/v1/tenants/{tenant_id}/billing/usage-credential", status_code=201, deprecated=True,
+             summary="Former name of POST /v1/tenants/{tenant_id}/server-credential")
+def rotate_usage_credential(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> ServerCredentialOut:
+    return server_credential_router.rotate(ctx)
 
 
 class UsageReceipt(BaseModel):
@@ -57,13 +50,15 @@ def _record(services: Services, key_id: str | None, signature: str | None, body:
 
 
 @router.post("/v1/billing/usage-reports",
-             summary="A tenant server's report of ingested bytes, signed with the tenant's usage credential")
+             summary="A tenant server's report of ingested bytes, signed with the tenant server's credential")
 async def usage_report(
     request: Request,
     services: ServicesDep,
-    key_id: Annotated[str | None, Header(alias="Cameleer-Usage-Key")] = None,
-    signature: Annotated[str | None, Header(alias="Cameleer-Signature")] = None,
+    key_id: Annotated[str | None, Header(alias=server_credential.KEY_HEADER)] = None,
+    signature: Annotated[str | None, Header(alias=server_credential.SIGNATURE_HEADER)] = None,
+    legacy_key_id: Annotated[str | None, Header(alias=server_credential.LEGACY_KEY_HEADER)] = None,
 ) -> UsageReceipt:
+    key_id = key_id or legacy_key_id
     body = await request.body()
     source_ip = request.client.host if request.client else None
     try:

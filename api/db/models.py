@@ -51,6 +51,7 @@ class OperationKind(enum.StrEnum):
     CHANGE_TIER = "change_tier"
     DELETE = "delete"
     DRIFT_CORRECTION = "drift_correction"
+    LICENSE_RENEWAL = "license_renewal"
 
 
 class OperationStatus(enum.StrEnum):

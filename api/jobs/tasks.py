@@ -1,6 +1,6 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
-maintenance, audit checkpoints, the purges (login attempts, mailed links, expired pending
-signups and signup counters), and billing's periodic work."""
+maintenance, audit checkpoints, license renewal, the purges (login attempts, mailed links,
+expired pending signups and signup counters), and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
 
         with context.additional_context["services"].db.transaction(Scope.system()) as session:
             purge_expired(session, settings, datetime.now(UTC))
+
+    @_every(app, "23 * * * *", "license-renewal", periodic)
+    @app.task(name="license_renewal", queue=settings.job_queue, pass_context=True)
+    def license_renewal(context: JobContext, timestamp: int) -> None:
+        from api.licensing.renewal import renew_due_licenses
+
+        renew_due_licenses(context.additional_context["services"])
 
     register_billing_tasks(app, settings, periodic=periodic)
 

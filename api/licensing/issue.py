@@ -61,9 +61,10 @@ def issue_license(
     issuer: str,
     ttl: timedelta,
     operation_id: uuid.UUID | None = None,
+    now: datetime | None = None,
 ) -> License:
     """Sign a new license and supersede the tenant's previous one."""
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     previous = current_license(session, tenant.id)
     if previous is not None:
         previous.superseded_at = now

@@ -1,19 +1,31 @@
-"""License delivery to tenant servers and customers."""
+"""License delivery to tenant servers and customers.
+
+``GET /api/license/{tenant_id}`` answers a member's access token or the tenant server's
+credential (api.server_credential.store), which reads its own tenant's license and no other.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
 
-from api.auth.dependencies import TenantContext, require
+from api.auth.dependencies import TenantContext, bearer, check_tenant_access, current_principal, require
 from api.auth.roles import READERS, TenantRole
 from api.db.models import License, Tenant
+from api.db.session import Scope
+from api.dependencies import ServicesDep
 from api.licensing.issue import current_license
-from api.problems import PROBLEM_RESPONSES, not_found
+from api.licensing.verify import LicensePeriod, license_period
+from api.middleware import request_state
+from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.server_credential import store as server_credential
+from api.services import Services
 
 router = APIRouter(prefix="/api/license", tags=["licensing"], responses=PROBLEM_RESPONSES)
 CACHE_CONTROL = "private, max-age=300, must-revalidate"
@@ -26,18 +38,52 @@ class LicenseOut(BaseModel):
     kid: str
     issued_at: datetime
     expires_at: datetime
+    grace_until: datetime = Field(description="Until then an expired license still runs the server, read-only")
+    state: LicensePeriod = Field(description="valid until expires_at, grace until grace_until, expired after")
+    checked_at: datetime = Field(description="The time of this answer: the server's last successful check")
+    offline_grace_until: datetime = Field(
+        description="While the licensing API is unreachable, the server keeps running until then")
     token: str
 
 
-def _etag(row: License) -> str:
-    return '"' + hashlib.sha256(row.token.encode()).hexdigest()[:32] + '"'
-
-
-def _current(ctx: TenantContext) -> License:
-    with ctx.db.begin():
-        row = current_license(ctx.db, ctx.tenant_id)
-    if row is None:
+def license_reader(
+    request: Request,
+    tenant_id: uuid.UUID,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+    key_id: Annotated[str | None, Header(alias=server_credential.KEY_HEADER,
+                                         description="The tenant server's key id (instead of a bearer token)")] = None,
+    signature: Annotated[str | None, Header(alias=server_credential.SIGNATURE_HEADER,
+                                            description='t=<unix time>,v1=<HMAC-SHA256(secret, "<t>.GET <path>")>')] = None,
+) -> uuid.UUID:
+    """The tenant whose license the caller may read: a member (viewer or more) or platform
+    reader with an access token, or that tenant's server with its credential."""
+    if key_id is None:
+        check_tenant_access(current_principal(request, services, credentials), tenant_id, TenantRole.VIEWER, READERS)
+        return tenant_id
+    message = server_credential.get_message(request.url.path)
+    with services.db.transaction(Scope.system()) as session:
+        try:
+            owner = server_credential.authenticate(session, services.tenant_secrets, key_id, signature, message,
+                                                   services.clock())
+        except server_credential.CredentialRefused as exc:
+            raise Problem(401, "server-credential-unauthorized", str(exc)) from None
+    request_state(request)["actor"] = f"server-key:{key_id}"
+    if owner != tenant_id:
         raise not_found("License")
+    return tenant_id
+
+
+def _etag(row: License, state: LicensePeriod) -> str:
+    return '"' + hashlib.sha256(f"{row.token}:{state.value}".encode()).hexdigest()[:32] + '"'
+
+
+def _current(services: Services, tenant_id: uuid.UUID) -> License:
+    with services.db.transaction(Scope.tenant(tenant_id)) as session:
+        row = current_license(session, tenant_id)
+        if row is None:
+            raise not_found("License")
+        session.expunge(row)
     return row
 
 
@@ -48,28 +94,33 @@ def _matches(request: Request, etag: str) -> bool:
 
 @router.get(
     "/{tenant_id}",
-    summary="The tenant's current license (conditional GET with ETag)",
+    summary="The tenant's current license with its grace periods (conditional GET with ETag); "
+            "for a member's access token or the tenant server's credential",
     response_model=LicenseOut,
     responses={304: {"description": "Not modified"}},
 )
 def get_license(
-    request: Request, response: Response, ctx: Annotated[TenantContext, require(TenantRole.VIEWER, platform=READERS)]
+    request: Request, response: Response, services: ServicesDep, tenant_id: Annotated[uuid.UUID, Depends(license_reader)]
 ) -> Response | LicenseOut:
-    row = _current(ctx)
-    etag = _etag(row)
+    row, now, settings = _current(services, tenant_id), services.clock(), services.settings
+    grace = timedelta(days=settings.license_expiry_grace_days)
+    state = license_period(row.expires_at, now, grace)
+    etag = _etag(row, state)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     if _matches(request, etag):
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
     return LicenseOut(
         tenant_id=str(row.tenant_id), tier=row.tier, status=row.status, kid=row.kid,
-        issued_at=row.issued_at, expires_at=row.expires_at, token=row.token,
+        issued_at=row.issued_at, expires_at=row.expires_at, grace_until=row.expires_at + grace, state=state,
+        checked_at=now, offline_grace_until=now + timedelta(hours=settings.license_offline_grace_hours),
+        token=row.token,
     )
 
 
 @router.get("/{tenant_id}/download", summary="The current license as a file", response_class=Response)
 def download_license(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> Response:
-    row = _current(ctx)
+    row = _current(ctx.services, ctx.tenant_id)
     with ctx.db.begin():
         slug = ctx.db.get(Tenant, ctx.tenant_id).slug
     return Response(
@@ -77,7 +128,8 @@ def download_license(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, pla
         media_type="application/jwt",
         headers={
             "Content-Disposition": f'attachment; filename="cameleer-{slug}.license"',
-            "ETag": _etag(row),
+            "ETag": _etag(row, license_period(row.expires_at, ctx.services.clock(),
+                                              timedelta(days=ctx.services.settings.license_expiry_grace_days))),
             "Cache-Control": "private, no-store",
         },
     )

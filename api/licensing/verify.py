@@ -11,6 +11,11 @@ Rules, strongest first:
 * licensing API unreachable within the offline grace -> ``OFFLINE_GRACE``
 * otherwise ``VALID``
 
+The verdict says until when each grace lasts (``grace_until``: expiry + 7 days;
+``offline_grace_until``: last successful check + 24 hours, when the API is unreachable).
+``license_period`` is the expiry rule alone (valid / grace / expired), which the licensing API
+reports with every license.
+
 This module needs only PyJWT and cryptography, not the database.
 """
 
@@ -42,11 +47,25 @@ class LicenseState(enum.StrEnum):
     INVALID = "invalid"
 
 
+class LicensePeriod(enum.StrEnum):
+    VALID = "valid"
+    GRACE = "grace"  # expired, within the expiry grace: the server runs read-only
+    EXPIRED = "expired"
+
+
+def license_period(expires_at: datetime, now: datetime, expiry_grace: timedelta = EXPIRY_GRACE) -> LicensePeriod:
+    if now <= expires_at:
+        return LicensePeriod.VALID
+    return LicensePeriod.GRACE if now <= expires_at + expiry_grace else LicensePeriod.EXPIRED
+
+
 @dataclass(frozen=True)
 class LicenseVerdict:
     state: LicenseState
     reason: str
     claims: dict[str, Any] = field(default_factory=dict)
+    grace_until: datetime | None = None
+    offline_grace_until: datetime | None = None
 
     @property
     def usable(self) -> bool:
@@ -69,7 +88,13 @@ class LicenseVerdict:
             "tenant_id": self.claims.get("tenant_id"),
             "tier": self.claims.get("tier"),
             "expires_at": self.claims.get("exp"),
+            "grace_until": _timestamp(self.grace_until),
+            "offline_grace_until": _timestamp(self.offline_grace_until),
         }
+
+
+def _timestamp(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
 
 
 def keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, Ed25519PublicKey]:
@@ -101,22 +126,28 @@ def verify_license(
         return LicenseVerdict(LicenseState.INVALID, str(exc))
     expires_at = datetime.fromtimestamp(claims["exp"], UTC)
     not_before = datetime.fromtimestamp(claims.get("nbf", claims["iat"]), UTC)
+    offline_until = None if api_reachable or last_successful_check is None else last_successful_check + offline_grace
+
+    def verdict(state: LicenseState, reason: str) -> LicenseVerdict:
+        return LicenseVerdict(state, reason, claims, expires_at + expiry_grace, offline_until)
+
     if now + CLOCK_SKEW < not_before:
-        return LicenseVerdict(LicenseState.INVALID, f"license is not valid before {not_before:%Y-%m-%d %H:%M}", claims)
+        return verdict(LicenseState.INVALID, f"license is not valid before {not_before:%Y-%m-%d %H:%M}")
     if claims["status"] == "revoked":
-        return LicenseVerdict(LicenseState.INVALID, "license has been revoked", claims)
-    if now > expires_at + expiry_grace:
-        return LicenseVerdict(LicenseState.INVALID, f"license expired on {expires_at:%Y-%m-%d}, past the {expiry_grace.days}-day grace", claims)
-    if not api_reachable and (last_successful_check is None or now - last_successful_check > offline_grace):
-        return LicenseVerdict(
+        return verdict(LicenseState.INVALID, "license has been revoked")
+    period = license_period(expires_at, now, expiry_grace)
+    if period is LicensePeriod.EXPIRED:
+        return verdict(LicenseState.INVALID, f"license expired on {expires_at:%Y-%m-%d}, past the {expiry_grace.days}-day grace")
+    # A last check "in the future" (a clock set back) proves nothing about the last 24 hours.
+    if not api_reachable and (offline_until is None or not last_successful_check - CLOCK_SKEW <= now <= offline_until):
+        return verdict(
             LicenseState.INVALID,
             f"licensing API unreachable and no successful check within {offline_grace.total_seconds() / 3600:g} hours",
-            claims,
         )
     if claims["status"] == "suspended":
-        return LicenseVerdict(LicenseState.SUSPENDED, "tenant is suspended: features are off", claims)
-    if now > expires_at:
-        return LicenseVerdict(LicenseState.GRACE_READ_ONLY, f"license expired on {expires_at:%Y-%m-%d}: read-only grace period", claims)
+        return verdict(LicenseState.SUSPENDED, "tenant is suspended: features are off")
+    if period is LicensePeriod.GRACE:
+        return verdict(LicenseState.GRACE_READ_ONLY, f"license expired on {expires_at:%Y-%m-%d}: read-only grace period")
     if not api_reachable:
-        return LicenseVerdict(LicenseState.OFFLINE_GRACE, "licensing API unreachable: within the offline grace period", claims)
-    return LicenseVerdict(LicenseState.VALID, "license is valid", claims)
+        return verdict(LicenseState.OFFLINE_GRACE, "licensing API unreachable: within the offline grace period")
+    return verdict(LicenseState.VALID, "license is valid")

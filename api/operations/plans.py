@@ -22,6 +22,9 @@ PLANS: dict[OperationKind, tuple[str, ...]] = {
     ),
     # Queued by the drift watcher (api/drift) when the tenant's tier corrects automatically.
     OperationKind.DRIFT_CORRECTION: ("drift_correct",),
+    # Queued by the license renewal (api/licensing/renewal.py), which has issued the license:
+    # the stack's license Secret and the tenant's KV path get it.
+    OperationKind.LICENSE_RENEWAL: ("stack_up", "tenant_secrets"),
 }
 
 # A tier change that moves the tenant between shared and dedicated placement.

@@ -25,6 +25,7 @@ from api.db.models import License, LicenseStatus, Membership, OperationKind, Ope
 from api.db.session import Scope, ScopedSession
 from api.licensing.issue import current_license, issue_license, license_for_operation
 from api.operations.events import event_sink
+from api.server_credential import store as server_credential
 from api.services import Services
 from api.stacks.driver import TenantRef
 from api.tiers import environments_of, tier_named
@@ -171,6 +172,7 @@ def license_step(ctx: StepContext) -> dict[str, Any]:
                 issuer=settings.issuer,
                 ttl=timedelta(days=settings.license_ttl_days),
                 operation_id=ctx.operation_id,
+                now=ctx.services.clock(),
             )
         return {"license_id": str(row.id), "kid": row.kid, "status": row.status, "expires_at": row.expires_at.isoformat()}
 
@@ -178,8 +180,9 @@ def license_step(ctx: StepContext) -> dict[str, Any]:
 @step("tenant_secrets")
 def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     """The tenant's KV paths and who may read them, after its stack is up: the current
-    license and each environment's database credentials written, the server account of its
-    environments granted; on delete (before the stack goes), everything removed."""
+    license, the tenant server's credential (when it has none) and each environment's database
+    credentials written, the server account of its environments granted; on delete (before the
+    stack goes), everything removed."""
     if ctx.kind is OperationKind.DELETE:
         return _remove_tenant_secrets(ctx)
     vault = ctx.services.tenant_secrets
@@ -192,12 +195,24 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     access = vault.grant(slug, environments)
     written = [tenant_secrets.LICENSE] if vault.write(
         slug, tenant_secrets.LICENSE, {"token": license_row.token, "kid": license_row.kid}) else []
+    if _ensure_server_credential(ctx):
+        written.append(tenant_secrets.USAGE_CREDENTIAL)
     for environment, credentials in ctx.services.driver.database_credentials(ref, environments).items():
         if vault.write(slug, tenant_secrets.database(environment), credentials):
             written.append(tenant_secrets.database(environment))
     removed = vault.remove_databases_except(slug, environments)
     return {"policy": access.policy, "role": access.role, "namespaces": list(access.namespaces),
             "written": written, "removed": removed}
+
+
+def _ensure_server_credential(ctx: StepContext) -> bool:
+    with ctx.tx() as session:
+        issued = server_credential.ensure(session, ctx.services.tenant_secrets, ctx.tenant(session))
+        if issued is not None:
+            append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+                   "server_credential.issue", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+                   details={"key_id": issued.key_id})
+    return issued is not None
 
 
 def _remove_tenant_secrets(ctx: StepContext) -> dict[str, Any]:
