@@ -211,7 +211,7 @@ def test_usage_reports_need_the_tenants_own_signed_credential_and_count_once(cli
     assert _report(client, rotated["key_id"], rotated["secret"], other).json()["recorded"] is True
     with services.db.transaction(Scope.system()) as session:
         audited = session.scalars(select(AuditRecord.action).where(AuditRecord.tenant_id == tenant_id)).all()
-    assert audited.count("billing.usage_report") == 2 and audited.count("billing.usage_credential.rotate") == 2
+    assert audited.count("billing.usage_report") == 2 and audited.count("server_credential.rotate") == 2
     assert secret not in json.dumps([r.text for r in refused.values()])
 
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from api.auth.jws import sign
-from api.licensing.verify import LicenseState, keys_from_jwks, verify_license
+from api.licensing.verify import LicensePeriod, LicenseState, keys_from_jwks, license_period, verify_license
 from components.catalog import get_tier
 from tests.api.conftest import sign_up
 
@@ -171,3 +171,34 @@ def test_verify_cli_exit_codes(tmp_path, signing_key):
     assert run(sign(good, KID, signing_key), "--offline").returncode == 1
     recent = (now - timedelta(hours=1)).isoformat(timespec="seconds").replace("+00:00", "")
     assert run(sign(good, KID, signing_key), "--offline", "--last-check", recent).returncode == 0
+
+
+def test_verdict_says_until_when_each_grace_lasts(signing_key, keys):
+    expires = NOW - timedelta(days=3)
+    verdict = verify_license(_token(signing_key, exp=int(expires.timestamp())), keys, now=NOW)
+    assert verdict.as_dict()["grace_until"] == int((expires + timedelta(days=7)).timestamp())
+    last_check = NOW - timedelta(hours=2)
+    offline = verify_license(_token(signing_key), keys, now=NOW, api_reachable=False, last_successful_check=last_check)
+    assert offline.as_dict()["offline_grace_until"] == int((last_check + timedelta(hours=24)).timestamp())
+    assert verify_license(_token(signing_key), keys, now=NOW).as_dict()["offline_grace_until"] is None
+
+
+def test_expiry_grace_boundaries(signing_key, keys):
+    token = _token(signing_key, exp=int(NOW.timestamp()))
+    assert verify_license(token, keys, now=NOW).state is LicenseState.VALID
+    assert verify_license(token, keys, now=NOW + timedelta(seconds=1)).state is LicenseState.GRACE_READ_ONLY
+    assert verify_license(token, keys, now=NOW + timedelta(days=7)).state is LicenseState.GRACE_READ_ONLY
+    assert verify_license(token, keys, now=NOW + timedelta(days=7, seconds=1)).state is LicenseState.INVALID
+    assert license_period(NOW, NOW + timedelta(days=1)) is LicensePeriod.GRACE
+    assert license_period(NOW, NOW + timedelta(days=8)) is LicensePeriod.EXPIRED
+
+
+def test_offline_grace_needs_a_real_last_check(signing_key, keys):
+    token = _token(signing_key)
+    future = verify_license(token, keys, now=NOW, api_reachable=False, last_successful_check=NOW + timedelta(days=1))
+    assert future.state is LicenseState.INVALID  # a clock set back cannot stretch the 24 hours
+    edge = verify_license(token, keys, now=NOW, api_reachable=False, last_successful_check=NOW - timedelta(hours=24))
+    assert edge.state is LicenseState.OFFLINE_GRACE
+    expired_offline = verify_license(_token(signing_key, exp=int((NOW - timedelta(days=1)).timestamp())), keys, now=NOW,
+                                     api_reachable=False, last_successful_check=NOW - timedelta(hours=1))
+    assert expired_offline.state is LicenseState.GRACE_READ_ONLY  # both graces: read-only
