@@ -4,7 +4,7 @@
 credential (api.server_credential.store), which reads its own tenant's license and no other.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads LicenseReaderAccess.__call__'s signature at runtime.
 
 import hashlib
 import uuid
@@ -15,7 +15,9 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
-from api.auth.dependencies import TenantContext, bearer, check_tenant_access, current_principal, require
+from api.auth.dependencies import (
+    TenantAccess, TenantContext, bearer, check_tenant_access, current_principal, require,
+)
 from api.auth.roles import READERS, TenantRole
 from api.db.models import License, Tenant
 from api.db.session import Scope
@@ -46,32 +48,39 @@ class LicenseOut(BaseModel):
     token: str
 
 
-def license_reader(
-    request: Request,
-    tenant_id: uuid.UUID,
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
-    key_id: Annotated[str | None, Header(alias=server_credential.KEY_HEADER,
-                                         description="The tenant server's key id (instead of a bearer token)")] = None,
-    signature: Annotated[str | None, Header(alias=server_credential.SIGNATURE_HEADER,
-                                            description='t=<unix time>,v1=<HMAC-SHA256(secret, "<t>.GET <path>")>')] = None,
-) -> uuid.UUID:
-    """The tenant whose license the caller may read: a member (viewer or more) or platform
-    reader with an access token, or that tenant's server with its credential."""
-    if key_id is None:
-        check_tenant_access(current_principal(request, services, credentials), tenant_id, TenantRole.VIEWER, READERS)
+class LicenseReaderAccess(TenantAccess):
+    """A member (the role given, or a platform reader) with an access token, or the tenant's
+    own server with its credential; the handler gets the tenant's id."""
+
+    def __init__(self, role: TenantRole) -> None:
+        super().__init__(role, READERS)
+
+    def __call__(  # type: ignore[override]  # another signature: the credential's headers
+        self,
+        request: Request,
+        tenant_id: uuid.UUID,
+        services: ServicesDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+        key_id: Annotated[str | None, Header(alias=server_credential.KEY_HEADER,
+                                             description="The tenant server's key id (instead of a bearer token)")] = None,
+        signature: Annotated[str | None, Header(alias=server_credential.SIGNATURE_HEADER,
+                                                description='t=<unix time>,v1=<HMAC-SHA256(secret, "<t>.GET <path>")>')] = None,
+    ) -> uuid.UUID:
+        if key_id is None:
+            principal = current_principal(request, services, credentials)
+            check_tenant_access(principal, tenant_id, self.role, self.platform)
+            return tenant_id
+        message = server_credential.get_message(request.url.path)
+        with services.db.transaction(Scope.system()) as session:
+            try:
+                owner = server_credential.authenticate(session, services.tenant_secrets, key_id, signature, message,
+                                                       services.clock())
+            except server_credential.CredentialRefused as exc:
+                raise Problem(401, "server-credential-unauthorized", str(exc)) from None
+        request_state(request)["actor"] = f"server-key:{key_id}"
+        if owner != tenant_id:
+            raise not_found("License")
         return tenant_id
-    message = server_credential.get_message(request.url.path)
-    with services.db.transaction(Scope.system()) as session:
-        try:
-            owner = server_credential.authenticate(session, services.tenant_secrets, key_id, signature, message,
-                                                   services.clock())
-        except server_credential.CredentialRefused as exc:
-            raise Problem(401, "server-credential-unauthorized", str(exc)) from None
-    request_state(request)["actor"] = f"server-key:{key_id}"
-    if owner != tenant_id:
-        raise not_found("License")
-    return tenant_id
 
 
 def _etag(row: License, state: LicensePeriod) -> str:
@@ -100,7 +109,7 @@ def _matches(request: Request, etag: str) -> bool:
     responses={304: {"description": "Not modified"}},
 )
 def get_license(
-    request: Request, response: Response, services: ServicesDep, tenant_id: Annotated[uuid.UUID, Depends(license_reader)]
+    request: Request, response: Response, services: ServicesDep, tenant_id: Annotated[uuid.UUID, Depends(LicenseReaderAccess(TenantRole.VIEWER))]
 ) -> Response | LicenseOut:
     row, now, settings = _current(services, tenant_id), services.clock(), services.settings
     grace = timedelta(days=settings.license_expiry_grace_days)
