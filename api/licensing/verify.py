@@ -5,7 +5,7 @@ Rules, strongest first:
 * not EdDSA, unknown or retired key, bad signature, malformed, revoked -> ``INVALID``
 * expired more than the expiry grace (7 days) ago -> ``INVALID``
 * licensing API unreachable and the last successful check is older than the offline
-  grace (24 hours), or unknown -> ``INVALID``
+  grace (24 hours), unknown, or later than now (a clock set back) -> ``INVALID``
 * status ``suspended`` -> ``SUSPENDED``: signature fine, features off
 * expired within the grace -> ``GRACE_READ_ONLY``: runs read-only
 * licensing API unreachable within the offline grace -> ``OFFLINE_GRACE``
