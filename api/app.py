@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from api import health, metrics
 from api.audit.router import router as audit_router
+from api.auth.password_router import router as password_router
 from api.auth.router import router as auth_router
 from api.billing.router import router as billing_router
 from api.billing.usage_router import router as usage_router
@@ -25,6 +26,7 @@ from api.problems import install_problem_handlers, problem_response
 from api.server_credential.router import router as server_credential_router
 from api.services import Services
 from api.settings import ServiceNotConfigured, Settings, get_settings
+from api.tenants.members_router import router as members_router
 from api.tenants.router import router as tenants_router
 from api.vault import SecretsUnavailable
 
@@ -56,8 +58,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_problem_handlers(app)
     app.add_exception_handler(SecretsUnavailable, _secrets_unavailable)
     install_middleware(app)
-    for router in (health.router, metrics.router, auth_router, tenants_router, operations_router, license_router,
-                   audit_router, billing_router, usage_router, server_credential_router, drift_router):
+    for router in (health.router, metrics.router, auth_router, password_router, tenants_router, members_router,
+                   operations_router, license_router, audit_router, billing_router, usage_router,
+                   server_credential_router, drift_router):
         app.include_router(router)
     return app
 

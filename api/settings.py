@@ -61,6 +61,11 @@ class Settings(BaseSettings):
 
     issuer: str = "cameleer-control-plane"
     access_token_ttl_seconds: int = 900
+    # A refresh token works once, for this long; each use rotates it (api.auth.sessions).
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    # Mailed links: an invitation to an organisation, a password reset.
+    invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    password_reset_ttl_seconds: int = Field(default=3600, gt=0)
     license_ttl_days: int = 30
     license_expiry_grace_days: int = 7
     license_offline_grace_hours: int = 24

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from api.audit.chain import AuditMeta, append
 from api.auth.jws import TokenInvalid
 from api.auth.roles import OPERATORS, PlatformRole, TenantRole
+from api.auth.sessions import access_token_revoked
 from api.auth.tokens import Principal, principal_from_token
 from api.db.models import Operation
 from api.db.session import Scope, ScopedSession
@@ -50,8 +51,21 @@ def current_principal(
             )
         except TokenInvalid as exc:
             raise unauthorized(f"The access token is not valid: {exc}.") from exc
+        if access_token_revoked(session, principal.token_id):
+            raise unauthorized("The access token has been revoked; refresh it or sign in again.")
     request_state(request)["actor"] = principal.actor
     return principal
+
+
+def optional_principal(
+    request: Request,
+    services: ServicesDep,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+) -> Principal | None:
+    """The caller when an access token is given (a wrong one is still a 401), else None."""
+    if credentials is None:
+        return None
+    return current_principal(request, services, credentials)
 
 
 @dataclass
@@ -170,3 +184,7 @@ def require_platform(*roles: PlatformRole) -> Any:
 
 def authenticated() -> Any:
     return Depends(current_principal)
+
+
+def maybe_authenticated() -> Any:
+    return Depends(optional_principal)

@@ -23,6 +23,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.db.models import OneTimeLink
+from api.problems import Problem
 
 
 class LinkPurpose(enum.StrEnum):
@@ -37,6 +38,11 @@ class LinkInvalid(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def invalid_link(exc: LinkInvalid) -> Problem:
+    """The 400 answer to a link that cannot be used."""
+    return Problem(400, "invalid-link", f"The link is {exc.reason}; ask for a new one.")
 
 
 @dataclass(frozen=True)

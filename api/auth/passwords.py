@@ -5,6 +5,8 @@ from __future__ import annotations
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from api.problems import Problem
+
 MIN_LENGTH = 12
 _COMMON = {"password1234", "123456789012", "qwertyuiop12", "letmein12345", "changeme1234", "passwordpassword"}
 _hasher = PasswordHasher()
@@ -39,3 +41,10 @@ def weak_password_reasons(password: str, *, email: str = "", slug: str = "") -> 
     if len(slug) >= 4 and slug.lower() in lowered:
         reasons.append("must not contain the organisation slug")
     return reasons
+
+
+def require_strong_password(password: str, *, email: str = "", slug: str = "") -> None:
+    """A 422 ``/problems/weak-password`` listing the reasons, as signup answers."""
+    reasons = weak_password_reasons(password, email=email, slug=slug)
+    if reasons:
+        raise Problem(422, "weak-password", "The password " + "; ".join(reasons) + ".", reasons=reasons)

@@ -1,4 +1,4 @@
-"""Login, the public keys (JWKS) and signing-key rotation."""
+"""Login, refresh and logout, the public keys (JWKS) and signing-key rotation."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy.orm import Session
 
 from api.audit.chain import append
+from api.auth import sessions
 from api.auth.dependencies import RequestContext, authenticated, require_platform
 from api.auth.roles import PlatformRole
+from api.auth.sessions import RefreshRefused, RefreshReused, RevokedReason, SignedIn
 from api.auth.throttle import LoginThrottle, client_address
-from api.auth.tokens import IssuedToken, Principal, issue_access_token, principal_for
+from api.auth.tokens import Principal
 from api.auth.users import authenticate
 from api.db.models import KeyPurpose, User
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
@@ -28,10 +30,21 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+    refresh_token: str = Field(description="Single use: POST /v1/auth/refresh exchanges it for a new pair")
+    refresh_expires_in: int
+
+    @classmethod
+    def of(cls, signed_in: SignedIn) -> TokenResponse:
+        return cls(access_token=signed_in.access.token, expires_in=signed_in.access.expires_in,
+                   refresh_token=signed_in.refresh_token, refresh_expires_in=signed_in.refresh_expires_in)
 
 
 class MeResponse(BaseModel):
@@ -63,30 +76,65 @@ def login(body: LoginRequest, request: Request, services: ServicesDep, db: Syste
             _failed(db, request, throttle)
         else:
             throttle.clear_account(db)
-            issued = _issue(db, request, services, user)
+            signed_in = _sign_in(db, request, services, user)
     mark_audited(request)
     if retry_after:
         raise too_many_requests("too-many-login-attempts", "Too many failed logins; try again later.", retry_after)
     if user is None:
         raise Problem(401, "invalid-credentials", "Email or password is wrong.", headers={"WWW-Authenticate": "Bearer"})
-    return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
+    return TokenResponse.of(signed_in)
 
 
 def _failed(db: Session, request: Request, throttle: LoginThrottle) -> None:
     """Count the failure and audit it, and each lockout it causes (never the password)."""
-    for lockout in throttle.record_failure(db):
-        append(db, audit_meta(request), "auth.lockout", lockout.resource,
-               details={"kind": lockout.kind.value, "locked_until": lockout.locked_until.isoformat()})
+    throttle.record_failure_audited(db, audit_meta(request))
     append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
 
 
-def _issue(db: Session, request: Request, services: Services, user: User) -> IssuedToken:
-    principal = principal_for(db, user)
-    issued = issue_access_token(
-        services.keys, principal, issuer=services.settings.issuer, ttl=services.settings.access_token_ttl_seconds
-    )
-    append(db, audit_meta(request, principal.actor), "auth.login", f"user:{user.id}")
-    return issued
+def _sign_in(db: Session, request: Request, services: Services, user: User) -> SignedIn:
+    signed_in = sessions.start(db, services, user)
+    append(db, audit_meta(request, signed_in.principal.actor), "auth.login", f"user:{user.id}",
+           details={"session_id": str(signed_in.session_id)})
+    return signed_in
+
+
+@router.post("/v1/auth/refresh", tags=["auth"],
+             summary="Exchange a refresh token (once) for a new access and refresh token of the same session")
+def refresh(body: RefreshRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
+    refused = None
+    with db.begin():
+        try:
+            signed_in = sessions.rotate(db, services, body.refresh_token)
+            append(db, audit_meta(request, signed_in.principal.actor), "auth.refresh",
+                   f"session:{signed_in.session_id}")
+        except RefreshReused as reused:
+            _revoke_reused(db, request, reused)
+            refused = reused
+        except RefreshRefused as exc:
+            refused = exc
+    if refused is not None:
+        raise Problem(401, "invalid-refresh-token", f"The refresh token is {refused.reason}; sign in again.",
+                      headers={"WWW-Authenticate": "Bearer"})
+    mark_audited(request)
+    return TokenResponse.of(signed_in)
+
+
+def _revoke_reused(db: Session, request: Request, reused: RefreshReused) -> None:
+    """A used refresh token came back: someone else has a copy. End the whole session."""
+    denied = sessions.revoke_session(db, reused.session_id, RevokedReason.REFRESH_REUSE)
+    append(db, audit_meta(request, f"user:{reused.user_id}"), "auth.refresh_reuse", f"session:{reused.session_id}",
+           result="denied", details={"access_tokens_revoked": denied})
+    mark_audited(request)
+
+
+@router.post("/v1/auth/logout", tags=["auth"], status_code=204,
+             summary="End the caller's session: its refresh token and access tokens stop working at once")
+def logout(request: Request, db: SystemDb, principal: Annotated[Principal, authenticated()]) -> Response:
+    with db.begin():
+        sessions.revoke_session(db, principal.session_id, RevokedReason.LOGOUT)
+        append(db, audit_meta(request, principal.actor), "auth.logout", f"session:{principal.session_id}")
+    mark_audited(request)
+    return Response(status_code=204)
 
 
 @router.get("/v1/auth/me", tags=["auth"], summary="Who the access token belongs to")

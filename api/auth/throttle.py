@@ -29,6 +29,7 @@ from sqlalchemy import delete, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from api.audit.chain import AuditMeta, append
 from api.auth.users import normalize_email
 from api.db.models import LoginAttempt, LoginAttemptKind
 from api.settings import Settings
@@ -102,6 +103,12 @@ class LoginThrottle:
                 locked.append(Lockout(kind, key, row.locked_until))
         session.flush()
         return locked
+
+    def record_failure_audited(self, session: Session, meta: AuditMeta) -> None:
+        """Count a failure and audit each lockout it causes (never the password)."""
+        for lockout in self.record_failure(session):
+            append(session, meta, "auth.lockout", lockout.resource,
+                   details={"kind": lockout.kind.value, "locked_until": lockout.locked_until.isoformat()})
 
     def clear_account(self, session: Session) -> None:
         """A successful login forgets the account's failures (never a lock set meanwhile)."""

@@ -1,5 +1,6 @@
 """Short-lived access tokens: who the user is and their roles, signed by the access-token
-transit key (Ed25519)."""
+transit key (Ed25519). Each carries its ``jti`` and its sign-in session's id (``sid``),
+by which it is revoked (``api.auth.sessions``); a token without them is refused."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth.jws import unverified_header, verify
+from api.auth.jws import TokenInvalid, unverified_header, verify
 from api.auth.keyring import KeyRing
 from api.auth.roles import PlatformRole, TenantRole
 from api.db.models import KeyPurpose, Membership, User
@@ -23,6 +24,8 @@ class Principal:
     user_id: uuid.UUID
     memberships: dict[uuid.UUID, TenantRole] = field(default_factory=dict)
     platform_roles: frozenset[PlatformRole] = frozenset()
+    session_id: uuid.UUID | None = None
+    token_id: str | None = None
 
     @property
     def actor(self) -> str:
@@ -39,6 +42,8 @@ class Principal:
 class IssuedToken:
     token: str
     expires_in: int
+    jti: str
+    expires_at: datetime
 
 
 def principal_for(session: Session, user: User) -> Principal:
@@ -51,8 +56,11 @@ def principal_for(session: Session, user: User) -> Principal:
     )
 
 
-def issue_access_token(keys: KeyRing, principal: Principal, *, issuer: str, ttl: int) -> IssuedToken:
-    now = datetime.now(UTC)
+def issue_access_token(
+    keys: KeyRing, principal: Principal, session_id: uuid.UUID, *, issuer: str, ttl: int, now: datetime | None = None
+) -> IssuedToken:
+    now = now or datetime.now(UTC)
+    jti = uuid.uuid4().hex
     claims = {
         "iss": issuer,
         "aud": AUDIENCE,
@@ -60,11 +68,13 @@ def issue_access_token(keys: KeyRing, principal: Principal, *, issuer: str, ttl:
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(seconds=ttl),
-        "jti": uuid.uuid4().hex,
+        "jti": jti,
+        "sid": str(session_id),
         "memberships": [{"tenant": str(t), "role": r.value} for t, r in principal.memberships.items()],
         "platform_roles": sorted(r.value for r in principal.platform_roles),
     }
-    return IssuedToken(token=keys.sign(KeyPurpose.ACCESS, claims).token, expires_in=ttl)
+    token = keys.sign(KeyPurpose.ACCESS, claims).token
+    return IssuedToken(token=token, expires_in=ttl, jti=jti, expires_at=claims["exp"])
 
 
 def principal_from_token(session: Session, keys: KeyRing, token: str, *, issuer: str) -> Principal:
@@ -74,10 +84,15 @@ def principal_from_token(session: Session, keys: KeyRing, token: str, *, issuer:
         keys.verification_keys(session, KeyPurpose.ACCESS, kid=unverified_header(token).get("kid")),
         audience=AUDIENCE,
         issuer=issuer,
-        required=("exp", "iat", "sub"),
+        required=("exp", "iat", "sub", "jti", "sid"),
     )
-    return Principal(
-        user_id=uuid.UUID(claims["sub"]),
-        memberships={uuid.UUID(m["tenant"]): TenantRole(m["role"]) for m in claims.get("memberships", [])},
-        platform_roles=frozenset(PlatformRole(r) for r in claims.get("platform_roles", [])),
-    )
+    try:
+        return Principal(
+            user_id=uuid.UUID(claims["sub"]),
+            memberships={uuid.UUID(m["tenant"]): TenantRole(m["role"]) for m in claims.get("memberships", [])},
+            platform_roles=frozenset(PlatformRole(r) for r in claims.get("platform_roles", [])),
+            session_id=uuid.UUID(claims["sid"]),
+            token_id=str(claims["jti"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TokenInvalid("malformed claims") from exc

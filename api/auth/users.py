@@ -49,6 +49,10 @@ def add_user(
     return user
 
 
+def set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+
+
 def authenticate(session: Session, email: str, password: str) -> User | None:
     user = find_user(session, email)
     ok = verify_password(user.password_hash if user else None, password)

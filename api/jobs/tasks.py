@@ -1,6 +1,6 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
 maintenance, audit checkpoints, license renewal, the purges (login attempts, mailed links,
-expired pending signups and signup counters), and billing's periodic work."""
+sessions, expired pending signups and signup counters), and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -94,6 +94,17 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
 
         from api.db.session import Scope
         from api.tenants.signup_limits import purge_expired
+
+        with context.additional_context["services"].db.transaction(Scope.system()) as session:
+            purge_expired(session, settings, datetime.now(UTC))
+
+    @_every(app, "49 * * * *", "auth-sessions-purge", periodic)
+    @app.task(name="auth_sessions_purge", queue=settings.job_queue, pass_context=True)
+    def auth_sessions_purge(context: JobContext, timestamp: int) -> None:
+        from datetime import UTC, datetime
+
+        from api.auth.sessions import purge_expired
+        from api.db.session import Scope
 
         with context.additional_context["services"].db.transaction(Scope.system()) as session:
             purge_expired(session, settings, datetime.now(UTC))

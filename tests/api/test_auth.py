@@ -31,7 +31,8 @@ from tests.api.conftest import STRONG_PASSWORD, login, sign_up
 def _claims(tenant, **overrides) -> dict:
     now = datetime.now(UTC)
     claims = {"iss": "cameleer-control-plane", "aud": AUDIENCE, "sub": str(uuid.uuid4()), "iat": now,
-              "exp": now + timedelta(minutes=5), "memberships": [{"tenant": tenant.tenant_id, "role": "owner"}]}
+              "exp": now + timedelta(minutes=5), "jti": uuid.uuid4().hex, "sid": str(uuid.uuid4()),
+              "memberships": [{"tenant": tenant.tenant_id, "role": "owner"}]}
     claims.update(overrides)
     return claims
 

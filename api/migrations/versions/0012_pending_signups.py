@@ -7,7 +7,7 @@ table and one counting routine serve every PostgreSQL-backed limit. Read before 
 authenticated (the system scope): no row-level security.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,193 @@
+"""Sign-in sessions: refresh tokens that rotate, and access tokens that can be revoked at once.
+
+A login starts a session, the family of its refresh tokens. A refresh token is opaque and
+random (only its SHA-256 is stored) and works once: using it marks it used and issues a new
+one in the same session, with a new access token. A used refresh token presented again means
+that a copy of it exists elsewhere (stolen, or a client that kept it): the whole session is
+revoked, the tokens of whoever holds the newer ones included.
+
+Every access token is recorded by its ``jti``, with its session and user. Revoking marks the
+unexpired ones, and ``current_principal`` looks the ``jti`` up on every request (its primary
+key), so a revoked token is refused on the next request, not when it expires.
+
+Lock order, the same everywhere, so that issuing and revoking never deadlock: the user's row,
+then session rows, then token rows. Issuing holds the user's row FOR SHARE while it reads the
+memberships it puts into the token; revoking a user's tokens takes it FOR NO KEY UPDATE. A
+token issued concurrently with a role change or a removal is therefore either seen and revoked
+by it, or issued after it, with the memberships as they are then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from api.auth.tokens import IssuedToken, Principal, issue_access_token, principal_for
+from api.db.models import AccessToken, AuthSession, RefreshToken, User
+from api.services import Services
+from api.settings import Settings
+
+
+class RevokedReason:
+    LOGOUT = "logout"
+    REFRESH_REUSE = "refresh_reuse"
+    PASSWORD_CHANGE = "password_change"
+    PASSWORD_RESET = "password_reset"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session_id: uuid.UUID
+    principal: Principal
+    access: IssuedToken
+    refresh_token: str  # goes to the client only
+    refresh_expires_in: int
+
+
+class RefreshRefused(Exception):
+    """The refresh token is unknown, expired, or of a revoked session (``reason`` says which)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RefreshReused(RefreshRefused):
+    """A refresh token already used was presented again; nothing is changed yet."""
+
+    def __init__(self, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        super().__init__("already used")
+        self.session_id = session_id
+        self.user_id = user_id
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def lock_user(db: Session, user_id: uuid.UUID, *, exclusive: bool = False) -> User | None:
+    """The user's row, locked (see the lock order above); None once scrubbed."""
+    query = select(User).where(User.id == user_id, User.scrubbed_at.is_(None))
+    locked = query.with_for_update(key_share=True) if exclusive else query.with_for_update(read=True)
+    return db.scalar(locked.execution_options(populate_existing=True))
+
+
+def start(db: Session, services: Services, user: User, *, now: datetime | None = None) -> SignedIn:
+    """A new session for ``user`` (whose password was just verified)."""
+    now = now or _now()
+    lock_user(db, user.id)
+    family = AuthSession(id=uuid.uuid4(), user_id=user.id, expires_at=now)
+    db.add(family)
+    db.flush()
+    return _issue(db, services, user, family, now)
+
+
+def rotate(db: Session, services: Services, refresh_token: str, *, now: datetime | None = None) -> SignedIn:
+    """Use a refresh token once: a new refresh and access token in its session. Raises
+    :class:`RefreshReused` (for the caller to revoke the session) or :class:`RefreshRefused`."""
+    now = now or _now()
+    digest = _digest(refresh_token)
+    found = db.execute(select(AuthSession.id, AuthSession.user_id)
+                       .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
+                       .where(RefreshToken.token_sha256 == digest)).first()
+    if found is None:
+        raise RefreshRefused("unknown")
+    user = lock_user(db, found.user_id)
+    family = _locked(db, select(AuthSession).where(AuthSession.id == found.id))
+    token = _locked(db, select(RefreshToken).where(RefreshToken.token_sha256 == digest))
+    if family is None or token is None or user is None:
+        raise RefreshRefused("unknown")
+    if family.revoked_at is not None:
+        raise RefreshRefused("revoked")
+    if token.used_at is not None:
+        raise RefreshReused(family.id, family.user_id)
+    if token.expires_at <= now:
+        raise RefreshRefused("expired")
+    token.used_at = now
+    return _issue(db, services, user, family, now)
+
+
+def _locked(db: Session, query: Any) -> Any:
+    return db.scalar(query.with_for_update().execution_options(populate_existing=True))
+
+
+def _issue(db: Session, services: Services, user: User, family: AuthSession, now: datetime) -> SignedIn:
+    settings = services.settings
+    refresh_token = secrets.token_urlsafe(32)
+    refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_seconds)
+    db.add(RefreshToken(token_sha256=_digest(refresh_token), session_id=family.id,
+                        issued_at=now, expires_at=now + refresh_ttl))
+    family.expires_at = now + refresh_ttl
+    principal = principal_for(db, user)
+    access = issue_access_token(services.keys, principal, family.id, issuer=settings.issuer,
+                                ttl=settings.access_token_ttl_seconds, now=now)
+    db.add(AccessToken(jti=access.jti, session_id=family.id, user_id=user.id, expires_at=access.expires_at))
+    db.flush()
+    return SignedIn(family.id, principal, access, refresh_token, settings.refresh_token_ttl_seconds)
+
+
+def revoke_session(db: Session, session_id: uuid.UUID, reason: str, *, now: datetime | None = None) -> int:
+    """End one session: its refresh tokens stop working and its access tokens are denied.
+    Returns how many access tokens were denied."""
+    now = now or _now()
+    db.execute(update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+               .values(revoked_at=now, revoked_reason=reason))
+    return _deny(db, AccessToken.session_id == session_id, now)
+
+
+def revoke_sessions_of(
+    db: Session, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None, now: datetime | None = None
+) -> int:
+    """End every session of the user but ``keep``; returns how many were ended."""
+    now = now or _now()
+    lock_user(db, user_id, exclusive=True)
+    conditions = [AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)]
+    if keep is not None:
+        conditions.append(AuthSession.id != keep)
+    ended = db.scalars(update(AuthSession).where(*conditions).values(revoked_at=now, revoked_reason=reason)
+                       .returning(AuthSession.id)).all()
+    if ended:
+        _deny(db, AccessToken.session_id.in_(ended), now)
+    return len(ended)
+
+
+def revoke_access_tokens_of(db: Session, user_id: uuid.UUID, *, now: datetime | None = None) -> int:
+    """Deny the user's unexpired access tokens, keeping the sessions: the next refresh issues
+    a token with the memberships as they are now (a role change, a removal)."""
+    now = now or _now()
+    lock_user(db, user_id, exclusive=True)
+    return _deny(db, AccessToken.user_id == user_id, now)
+
+
+def _deny(db: Session, condition: Any, now: datetime) -> int:
+    result = db.execute(update(AccessToken)
+                        .where(condition, AccessToken.revoked_at.is_(None), AccessToken.expires_at > now)
+                        .values(revoked_at=now).execution_options(synchronize_session=False))
+    return result.rowcount
+
+
+def access_token_revoked(db: Session, jti: str) -> bool:
+    """The check of every request (a primary-key lookup)."""
+    return db.scalar(select(AccessToken.revoked_at).where(AccessToken.jti == jti)) is not None
+
+
+def purge_expired(db: Session, settings: Settings, now: datetime) -> int:
+    """Delete what no longer authenticates or denies anything (periodic). A session is kept
+    for an access token's lifetime after its end, for its denied tokens' sake."""
+    longest_access = timedelta(seconds=settings.access_token_ttl_seconds)
+    deleted = db.execute(delete(AccessToken).where(AccessToken.expires_at <= now)).rowcount
+    deleted += db.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now)).rowcount
+    deleted += db.execute(delete(AuthSession).where(or_(AuthSession.expires_at <= now - longest_access,
+                                                        AuthSession.revoked_at <= now - longest_access))).rowcount
+    return deleted
