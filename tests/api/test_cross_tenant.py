@@ -7,6 +7,7 @@ parameter (which must then have such a check).
 
 from __future__ import annotations
 
+import jwt
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -58,14 +59,23 @@ def two_tenants(client, services):
     return sign_up(client, services), sign_up(client, services)
 
 
-BODIES = {"/v1/tenants/{tenant_id}/tier": {"tier": "mid"}}
+BODIES = {
+    "/v1/tenants/{tenant_id}/tier": {"tier": "mid"},
+    "/v1/tenants/{tenant_id}/invitations": {"email": "intruder@example.com", "role": "owner"},
+    "/v1/tenants/{tenant_id}/members/{user_id}": {"role": "viewer"},
+}
+
+
+def _user_id(headers: dict[str, str]) -> str:
+    return jwt.decode(headers["Authorization"].split()[1], options={"verify_signature": False})["sub"]
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_token_of_tenant_a_cannot_touch_tenant_b(client, two_tenants, method, path):
     a, b = two_tenants
-    url = path.format(tenant_id=b.tenant_id, operation_id=b.operation_id)
+    url = path.format(tenant_id=b.tenant_id, operation_id=b.operation_id, user_id=_user_id(b.headers))
     before = client.get(f"/v1/tenants/{b.tenant_id}", headers=b.headers).json()
+    members_before = client.get(f"/v1/tenants/{b.tenant_id}/members", headers=b.headers).json()
     operations_before = client.get(f"/v1/tenants/{b.tenant_id}/operations", headers=b.headers).json()
 
     response = client.request(method, url, headers=a.headers, json=BODIES.get(path))
@@ -77,6 +87,7 @@ def test_token_of_tenant_a_cannot_touch_tenant_b(client, two_tenants, method, pa
     assert b.slug not in response.text and b.email not in response.text
     assert client.get(f"/v1/tenants/{b.tenant_id}", headers=b.headers).json() == before
     assert client.get(f"/v1/tenants/{b.tenant_id}/operations", headers=b.headers).json() == operations_before
+    assert client.get(f"/v1/tenants/{b.tenant_id}/members", headers=b.headers).json() == members_before
 
 
 def test_owner_of_b_can_use_the_same_routes(client, two_tenants):

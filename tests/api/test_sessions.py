@@ -224,3 +224,24 @@ def test_an_expired_reset_link_is_refused(client, services, settings, database):
     expired = client.post("/v1/auth/password-reset/confirm", json={"token": token, "new_password": NEW_PASSWORD})
     assert expired.status_code == 400 and "expired" in expired.json()["detail"]
     login_pair(client, tenant.email)
+
+
+def test_openapi_describes_the_new_endpoints_and_their_problems(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("/v1/auth/refresh", "post"): {"401", "422"},
+        ("/v1/auth/logout", "post"): {"401"},
+        ("/v1/auth/password", "post"): {"401", "403", "422", "429"},
+        ("/v1/auth/password-reset", "post"): {"422"},
+        ("/v1/auth/password-reset/confirm", "post"): {"400", "422"},
+        ("/v1/tenants/{tenant_id}/invitations", "post"): {"403", "404", "409", "422"},
+        ("/v1/invitations/accept", "post"): {"400", "401", "403", "409", "422"},
+        ("/v1/tenants/{tenant_id}/members/{user_id}", "patch"): {"403", "404", "409"},
+        ("/v1/tenants/{tenant_id}/members/{user_id}", "delete"): {"403", "404", "409"},
+    }
+    for (path, method), problems in expected.items():
+        responses = paths[path][method]["responses"]
+        assert problems <= set(responses), (path, method)
+        assert all("application/problem+json" in responses[code]["content"] for code in problems), (path, method)
+    login = paths["/v1/auth/login"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert login.endswith("/TokenResponse")
