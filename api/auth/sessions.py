@@ -19,6 +19,7 @@ by it, or issued after it, with the memberships as they are then.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import secrets
 import uuid
@@ -35,7 +36,7 @@ from api.services import Services
 from api.settings import Settings
 
 
-class RevokedReason:
+class RevokedReason(enum.StrEnum):
     LOGOUT = "logout"
     REFRESH_REUSE = "refresh_reuse"
     PASSWORD_CHANGE = "password_change"
@@ -137,7 +138,7 @@ def _issue(db: Session, services: Services, user: User, family: AuthSession, now
     return SignedIn(family.id, principal, access, refresh_token, settings.refresh_token_ttl_seconds)
 
 
-def revoke_session(db: Session, session_id: uuid.UUID, reason: str, *, now: datetime | None = None) -> int:
+def revoke_session(db: Session, session_id: uuid.UUID, reason: RevokedReason, *, now: datetime | None = None) -> int:
     """End one session: its refresh tokens stop working and its access tokens are denied.
     Returns how many access tokens were denied."""
     now = now or _now()
@@ -147,7 +148,8 @@ def revoke_session(db: Session, session_id: uuid.UUID, reason: str, *, now: date
 
 
 def revoke_sessions_of(
-    db: Session, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None, now: datetime | None = None
+    db: Session, user_id: uuid.UUID, reason: RevokedReason, *,
+    keep: uuid.UUID | None = None, now: datetime | None = None,
 ) -> int:
     """End every session of the user but ``keep``; returns how many were ended."""
     now = now or _now()

@@ -127,7 +127,8 @@ def test_a_role_change_applies_to_the_members_very_next_request(client, services
     assert record.details == {"previous": "admin", "role": "viewer", "access_tokens_revoked": 1}
     same = client.patch(f"{members_url}/{user_id}", json={"role": "viewer"}, headers=tenant.headers)
     assert same.status_code == 200 and len(audit(services, "member.role_change", f"user:{user_id}")) == 1
-    assert client.patch(f"{members_url}/{uuid.uuid4()}", json={"role": "viewer"}, headers=tenant.headers).status_code == 404
+    stranger = client.patch(f"{members_url}/{uuid.uuid4()}", json={"role": "viewer"}, headers=tenant.headers)
+    assert stranger.status_code == 404
 
 
 def test_a_removed_member_is_refused_on_the_very_next_request(client, services, settings):
