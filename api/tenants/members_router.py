@@ -39,7 +39,7 @@ class AcceptRequest(BaseModel):
                                  description="Only when the email has no account yet: the new account's password")
 
 
-class Joined(BaseModel):
+class JoinedOut(BaseModel):
     tenant_id: uuid.UUID
     user_id: uuid.UUID
     role: TenantRole
@@ -65,7 +65,7 @@ def invite(body: InvitationRequest, background: BackgroundTasks,
 @router.post("/v1/invitations/accept", summary="Join a tenant with an invitation's token "
              "(signed in for an existing account; with a password to create a new one)")
 def accept(body: AcceptRequest, request: Request, db: SystemDb,
-           caller: Annotated[Principal | None, maybe_authenticated()]) -> Joined:
+           caller: Annotated[Principal | None, maybe_authenticated()]) -> JoinedOut:
     with db.begin():
         try:
             joined = members.accept(db, body.token, body.password, caller, audit_meta(request))
@@ -73,7 +73,7 @@ def accept(body: AcceptRequest, request: Request, db: SystemDb,
             raise invalid_link(exc) from None
     mark_audited(request)
     membership = joined.membership
-    return Joined(tenant_id=membership.tenant_id, user_id=membership.user_id, role=TenantRole(membership.role),
+    return JoinedOut(tenant_id=membership.tenant_id, user_id=membership.user_id, role=TenantRole(membership.role),
                   account_created=joined.account_created)
 
 
