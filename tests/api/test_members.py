@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from api.db.models import Membership
 from api.db.session import Scope
-from tests.api.conftest import STRONG_PASSWORD, sign_up
-from tests.api.test_sessions import audit, bearer, claims, last_mail_to, login_pair, owner_sql, refresh, token_in
+from tests.api.conftest import STRONG_PASSWORD
+from tests.api.test_sessions import (
+    audit, bearer, claims, last_mail_to, login_pair, new_organisation, owner_sql, refresh, token_in,
+)
 
 NEWCOMER_PASSWORD = "newcomer-passphrase-2026"
 
@@ -46,7 +48,7 @@ def owner_id(tenant) -> str:
 
 
 def test_an_invitation_creates_the_account_of_a_new_email(client, services, settings):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     email = f"New.Person-{uuid.uuid4().hex[:6]}@Example.com"
     response = invite(client, tenant, email, "developer")
     assert response.status_code == 201 and response.json()["role"] == "developer"
@@ -71,7 +73,7 @@ def test_an_invitation_creates_the_account_of_a_new_email(client, services, sett
 
 
 def test_an_existing_account_accepts_signed_in_and_then_sees_both_organisations(client, services, settings):
-    first, second = sign_up(client, services, activate=False), sign_up(client, services, activate=False)
+    first, second = new_organisation(client, services), new_organisation(client, services)
     token = invited_token(client, settings, second, first.email, "viewer")
     anonymous = client.post("/v1/invitations/accept", json={"token": token, "password": STRONG_PASSWORD})
     assert anonymous.status_code == 401 and anonymous.json()["type"] == "/problems/sign-in-required"
@@ -87,7 +89,7 @@ def test_an_existing_account_accepts_signed_in_and_then_sees_both_organisations(
 
 
 def test_expired_and_superseded_invitations_are_refused(client, services, settings, database):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     email = f"late-{uuid.uuid4().hex[:8]}@example.com"
     first = invited_token(client, settings, tenant, email)
     second = invited_token(client, settings, tenant, email)  # a new invitation ends the earlier one
@@ -101,7 +103,7 @@ def test_expired_and_superseded_invitations_are_refused(client, services, settin
 
 
 def test_who_may_invite_which_role(client, services, settings):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     _, admin = join(client, settings, tenant, "admin")
     _, developer = join(client, settings, tenant, "developer")
     assert invite(client, tenant, "x1@example.com", "owner", bearer(admin)).status_code == 403
@@ -113,7 +115,7 @@ def test_who_may_invite_which_role(client, services, settings):
 
 
 def test_a_role_change_applies_to_the_members_very_next_request(client, services, settings):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     user_id, pair = join(client, settings, tenant, "admin")
     members_url = f"/v1/tenants/{tenant.tenant_id}/members"
     assert client.get(members_url, headers=bearer(pair)).status_code == 200
@@ -132,7 +134,7 @@ def test_a_role_change_applies_to_the_members_very_next_request(client, services
 
 
 def test_a_removed_member_is_refused_on_the_very_next_request(client, services, settings):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     user_id, pair = join(client, settings, tenant, "developer")
     assert client.get(f"/v1/tenants/{tenant.tenant_id}", headers=bearer(pair)).status_code == 200
     removed = client.delete(f"/v1/tenants/{tenant.tenant_id}/members/{user_id}", headers=tenant.headers)
@@ -150,7 +152,7 @@ def test_a_removed_member_is_refused_on_the_very_next_request(client, services, 
 
 
 def test_the_last_owner_can_be_neither_demoted_nor_removed(client, services, settings):
-    tenant = sign_up(client, services, activate=False)
+    tenant = new_organisation(client, services)
     owner = owner_id(tenant)
     url = f"/v1/tenants/{tenant.tenant_id}/members"
     demoted = client.patch(f"{url}/{owner}", json={"role": "admin"}, headers=tenant.headers)
