@@ -60,7 +60,17 @@ def renew_due_licenses(services: Services, now: datetime | None = None) -> dict[
     window = timedelta(days=services.settings.license_renewal_window_days)
     with services.db.transaction(Scope.system()) as session:
         due = due_tenants(session, now, window)
-    return {str(tenant_id): renew_tenant(services, tenant_id, now, window) for tenant_id in due}
+    return {str(tenant_id): _renew_or_report(services, tenant_id, now, window) for tenant_id in due}
+
+
+def _renew_or_report(services: Services, tenant_id: uuid.UUID, now: datetime, window: timedelta) -> str:
+    """One tenant's failure (its transaction rolled back, so still due) never stops the others'
+    renewals; the next run tries it again."""
+    try:
+        return renew_tenant(services, tenant_id, now, window)
+    except Exception as exc:  # noqa: BLE001 - reported per tenant, retried next run
+        log.warning("license renewal of tenant %s failed (%s); retried next run", tenant_id, type(exc).__name__)
+        return f"failed ({type(exc).__name__}); retried next run"
 
 
 def renew_tenant(services: Services, tenant_id: uuid.UUID, now: datetime, window: timedelta) -> str:

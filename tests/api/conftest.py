@@ -114,15 +114,18 @@ def stripe_requests() -> stripe_support.RecordingHTTPClient:
 def services(
     settings: Settings, driver: FakeStackDriver, billing_catalog: None, stripe_requests: stripe_support.RecordingHTTPClient
 ) -> Iterator[Services]:
-    billing = StripeBilling.from_settings(settings, http_client=stripe_requests)
-    built = Services.build(settings, driver=driver, billing=billing)
+    # A job queue of the test's own: a job another test left queued (a signup it never ran)
+    # is never run by this test's worker with this test's driver.
+    own = settings.model_copy(update={"job_queue": f"{settings.job_queue}-{secrets.token_hex(3)}"})
+    billing = StripeBilling.from_settings(own, http_client=stripe_requests)
+    built = Services.build(own, driver=driver, billing=billing)
     yield built
     built.db.dispose()
 
 
 @pytest.fixture
 def client(settings: Settings, services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, services=services)) as test_client:
+    with TestClient(create_app(services.settings, services=services)) as test_client:
         yield test_client
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from api.billing.signatures import signature_header
 from api.db.models import AuditRecord, License, Operation, OperationKind
 from api.db.session import Scope
+from api.licensing import renewal
 from api.licensing.renewal import renew_due_licenses
 from api.licensing.verify import LicenseState, keys_from_jwks, verify_license
 from tests.api import vault_support
@@ -175,3 +176,23 @@ def test_license_answer_shows_the_grace_periods(client, services):
     etags = {client.get(path, headers=tenant.headers).headers["etag"]}
     services.clock = lambda: license_row.issued_at + timedelta(days=31)
     assert client.get(path, headers=tenant.headers).headers["etag"] not in etags  # the state is part of the answer
+
+
+def test_one_tenants_failed_renewal_stops_no_other(client, services, driver, monkeypatch):
+    first, second = sign_up(client, services), sign_up(client, services)
+    (license_of_second,) = _licenses(services, second.tenant_id)
+    services.clock = lambda: license_of_second.issued_at + timedelta(days=29)
+    real_queue_delivery = renewal._queue_delivery
+
+    def failing_for_first(session, services_, tenant_id, renewed):
+        if str(tenant_id) == first.tenant_id:
+            raise RuntimeError("the job queue refused")
+        return real_queue_delivery(session, services_, tenant_id, renewed)
+
+    monkeypatch.setattr(renewal, "_queue_delivery", failing_for_first)
+    outcomes = renew_due_licenses(services)
+    assert outcomes[first.tenant_id].startswith("failed (RuntimeError)")
+    assert outcomes[second.tenant_id].startswith("renewed until")
+    assert len(_licenses(services, first.tenant_id)) == 1  # rolled back: still due for the next run
+    monkeypatch.undo()
+    assert renew_due_licenses(services)[first.tenant_id].startswith("renewed until")

@@ -57,7 +57,7 @@ def test_killed_worker_resumes_without_duplicates(client, services, settings, dr
     accepted = signup_and_verify(client, services, signup_body())
     operation_id, tenant_id = uuid.UUID(accepted["operation"]["id"]), uuid.UUID(accepted["tenant"]["id"])
 
-    worker = _start_worker(settings)
+    worker = _start_worker(services.settings)
     try:
         _wait_for_step(services, operation_id, "stack_up")
     finally:
@@ -69,7 +69,7 @@ def test_killed_worker_resumes_without_duplicates(client, services, settings, dr
         assert customer is not None
 
     time.sleep(STALLED_AFTER + 1)
-    app = build_job_app(settings)
+    app = build_job_app(services.settings)
 
     async def recover() -> list[int]:
         async with app.open_async():
