@@ -22,34 +22,29 @@ upgrade that changes it fails there, and this copy must be compared with the new
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from pulumi.automation import CommandResult, PulumiCommand
 from pulumi.automation.errors import create_command_error
 
 
-PR_SET_PDEATHSIG = 1
+def _die_with_parent_prefix() -> list[str]:
+    """`setpriv --pdeathsig KILL --` (util-linux, in every Debian): the kernel SIGKILLs the
+    `pulumi` process when the thread that started it dies. Not a `preexec_fn`: Python code
+    run between fork and exec in a process with threads (a worker's engine threads) can
+    deadlock or crash the child, and did (a segmentation fault under concurrent provisions).
+    Elsewhere than Linux, nothing: recovery through the lease still ends what is left."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A `preexec_fn` that has the kernel SIGKILL the child when its parent thread dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-_DIE_WITH_PARENT = _parent_death_signal()
+_DIE_WITH_PARENT = _die_with_parent_prefix()
 
 
 class ProcessWatcher(Protocol):
@@ -89,8 +84,9 @@ class SessionCommand(PulumiCommand):
                 chunks.append(stripped)
             stream.close()
 
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
-                              encoding="utf-8", start_new_session=True, preexec_fn=_DIE_WITH_PARENT) as process:
+        # Ours: setpriv execs `pulumi` in place (same pid), in a session of its own.
+        with subprocess.Popen([*_DIE_WITH_PARENT, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                              env=env, encoding="utf-8", start_new_session=True) as process:
             watcher = self.watcher
             if watcher is not None:
                 watcher.started(additional_env, process.pid)

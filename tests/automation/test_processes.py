@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import shutil
 
 from pulumi.automation import PulumiCommand
 
@@ -88,3 +89,30 @@ def _alive(pid: int) -> bool:
     from automation.locks import ProcessState, probe_process
 
     return probe_process(pid).state is ProcessState.RUNNING
+
+
+
+def test_no_python_code_runs_between_fork_and_exec(tmp_path, monkeypatch):
+    """A `preexec_fn` in a process with threads (a worker's engine threads, the SDK's gRPC
+    servers) crashed the forked child with a segmentation fault under concurrent provisions:
+    the parent-death signal is set by `setpriv`, which then execs `pulumi` in place."""
+    import subprocess
+
+    seen: list[tuple[list[str], dict]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(args, **kwargs):
+        seen.append((list(args), kwargs))
+        return real_popen(args, **kwargs)
+
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "pulumi"
+    fake.write_text("#!/bin/sh\necho v3.259.0\n")
+    fake.chmod(0o755)
+    command = SessionCommand(root=str(tmp_path), skip_version_check=True)  # the SDK asks the version here
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    command.run(["version"], str(tmp_path), {})
+
+    [(args, kwargs)] = seen
+    assert kwargs.get("preexec_fn") is None and kwargs["start_new_session"] is True
+    assert args[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"] and args[4] == str(fake)
