@@ -15,8 +15,8 @@ then ends the rest of its session (tools/pyhost/host.py).
 The Automation API starts `pulumi` in `PulumiCommand.run` with a plain `subprocess.Popen` and
 has no option for the session, nor a hook to learn the pid. `PulumiCommand` is public
 and the workspace takes any instance (`LocalWorkspaceOptions.pulumi_command`), so
-`SessionCommand` overrides `run` with the SDK's own body plus `start_new_session=True` and
-the two hooks. tests/automation/test_processes.py pins the SDK's `run` source: an SDK
+`SessionCommand` overrides `run` with the SDK's own body plus `start_new_session=True`, the
+`setpriv` prefix and the two hooks. tests/automation/test_processes.py pins the SDK's `run` source: an SDK
 upgrade that changes it fails there, and this copy must be compared with the new one.
 """
 
