@@ -17,7 +17,6 @@ engine's and not a public API, so tests/automation/test_checkpoints.py pins it a
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 from collections.abc import Iterable, Iterator
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backend_blobs import BackendBlobs
 from .errors import ErrorKind, OperationError
-from .locks import STACKS_DIR, postgres_table
-from .settings import file_backend_root
+from .locks import STACKS_DIR
 
 CHECKPOINT_VERSION = 3
 
@@ -55,17 +54,11 @@ def parse(stack: str, content: bytes, version: str) -> Checkpoint:
                       pending_operations=bool(deployment.get("pending_operations")))
 
 
-class CheckpointReader:
+class CheckpointReader(BackendBlobs):
     """The checkpoints of one project's stacks in one backend."""
 
     def __init__(self, backend_url: str, project: str) -> None:
-        self.project = project
-        self._root = file_backend_root(backend_url)
-        scheme = backend_url.partition("://")[0].lower()
-        self._postgres = postgres_table(backend_url) if scheme in ("postgres", "postgresql") else None
-        if self._root is None and self._postgres is None:
-            raise OperationError(ErrorKind.CONFIG, f"the drift pre-check cannot read checkpoints from "
-                                 f"{backend_url.partition('://')[0]}:// backends (file:// and postgres:// only)")
+        super().__init__(backend_url, project, "stack checkpoints")
 
     def read(self, stacks: Iterable[str] | None = None) -> dict[str, Checkpoint]:
         """Checkpoints by stack name: all of the project's stacks, or only `stacks`."""
@@ -115,20 +108,10 @@ class CheckpointReader:
     # -- postgres:// --------------------------------------------------------------
 
     def _postgres_blobs(self, *, with_data: bool = True, stack: str = "") -> Iterator[tuple[str, bytes, str]]:
-        import psycopg
-
-        dsn, table, key_prefix = self._postgres
-        prefix = f"{key_prefix}{STACKS_DIR}/{self.project}/{stack}"
-        data = "data::text" if with_data else "''"
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = conn.execute(
-                f"SELECT key, {data}, xmin::text FROM {table} WHERE key LIKE %s",  # noqa: S608 - table checked
-                (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
-            ).fetchall()
-        for key, blob, version in rows:
-            name = key[len(prefix) - len(stack):]
+        rows = self._postgres_rows(f"{STACKS_DIR}/{self.project}/{stack}", with_data=with_data)
+        for rest, content, version in rows:
+            name = stack + rest
             for suffix in (".json", ".json.gz"):
                 if name.endswith(suffix) and "/" not in name:
-                    content = base64.b64decode(json.loads(blob)["data"]) if with_data else b""
                     yield name[: -len(suffix)], content, version
 

@@ -14,33 +14,23 @@ and not a public API: tests/integration/test_automation_engine.py
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ErrorKind, OperationError
+from .backend_blobs import BackendBlobs
 from .history import HistoryEntry, parse_history
-from .locks import postgres_table
-from .settings import file_backend_root
 
 HISTORY_DIR = ".pulumi/history"
 SUFFIXES = (".history.json", ".history.json.gz")
 
 
-class HistoryReader:
+class HistoryReader(BackendBlobs):
     """The update histories of one project's stacks in one backend."""
 
     def __init__(self, backend_url: str, project: str) -> None:
-        self.project = project
-        self._root = file_backend_root(backend_url)
-        scheme = backend_url.partition("://")[0].lower()
-        self._postgres = postgres_table(backend_url) if scheme in ("postgres", "postgresql") else None
-        if self._root is None and self._postgres is None:
-            raise OperationError(ErrorKind.CONFIG, f"stack history cannot be read from "
-                                 f"{backend_url.partition('://')[0]}:// backends without the engine "
-                                 "(file:// and postgres:// only)")
+        super().__init__(backend_url, project, "stack history")
 
     def read(self, stack: str, *, limit: int | None = None) -> list[HistoryEntry]:
         """The stack's updates, newest first (none for a stack that was never updated or is gone)."""
@@ -60,19 +50,9 @@ class HistoryReader:
                     continue  # removed while we listed: the stack is being removed
 
     def _postgres_blobs(self, stack: str) -> Iterator[tuple[str, bytes]]:
-        import psycopg
-
-        dsn, table, key_prefix = self._postgres
-        prefix = f"{key_prefix}{HISTORY_DIR}/{self.project}/{stack}/"
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            rows = conn.execute(
-                f"SELECT key, data::text FROM {table} WHERE key LIKE %s",  # noqa: S608 - table checked
-                (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
-            ).fetchall()
-        for key, blob in rows:
-            name = key[len(prefix):]
+        for name, content, _version in self._postgres_rows(f"{HISTORY_DIR}/{self.project}/{stack}/"):
             if "/" not in name and name.endswith(SUFFIXES):
-                yield name, base64.b64decode(json.loads(blob)["data"])
+                yield name, content
 
 
 def _document(content: bytes) -> dict[str, Any]:

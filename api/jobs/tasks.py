@@ -1,6 +1,6 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
-maintenance, audit checkpoints, license renewal, the purges (login attempts, mailed links,
-sessions, expired pending signups and signup counters), and billing's periodic work."""
+maintenance, audit checkpoints, license renewal, the hourly purge of expired rows
+(api.jobs.housekeeping), and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -67,47 +67,12 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
 
         take_checkpoint(context.additional_context["services"])
 
-    @_every(app, "41 * * * *", "login-attempts-purge", periodic)
-    @app.task(name="login_attempts_purge", queue=settings.job_queue, pass_context=True)
-    def login_attempts_purge(context: JobContext, timestamp: int) -> None:
-        from datetime import UTC, datetime
+    @_every(app, "41 * * * *", "purge-expired-rows", periodic)
+    @app.task(name="purge_expired_rows", queue=settings.job_queue, pass_context=True)
+    def purge_expired_rows(context: JobContext, timestamp: int) -> None:
+        from api.jobs.housekeeping import purge_expired_rows
 
-        from api.auth.throttle import purge_expired
-        from api.db.session import Scope
-
-        with context.additional_context["services"].db.transaction(Scope.system()) as session:
-            purge_expired(session, settings, datetime.now(UTC))
-
-    @_every(app, "43 * * * *", "one-time-links-purge", periodic)
-    @app.task(name="one_time_links_purge", queue=settings.job_queue, pass_context=True)
-    def one_time_links_purge(context: JobContext, timestamp: int) -> None:
-        from api.auth.links import purge
-        from api.db.session import Scope
-
-        with context.additional_context["services"].db.transaction(Scope.system()) as session:
-            purge(session)
-
-    @_every(app, "47 * * * *", "pending-signups-purge", periodic)
-    @app.task(name="pending_signups_purge", queue=settings.job_queue, pass_context=True)
-    def pending_signups_purge(context: JobContext, timestamp: int) -> None:
-        from datetime import UTC, datetime
-
-        from api.db.session import Scope
-        from api.tenants.signup_limits import purge_expired
-
-        with context.additional_context["services"].db.transaction(Scope.system()) as session:
-            purge_expired(session, settings, datetime.now(UTC))
-
-    @_every(app, "49 * * * *", "auth-sessions-purge", periodic)
-    @app.task(name="auth_sessions_purge", queue=settings.job_queue, pass_context=True)
-    def auth_sessions_purge(context: JobContext, timestamp: int) -> None:
-        from datetime import UTC, datetime
-
-        from api.auth.sessions import purge_expired
-        from api.db.session import Scope
-
-        with context.additional_context["services"].db.transaction(Scope.system()) as session:
-            purge_expired(session, settings, datetime.now(UTC))
+        purge_expired_rows(context.additional_context["services"])
 
     @_every(app, "23 * * * *", "license-renewal", periodic)
     @app.task(name="license_renewal", queue=settings.job_queue, pass_context=True)
