@@ -98,15 +98,6 @@ def redeem(session: Session, purpose: LinkPurpose, token: str, *, now: datetime 
     return link
 
 
-def peek(session: Session, purpose: LinkPurpose, token: str, *, now: datetime | None = None) -> OneTimeLink:
-    """The link a token names, if it could be redeemed now, without using it."""
-    now = now or _now()
-    link = session.scalar(select(OneTimeLink).where(OneTimeLink.token_sha256 == _digest(token)))
-    if link is None or link.purpose != purpose.value or link.used_at is not None or link.expires_at <= now:
-        raise LinkInvalid("unknown, used or expired")
-    return link
-
-
 def revoke(session: Session, purpose: LinkPurpose, subject: str, *, now: datetime | None = None) -> int:
     """End every unused link of this purpose and subject; how many there were."""
     result = session.execute(

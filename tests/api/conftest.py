@@ -7,7 +7,7 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -127,6 +127,27 @@ def services(
 def client(settings: Settings, services: Services) -> Iterator[TestClient]:
     with TestClient(create_app(services.settings, services=services)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def app_clients() -> Iterator[Callable[[Settings, Services, str], TestClient]]:
+    """Clients of app instances, each from the client address it is given (the throttles
+    count per address); all closed after the test."""
+    clients: list[TestClient] = []
+
+    def make(settings: Settings, services: Services, address: str) -> TestClient:
+        client = TestClient(create_app(settings, services=services), client=(address, 50000))
+        clients.append(client)
+        return client.__enter__()
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def new_address() -> str:
+    """A client address no other test uses (documentation range)."""
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
 
 
 def run_queue(services: Services) -> None:

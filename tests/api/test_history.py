@@ -42,17 +42,22 @@ def engine_cannot_run(monkeypatch, tmp_path):
     return tmp_path
 
 
+def _history_through_the_real_driver(settings, services, tenant) -> dict:
+    """The tenant's history from an app whose stack driver is the real engine adapter."""
+    real = Services.build(settings, driver=AutomationStackDriver(), billing=services.billing)
+    try:
+        with TestClient(create_app(settings, services=real)) as api:
+            return api.get(f"/v1/tenants/{tenant.tenant_id}/history", headers=tenant.headers).json()
+    finally:
+        real.db.dispose()
+
+
 def test_history_is_read_from_the_backend_without_the_engine(client, services, settings, engine_cannot_run):
     tenant = sign_up(client, services)
     message = UpdateMetadata("control-plane", f"provision tenant {tenant.slug}", operation_id=tenant.operation_id,
                              kind="control-plane").message()
     _write_update(engine_cannot_run, f"tenant-{tenant.slug}", message)
-    real = Services.build(settings, driver=AutomationStackDriver(), billing=services.billing)
-    try:
-        with TestClient(create_app(settings, services=real)) as api:
-            history = api.get(f"/v1/tenants/{tenant.tenant_id}/history", headers=tenant.headers).json()
-    finally:
-        real.db.dispose()
+    history = _history_through_the_real_driver(settings, services, tenant)
     assert history["stack_history_error"] is None
     [stack] = [e for e in history["entries"] if e["source"] == "stack"]
     assert (stack["action"], stack["result"]) == ("stack.update", "succeeded")
@@ -63,12 +68,7 @@ def test_history_is_read_from_the_backend_without_the_engine(client, services, s
 
 def test_a_tenant_whose_stack_was_never_updated_has_no_stack_entries(client, services, settings, engine_cannot_run):
     tenant = sign_up(client, services)
-    real = Services.build(settings, driver=AutomationStackDriver(), billing=services.billing)
-    try:
-        with TestClient(create_app(settings, services=real)) as api:
-            history = api.get(f"/v1/tenants/{tenant.tenant_id}/history", headers=tenant.headers).json()
-    finally:
-        real.db.dispose()
+    history = _history_through_the_real_driver(settings, services, tenant)
     assert history["stack_history_error"] is None
     assert {e["source"] for e in history["entries"]} == {"audit"}
     assert uuid.UUID(history["tenant_id"]) == uuid.UUID(tenant.tenant_id)

@@ -9,9 +9,8 @@ the stored window and lock back, as the throttle compares them with the request'
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -20,35 +19,20 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from api.app import create_app
 from api.auth import passwords
 from api.auth.throttle import Limit, LoginThrottle, purge_expired
 from api.db.models import LoginAttempt, LoginAttemptKind
 from api.db.session import Scope
 from api.settings import libpq_dsn
-from tests.api.conftest import STRONG_PASSWORD, sign_up
+from tests.api.conftest import STRONG_PASSWORD, new_address, sign_up
 
 WRONG = "not-the-password-1"
 
 
 @pytest.fixture
-def from_address(settings, services) -> Iterator[Callable[..., TestClient]]:
-    """Clients of the app, each from a client address no other test uses."""
-    clients = []
-
-    def make(address: str | None = None) -> TestClient:
-        address = address or new_address()
-        client = TestClient(create_app(settings, services=services), client=(address, 50000))
-        clients.append(client)
-        return client.__enter__()
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-def new_address() -> str:
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+def from_address(services, app_clients) -> Callable[..., TestClient]:
+    """Clients of the app, each from a client address no other test uses (or the one given)."""
+    return lambda address=None: app_clients(services.settings, services, address or new_address())
 
 
 class VerifySpy:

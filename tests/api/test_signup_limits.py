@@ -9,20 +9,18 @@ on its own apps, so that it never throttles the other tests.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from api.app import create_app
 from api.db.models import PendingSignup
 from api.db.session import Database, Scope
 from api.settings import libpq_dsn
-from tests.api.conftest import sign_up, signup_body, unique_slug, verification_token, verify
+from tests.api.conftest import new_address, sign_up, signup_body, unique_slug, verification_token, verify
 
 LIMITS = {"signup_address_max": 3, "signup_address_window_seconds": 3600,
           "signup_domain_max": 4, "signup_domain_window_seconds": 86400,
@@ -31,25 +29,16 @@ LIMITS = {"signup_address_max": 3, "signup_address_window_seconds": 3600,
 
 
 @pytest.fixture
-def limited(settings, services) -> Iterator[Callable[..., TestClient]]:
+def limited(services, app_clients) -> Callable[..., TestClient]:
     """Apps with low signup limits (``LIMITS`` and overrides), each a separate instance with
     its own connections to the session's database, called from ``address``."""
-    clients = []
 
     def make(address: str, **overrides) -> TestClient:
-        low = settings.model_copy(update={**LIMITS, **overrides})
+        low = services.settings.model_copy(update={**LIMITS, **overrides})
         own = dataclasses.replace(services, settings=low, db=Database.from_settings(low))  # its own connection pools
-        client = TestClient(create_app(low, services=own), client=(address, 50000))
-        clients.append(client)
-        return client.__enter__()
+        return app_clients(low, own, address)
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-def new_address() -> str:
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    return make
 
 
 def new_domain() -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from tests.api import vault_support
 from tests.api.database import TestDatabase, create_database, drop_database
@@ -113,6 +114,24 @@ class ControlPlane:
     _logs: list[Path] = field(default_factory=list)
 
     # -- start and stop ------------------------------------------------------------
+
+    @contextmanager
+    def serving(self) -> Iterator[list[str]]:
+        """Started, and closed on exit. This process runs engine commands too (the bare CLI,
+        StackOperations): meanwhile they use the plane's private backend and passphrase, never
+        the developer's. Yields the list that receives the cleanup's problems."""
+        problems: list[str] = []
+        with pytest.MonkeyPatch.context() as env:
+            for name in DEVELOPER_ONLY_ENV:
+                env.delenv(name, raising=False)
+            try:
+                self.start()
+                for name in ("PULUMI_BACKEND_URL", "PULUMI_HOME", "CAMELEER_DATA_DIR", "CAMELEER_PULUMI_ROOT"):
+                    env.setenv(name, self.env[name])
+                env.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
+                yield problems
+            finally:
+                problems.extend(self.close())
 
     def start(self) -> ControlPlane:
         from api.migrate import upgrade

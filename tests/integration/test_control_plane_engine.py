@@ -41,9 +41,7 @@ from components.tenant_server import LICENSE_FILE, LICENSE_SECRET, SERVER_NAME
 from tests.api import stripe_support, vault_support
 from tests.integration.conftest import _SESSION_SLUGS, kube_missing
 from tests.integration.control_plane import (
-    DEVELOPER_ONLY_ENV,
     DEV_STATE,
-    PASSPHRASE,
     REPO_ROOT,
     STRONG_PASSWORD,
     ControlPlane,
@@ -70,21 +68,12 @@ def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin, shared_bas
                     # A rollout that cannot finish fails in this long, not in five minutes.
                     "CAMELEER_TENANT_ROLLOUT_TIMEOUT": "40s"},
     )
-    # This process runs engine commands too (StackOperations for the history, the bare CLI):
-    # none of them may reach the developer's backend or passphrase.
-    with pytest.MonkeyPatch.context() as env:
-        for name in DEVELOPER_ONLY_ENV:
-            env.delenv(name, raising=False)
-        try:
-            plane.start()
-            for name in ("PULUMI_BACKEND_URL", "PULUMI_HOME", "CAMELEER_DATA_DIR", "CAMELEER_PULUMI_ROOT"):
-                env.setenv(name, plane.env[name])
-            env.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
+    try:
+        with plane.serving() as problems:
             plane.start_worker()
             yield plane
-        finally:
-            problems = plane.close()
-            _SESSION_SLUGS.extend(plane.slugs)  # their database roles go with the tenant database
+    finally:
+        _SESSION_SLUGS.extend(plane.slugs)  # their database roles go with the tenant database
     leaked = [slug for slug in plane.slugs
               if list(DEV_STATE.glob(f".pulumi/stacks/**/tenant-{slug}.json*"))
               or (REPO_ROOT / "stacks" / "config" / f"Pulumi.tenant-{slug}.yaml").exists()]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import _SESSION_SLUGS
-from tests.integration.control_plane import DEVELOPER_ONLY_ENV, PASSPHRASE, ControlPlane
+from tests.integration.control_plane import ControlPlane
 from tests.integration.test_control_plane_engine import _stack_up_progress, wait_for
 
 pytestmark = pytest.mark.engine
@@ -29,18 +29,11 @@ FINISH_WITHIN = 120
 def cp(tmp_path_factory, tenant_database_url, kubeconfig, pulumi_bin, shared_baseline):
     plane = ControlPlane(tmp_path_factory.mktemp("worker-leases"), tenant_database_url,
                          worker_env={"CAMELEER_STALLED_AFTER_SECONDS": "5", "CAMELEER_READINESS_POLL_SECONDS": "1"})
-    with pytest.MonkeyPatch.context() as env:
-        for name in DEVELOPER_ONLY_ENV:
-            env.delenv(name, raising=False)
-        try:
-            plane.start()
-            for name in ("PULUMI_BACKEND_URL", "PULUMI_HOME", "CAMELEER_DATA_DIR", "CAMELEER_PULUMI_ROOT"):
-                env.setenv(name, plane.env[name])
-            env.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
+    try:
+        with plane.serving() as problems:
             yield plane
-        finally:
-            problems = plane.close()
-            _SESSION_SLUGS.extend(plane.slugs)
+    finally:
+        _SESSION_SLUGS.extend(plane.slugs)
     assert not problems, "cleanup:\n" + "\n".join(problems)
 
 
