@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -267,12 +268,21 @@ class WorkspaceFactory:
         return self.attach(stack, metadata=metadata)
 
     def _service_project_dir(self) -> Path:
+        """The service's config dir, holding a project file of the project's name.
+
+        Engines of other threads and processes read that file while they run, so it is
+        written only when its content changes, and then whole (a new file renamed into
+        place): a truncated file failed a concurrent `stack init` with "expected project
+        to be an object".
+        """
         directory = self.settings.service_config_dir
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "Pulumi.yaml").write_text(
-            "# Written by the control plane: lets `pulumi stack init` put the settings files of\n"
-            "# the stacks it creates here. The program is the repository's (see its Pulumi.yaml).\n"
-            f"name: {self.project_name}\nruntime: python\n")
+        project_file = directory / "Pulumi.yaml"
+        content = ("# Written by the control plane: lets `pulumi stack init` put the settings files of\n"
+                   "# the stacks it creates here. The program is the repository's (see its Pulumi.yaml).\n"
+                   f"name: {self.project_name}\nruntime: python\n")
+        if not project_file.exists() or project_file.read_text() != content:
+            _replace_file(project_file, content)
         return directory
 
     def _init_stack(self, stack: str, directory: Path) -> None:
@@ -356,3 +366,10 @@ class WorkspaceFactory:
             if directory.is_dir():
                 names.update(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
         return sorted(names)
+
+
+def _replace_file(path: Path, content: str) -> None:
+    """Write `path` whole: readers see the old content or the new, never a part."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(content)
+    os.replace(tmp.name, path)

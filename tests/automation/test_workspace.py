@@ -130,3 +130,27 @@ def test_assignment_needs_a_key():
 def test_keys_are_namespaced():
     assert qualify_key("tier") == "cameleer:tier"
     assert qualify_key("kubernetes:context") == "kubernetes:context"
+
+
+def test_the_service_project_file_is_written_once_and_never_truncated_under_readers(factory, monkeypatch):
+    """Concurrent `stack init`s read the service's project file: rewriting it in place
+    failed one with "expected project to be an object" (seen in CI's 20-stack drift test)."""
+    first = factory._service_project_dir() / "Pulumi.yaml"
+    inode = first.stat().st_ino
+    factory._service_project_dir()
+    assert first.stat().st_ino == inode, "an unchanged project file is not rewritten"
+
+    first.write_text("name: stale\n")
+    opened_for_writing: list[str] = []
+    real_open = Path.open
+
+    def watching_open(self, mode="r", *args, **kwargs):
+        if self == first and "w" in mode:
+            opened_for_writing.append(mode)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", watching_open)
+    factory._service_project_dir()
+    assert opened_for_writing == [], "a changed project file is replaced, not truncated"
+    assert "name: cameleer" in first.read_text() and first.stat().st_ino != inode
+    assert [p.name for p in first.parent.iterdir()] == ["Pulumi.yaml"]
