@@ -423,6 +423,14 @@ class Tier:
             requests=committed.scaled(share), limits=committed.scaled(share)
         )
 
+    def footprint(self, environments: tuple[str, ...] | None = None) -> Compute:
+        """What a tenant of this tier reserves on its cluster: the sum of its environments'
+        quota requests (the standard environments unless named; committed tiers at their
+        minimum commitment, which is what their stacks are sized with)."""
+        committed = self.billing.minimum if isinstance(self.billing, CommittedPricing) else None
+        requests = [self.quota_for(env, committed).requests for env in environments or self.standard_environments]
+        return Compute(sum(r.cpu_m for r in requests), sum(r.memory_mi for r in requests))
+
     def check_environment(self, environment: str) -> None:
         validate_environment_name(environment)
         if not self.allows_environment(environment):
