@@ -42,3 +42,8 @@ router = APIRouter(tags=["service"])
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+OPERATIONS_AWAITING_CAPACITY = Gauge(
+    "cameleer_operations_awaiting_capacity",
+    "Signups and moves waiting for a cluster that can take the tenant (alert when above 0 for 15 minutes)",
+    ["placement"],
+)

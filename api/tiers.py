@@ -7,9 +7,6 @@ from components.catalog import CatalogError, Placement, Tier, get_tier, validate
 
 from api.problems import Problem
 
-SHARED_CLUSTER = "eu1"
-
-
 def tier_named(name: str) -> Tier:
     try:
         return get_tier(name)
@@ -24,11 +21,19 @@ def checked_slug(slug: str) -> str:
         raise Problem(422, "invalid-slug", str(exc)) from exc
 
 
-def placement_for(tier: Tier, slug: str) -> str:
-    """Where a tenant of ``tier`` runs: the shared cluster, or its own dedicated cluster."""
-    if tier.placement is Placement.SHARED:
-        return f"{Placement.SHARED.value}:{SHARED_CLUSTER}"
-    return f"{Placement.DEDICATED.value}:{slug}"
+def placement_kind(tier: Tier) -> str:
+    """Where a tenant of ``tier`` runs before its cluster is chosen: ``shared`` or
+    ``dedicated``. The operation's ``place`` step picks the cluster (api.clusters.assign)."""
+    return tier.placement.value
+
+
+def tier_change_params(tier: Tier, current_placement: str) -> tuple[dict[str, str], bool]:
+    """The params of a change to ``tier`` from ``current_placement``, and whether it moves the
+    tenant between shared and dedicated clusters (the target cluster is chosen by the move's
+    ``place`` step; a change within a kind stays on the tenant's cluster)."""
+    moves = placement_kind(tier) != current_placement.partition(":")[0]
+    placement = placement_kind(tier) if moves else current_placement
+    return {"tier": tier.name, "placement": placement, "from_placement": current_placement}, moves
 
 
 def environments_of(tier: Tier) -> tuple[str, ...]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.catalog import get_tier
-from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 
 from .kv import read_field
 from .naming import StackKind, stack_name
@@ -34,7 +33,7 @@ class TenantSpecError(ValueError):
 @dataclass(frozen=True)
 class TenantSpec:
     slug: str
-    placement: str  # "shared[:<cluster>]" | "dedicated"
+    placement: str  # "shared:<cluster>" | "dedicated:<cluster>"
     tier: str
     environments: tuple[str, ...]
     license_jwt: str = field(repr=False)
@@ -46,7 +45,7 @@ class TenantSpec:
 
 
 def stack_name_for(slug: str, placement: str) -> str:
-    """`tenant-<slug>` for a shared placement (`shared` or `shared:<cluster>`), else `dedicated-<slug>`."""
+    """`tenant-<slug>` for a shared placement (`shared:<cluster>`), `dedicated-<slug>` for a dedicated one."""
     kind = _PLACEMENT_KINDS.get(placement.split(":", 1)[0])
     if kind is None:
         raise TenantSpecError(f"unknown placement {placement!r}; expected one of {sorted(_PLACEMENT_KINDS)}")
@@ -54,9 +53,13 @@ def stack_name_for(slug: str, placement: str) -> str:
 
 
 def cluster_of(placement: str) -> str:
-    """The cluster a placement names (`shared:<cluster>`); the local cluster otherwise."""
+    """The cluster a placement names: `shared:eu1`, `dedicated:dc1`."""
     kind, _, cluster = placement.partition(":")
-    return cluster if kind == "shared" and cluster else DEFAULT_LOCAL_CLUSTER
+    if kind not in _PLACEMENT_KINDS:
+        raise TenantSpecError(f"unknown placement {placement!r}; expected one of {sorted(_PLACEMENT_KINDS)}")
+    if not cluster:
+        raise TenantSpecError(f"placement {placement!r} names no cluster yet (the operation's place step chooses it)")
+    return cluster
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from api.db.models import BillingCatalogItem, BillingEvent, Operation, Operation
 from api.db.session import Scope, ScopedSession
 from api.operations.service import resume_operation, start_operation, unfinished_operation
 from api.services import Services
-from api.tiers import placement_for, tier_named
+from api.tiers import tier_change_params, tier_named
 
 log = logging.getLogger(__name__)
 ACTOR = "stripe"
@@ -162,17 +162,15 @@ def _tier_change_from_stripe(ctx: EventContext) -> str:
     running = unfinished_operation(ctx.session, tenant.id)
     if running is not None:
         return f"; tier {tier_name} not started: operation {running.id} ({running.kind}) is {running.status}"
-    tier = tier_named(tier_name)
-    placement = placement_for(tier, tenant.slug)
+    params, moves = tier_change_params(tier_named(tier_name), tenant.placement)
     key = f"stripe:{ctx.event['id']}:change_tier"
     operation = start_operation(
         ctx.session, kind=OperationKind.CHANGE_TIER, tenant_id=tenant.id, key=key,
         request_fingerprint=hashlib.sha256(key.encode()).hexdigest(), requested_by=ACTOR,
-        params={"tier": tier.name, "placement": placement, "from_placement": tenant.placement, "initiated_by": "stripe"},
-        moves_placement=placement.split(":", 1)[0] != tenant.placement.split(":", 1)[0],
+        params={**params, "initiated_by": "stripe"}, moves_placement=moves,
         queue=ctx.services.settings.job_queue,
     )
-    return f"; tier change to {tier.name} started: operation {operation.id}"
+    return f"; tier change to {tier_name} started: operation {operation.id}"
 
 
 def _tier_of_subscription(session: ScopedSession, subscription: dict[str, Any]) -> str | None:

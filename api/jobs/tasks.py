@@ -74,6 +74,13 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
 
         purge_expired_rows(context.additional_context["services"])
 
+    @_every(app, "* * * * *", "capacity-waits", periodic)
+    @app.task(name="capacity_waits", queue=settings.job_queue, pass_context=True)
+    def capacity_waits(context: JobContext, timestamp: int) -> None:
+        from api.clusters.capacity import resume_and_report
+
+        resume_and_report(context.additional_context["services"])
+
     @_every(app, "23 * * * *", "license-renewal", periodic)
     @app.task(name="license_renewal", queue=settings.job_queue, pass_context=True)
     def license_renewal(context: JobContext, timestamp: int) -> None:

@@ -7,11 +7,12 @@ from typing import Any
 
 from api.db.models import OperationKind
 
+# "place" decides the cluster, or waits (AWAITING_CAPACITY) until one can take the tenant.
 # Gates: "confirm" waits (AWAITING_CONFIRMATION) until an operator confirms; "payment" waits
 # (AWAITING_PAYMENT) until Stripe reports the subscription active or trialing.
 PLANS: dict[OperationKind, tuple[str, ...]] = {
     OperationKind.SIGNUP: (
-        "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate",
+        "place", "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate",
     ),
     OperationKind.SUSPEND: ("license", "stack_up", "tenant_secrets", "mark_suspended"),
     OperationKind.REACTIVATE: ("license", "stack_up", "tenant_secrets", "readiness", "activate"),
@@ -29,7 +30,7 @@ PLANS: dict[OperationKind, tuple[str, ...]] = {
 
 # A tier change that moves the tenant between shared and dedicated placement.
 MOVE_PLAN: tuple[str, ...] = (
-    "preview", "confirm", "billing", "license", "stack_up", "tenant_secrets", "readiness", "release_old_placement",
+    "place", "preview", "confirm", "billing", "license", "stack_up", "tenant_secrets", "readiness", "release_old_placement",
     "activate",
 )
 

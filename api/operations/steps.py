@@ -21,7 +21,20 @@ from api import tenant_secrets
 from api.audit.chain import AuditMeta, append
 from api.billing import subscriptions
 from api.billing.stripe_api import PAYABLE_STATUSES
-from api.db.models import License, LicenseStatus, Membership, OperationKind, OperationStatus, Tenant, TenantStatus, User
+from api.clusters import assign
+from api.clusters.assign import placed_cluster
+from api.clusters.placement import NoCluster
+from api.db.models import (
+    License,
+    LicenseStatus,
+    Membership,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    Tenant,
+    TenantStatus,
+    User,
+)
 from api.db.session import Scope, ScopedSession
 from api.licensing.issue import current_license, issue_license, license_for_operation
 from api.operations.events import event_sink
@@ -49,6 +62,12 @@ class AwaitConfirmation(OperationWaits):
     """Until an operator confirms the previewed change."""
 
     status = OperationStatus.AWAITING_CONFIRMATION
+
+
+class AwaitCapacity(OperationWaits):
+    """Until a registered cluster can take the tenant (api.clusters.assign resumes it)."""
+
+    status = OperationStatus.AWAITING_CAPACITY
 
 
 class AwaitPayment(OperationWaits):
@@ -113,6 +132,35 @@ def _set_status(ctx: StepContext, status: TenantStatus, *, only_from: tuple[Tena
 @step("tenant_record")
 def tenant_record(ctx: StepContext) -> dict[str, Any]:
     return _set_status(ctx, TenantStatus.PROVISIONING, only_from=(TenantStatus.PENDING, TenantStatus.FAILED))
+
+
+@step("place")
+def place_step(ctx: StepContext) -> dict[str, Any]:
+    """Decide once where the tenant runs (a signup) or moves to (a tier change across
+    placements), and store it: a resumed operation never moves again."""
+    with ctx.tx(Scope.system()) as session:
+        tenant = ctx.tenant(session)
+        current = ctx.target_placement(tenant)
+        if placed_cluster(current):
+            return {"placement": current}
+        choice = assign.place(session, ctx.target_tier(tenant), tenant.slug)
+        if isinstance(choice, NoCluster):
+            raise AwaitCapacity(choice.reason)
+        if ctx.kind is OperationKind.SIGNUP:
+            tenant.placement = choice
+        else:
+            _store_params(session, ctx, placement=choice)
+        append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+               "tenant.placed", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+               details={"placement": choice, "tier": ctx.target_tier(tenant)})
+        return {"placement": choice}
+
+
+def _store_params(session: ScopedSession, ctx: StepContext, **params: Any) -> None:
+    """Add to the operation's params, in the database and for the steps of this run."""
+    operation = session.get(Operation, ctx.operation_id, with_for_update=True)
+    operation.params = {**operation.params, **params}
+    ctx.params.update(params)
 
 
 def _owner_email(session: ScopedSession, tenant_id: uuid.UUID) -> str:

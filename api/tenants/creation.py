@@ -20,7 +20,7 @@ from api.db.session import ScopedSession
 from api.operations.service import find_by_key, replay_or_conflict, start_operation
 from api.problems import Problem
 from api.services import Services
-from api.tiers import placement_for, tier_named
+from api.tiers import placement_kind, tier_named
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def create_organization(
         raise taken
     tier = tier_named(wanted.tier)
     tenant = Tenant(slug=wanted.slug, name=wanted.name, tier=tier.name, status=TenantStatus.PENDING.value,
-                    placement=placement_for(tier, wanted.slug))
+                    placement=placement_kind(tier))
     db.add(tenant)
     db.flush()
     db.add(Membership(user_id=owner.id, tenant_id=tenant.id, role=TenantRole.OWNER.value))

@@ -18,7 +18,7 @@ from api.operations.service import (
     unfinished_operation,
 )
 from api.problems import Problem, not_found
-from api.tiers import placement_for, tier_named
+from api.tiers import tier_change_params, tier_named
 
 ALLOWED_FROM: dict[OperationKind, set[TenantStatus]] = {
     OperationKind.SUSPEND: {TenantStatus.ACTIVE},
@@ -56,9 +56,7 @@ def _tier_change_params(tenant: Tenant, tier_name: str) -> tuple[dict[str, Any],
     tier = tier_named(tier_name)
     if tier.name == tenant.tier:
         raise Problem(422, "same-tier", f"The tenant is already on tier {tier.name!r}.")
-    placement = placement_for(tier, tenant.slug)
-    moves = placement.split(":", 1)[0] != tenant.placement.split(":", 1)[0]
-    return {"tier": tier.name, "placement": placement, "from_placement": tenant.placement}, moves
+    return tier_change_params(tier, tenant.placement)
 
 
 def request_operation(

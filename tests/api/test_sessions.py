@@ -20,7 +20,7 @@ from api.db.models import (
 from api.db.session import Scope
 from api.mail import read_maildir
 from api.settings import libpq_dsn
-from api.tiers import placement_for, tier_named
+from api.tiers import tier_named
 from tests.api.conftest import STRONG_PASSWORD, SignedUp, login, unique_slug
 
 NEW_PASSWORD = "another-long-passphrase-97"
@@ -33,7 +33,7 @@ def new_organisation(client, services) -> SignedUp:
     email = f"owner@{slug}.example.com"
     with services.db.transaction(Scope.system()) as session:
         tenant = Tenant(slug=slug, name=f"Org {slug}", tier="low", status=TenantStatus.ACTIVE.value,
-                        placement=placement_for(tier_named("low"), slug))
+                        placement="shared:eu1")
         session.add(tenant)
         owner = create_user(session, email, STRONG_PASSWORD)
         session.add(Membership(user_id=owner.id, tenant_id=tenant.id, role=TenantRole.OWNER.value))
