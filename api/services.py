@@ -11,6 +11,7 @@ from typing import Any
 from api.auth.keyring import KeyRing
 from api.auth.signing import TransitSigner, key_policies
 from api.billing.stripe_api import StripeBilling
+from api.clusters.credentials import ClusterCredentials
 from api.db.session import Database
 from api.mail import Mailer, mailer_from_settings
 from api.operations.fingerprints import RequestFingerprints
@@ -36,6 +37,7 @@ class Services:
     db: Database
     keys: KeyRing
     tenant_secrets: TenantSecrets
+    cluster_credentials: ClusterCredentials
     fingerprints: RequestFingerprints
     billing: StripeBilling
     mailer: Mailer
@@ -66,6 +68,7 @@ class Services:
             db=db or Database.from_settings(settings),
             keys=KeyRing(TransitSigner.from_settings(settings, vault), key_policies(settings)),
             tenant_secrets=TenantSecrets.from_settings(settings, vault),
+            cluster_credentials=ClusterCredentials(vault),
             fingerprints=RequestFingerprints.from_settings(settings, vault),
             billing=billing or StripeBilling.from_settings(settings),
             mailer=mailer or mailer_from_settings(settings),

@@ -441,3 +441,40 @@ class UsageCredential(Base):
     key_id: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = _now_column()
 
+
+
+class ClusterKind(enum.StrEnum):
+    SHARED = "shared"
+    DEDICATED = "dedicated"
+
+
+class ClusterState(enum.StrEnum):
+    ACTIVE = "active"
+    CORDONED = "cordoned"  # receives no new tenant
+    DRAINING = "draining"  # receives no new tenant; the ones there are to be moved away
+
+
+CLUSTER_NAME_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
+
+
+class Cluster(Base):
+    """A Kubernetes cluster tenants are placed on (api.clusters). Platform data: no
+    row-level security. The kubeconfig is in OpenBao; ``credentials_ref`` names it."""
+
+    __tablename__ = "clusters"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    region: Mapped[str] = mapped_column(String(64))
+    capacity_cpu_m: Mapped[int] = mapped_column(BigInteger)
+    capacity_memory_mi: Mapped[int] = mapped_column(BigInteger)
+    tenant_slots: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), default=ClusterState.ACTIVE)
+    credentials_ref: Mapped[str] = mapped_column(String(200))
+    # shared-<name> for a shared cluster; dedicated-<slug> once a dedicated cluster has its tenant.
+    baseline_stack: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

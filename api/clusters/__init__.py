@@ -1,0 +1,1 @@
+"""The cluster registry: the clusters tenants are placed on, their capacity, state and credentials."""

@@ -1,0 +1,73 @@
+"""Request and response bodies of /v1/clusters. No body carries a kubeconfig back out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from api.db.models import CLUSTER_NAME_PATTERN, Cluster, ClusterKind, ClusterState, Tenant
+
+Quantity = Annotated[str, Field(min_length=1, max_length=32)]
+Slots = Annotated[int, Field(ge=1, le=1_000_000)]
+Region = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RegisterCluster(BaseModel):
+    name: Annotated[str, Field(pattern=CLUSTER_NAME_PATTERN, examples=["shared-eu2"])]
+    kind: ClusterKind
+    region: Region
+    cpu: Annotated[Quantity, Field(description="Kubernetes CPU quantity: '64', '500m'", examples=["64"])]
+    memory: Annotated[Quantity, Field(description="Kubernetes memory quantity: '256Gi'", examples=["256Gi"])]
+    tenant_slots: Annotated[Slots | None, Field(description="Required for a shared cluster; 1 for a dedicated one")] = None
+    kubeconfig: Annotated[str, Field(
+        min_length=1, max_length=256 * 1024, repr=False,
+        description="The kubeconfig's content (self-contained). Stored in OpenBao, never returned")]
+    verify: Annotated[bool, Field(description="Reach the API server's /version once before registering")] = True
+
+
+class UpdateCluster(BaseModel):
+    region: Region | None = None
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    tenant_slots: Slots | None = None
+
+
+class ClusterOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: ClusterKind
+    region: str
+    capacity_cpu_m: int
+    capacity_memory_mi: int
+    tenant_slots: int
+    state: ClusterState
+    credentials_ref: Annotated[str, Field(description="<mount>/<path> of the kubeconfig in OpenBao")]
+    baseline_stack: str | None
+    created_at: datetime
+    updated_at: datetime
+    tenants: Annotated[int, Field(description="Tenants placed on it, deleted ones excepted")]
+
+    @classmethod
+    def of(cls, cluster: Cluster, tenants: int) -> ClusterOut:
+        fields = {column.key: getattr(cluster, column.key) for column in Cluster.__table__.columns}
+        return cls(**fields, tenants=tenants)
+
+
+class TenantOnCluster(BaseModel):
+    id: uuid.UUID
+    slug: str
+    tier: str
+    status: str
+    placement: str
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantOnCluster:
+        return cls.model_validate(tenant, from_attributes=True)
+
+
+class DrainOut(BaseModel):
+    cluster: ClusterOut
+    tenants: Annotated[list[TenantOnCluster], Field(description="The tenants still there, to be moved")]
