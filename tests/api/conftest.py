@@ -26,7 +26,7 @@ from api.services import Services
 from api.settings import Settings, libpq_dsn
 from api.billing.stripe_api import StripeBilling
 from api.billing.sync import sync_catalog
-from api.db.models import Tenant
+from api.db.models import Cluster, Tenant
 from components.catalog import get_tier
 from tests.api import stripe_support, vault_support
 from tests.api.database import TestDatabase, create_database, drop_database
@@ -97,6 +97,32 @@ def billing_catalog(settings: Settings) -> None:
             sync_catalog(session, built.billing)
     finally:
         built.db.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cluster(database: TestDatabase, settings: Settings) -> str:
+    """The session's one shared cluster, `eu1`, big enough for every test's tenants."""
+    services = Services.build(settings, driver=FakeStackDriver())
+    try:
+        return add_cluster(services, "eu1", kind="shared", cpu_m=10_000_000, memory_mi=40_000_000, slots=100_000)
+    finally:
+        services.db.dispose()
+
+
+@pytest.fixture
+def dedicated_cluster(services: Services) -> str:
+    """A fresh dedicated cluster for this test's high or business tenant."""
+    return add_cluster(services, f"dc-{secrets.token_hex(4)}", kind="dedicated")
+
+
+def add_cluster(services: Services, name: str, *, kind: str, cpu_m: int = 64_000, memory_mi: int = 262_144,
+                slots: int = 1, state: str = "active") -> str:
+    """A registry row of a cluster that no engine reaches (the tests here drive a fake one)."""
+    with services.db.transaction(Scope.system()) as session:
+        session.add(Cluster(name=name, kind=kind, region="test", capacity_cpu_m=cpu_m, capacity_memory_mi=memory_mi,
+                            tenant_slots=slots, state=state, credentials_ref=f"platform/clusters/{name}",
+                            baseline_stack=f"shared-{name}" if kind == "shared" else None))
+    return name
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_crash_mid_step_resumes_without_duplicates(client, services, driver):
     with services.db.transaction(Scope.system()) as s:
         op = s.get(Operation, operation_id)
         attempts = {step["name"]: step["attempts"] for step in op.steps}
-        assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
+        assert attempts == {"place": 1, "tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
                             "readiness": 1, "activate": 1}
         assert s.get(Tenant, tenant_id).billing_customer_id == customer
         assert s.scalar(select(func.count()).select_from(License).where(License.tenant_id == tenant_id)) == 1
@@ -126,7 +126,7 @@ def test_change_tier_on_the_same_placement_applies_directly(client, services, dr
     assert driver.stacks[(uuid.UUID(tenant.tenant_id), "shared:eu1")]["environments"] == ["dev", "prod"]
 
 
-def test_change_to_dedicated_previews_then_waits_for_confirmation(client, services, driver):
+def test_change_to_dedicated_previews_then_waits_for_confirmation(client, services, driver, dedicated_cluster):
     tenant = sign_up(client, services, tier="mid")
     tenant_uuid = uuid.UUID(tenant.tenant_id)
     accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "high"}, headers=tenant.headers).json()
@@ -140,8 +140,8 @@ def test_change_to_dedicated_previews_then_waits_for_confirmation(client, servic
     assert client.post(f"{accepted['operation']['url']}/confirm", headers=tenant.headers).status_code == 202
     run_queue(services)
     state = _tenant(client, tenant)
-    assert state["tier"] == "high" and state["placement"] == f"dedicated:{tenant.slug}" and state["status"] == "ACTIVE"
-    assert (tenant_uuid, f"dedicated:{tenant.slug}") in driver.stacks
+    assert state["tier"] == "high" and state["placement"] == f"dedicated:{dedicated_cluster}" and state["status"] == "ACTIVE"
+    assert (tenant_uuid, f"dedicated:{dedicated_cluster}") in driver.stacks
     assert (tenant_uuid, "shared:eu1") not in driver.stacks  # old placement released
 
 

@@ -290,7 +290,7 @@ def test_paid_signup_waits_for_payment_then_reaches_active(client, services, dri
     operation = client.get(accepted["operation"]["url"], headers=headers).json()
     assert operation["status"] == "SUCCEEDED"
     assert [s["name"] for s in operation["steps"]] == [
-        "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
+        "place", "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
     assert {e["type"] for e in operation["events"]} >= {"preludeEvent", "summaryEvent"}
     assert driver.stacks[(tenant_id, "shared:eu1")]["environments"] == ["dev", "prod"]
     with services.db.transaction(Scope.system()) as s:
