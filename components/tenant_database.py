@@ -28,7 +28,11 @@ class TenantDatabaseArgs:
 
 
 class TenantDatabase(Component):
-    """`tenant_<slug>_<env>`: a LOGIN role owning a schema of the same name, nothing more."""
+    """`tenant_<slug>_<env>`: a LOGIN role owning a schema of the same name, nothing more.
+
+    Both are marked as this stack's and this tenant's: a stack never adopts or drops a role or
+    schema another tenant's stack (or an operator, by hand) made, and two stacks of the same
+    tenant share them until the last one is destroyed (components/providers/postgres.py)."""
 
     identifier: str
     database: pulumi.Output[str]
@@ -42,6 +46,9 @@ class TenantDatabase(Component):
             identifier=self.identifier,
             password=args.password,
             connection_limit=args.connection_limit,
+            tenant=args.slug,
+            # The owner recorded on the role and schema, named as on the Kubernetes objects.
+            stack=f"{pulumi.get_project()}/{pulumi.get_stack()}",
             opts=self.child_options(),
         )
         self.database = schema.database

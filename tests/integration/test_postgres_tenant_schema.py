@@ -1,21 +1,41 @@
-"""The tenant-schema provider against a real PostgreSQL: create, drift, repair, delete.
+"""The tenant-schema provider against a real PostgreSQL: create, drift, repair, delete, and
+ownership (the provider directly, then stacks of the real engine with objects made by hand
+through `psql`).
 
 Needs CAMELEER_POSTGRES_ADMIN_DSN (a superuser DSN, set by `source .cameleer/services.env`
 after `scripts/services.sh start`; scripts/test.sh does both). Without it these tests fail,
 never skip. Each test run works in a database of its own, dropped after.
 """
 
+import json
+import shutil
+import subprocess
+import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+import yaml
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pulumi import automation as auto
 
-from components.providers.postgres import PostgresError, TenantSchemaProvider, drift
+from components import naming
+from components.providers.postgres import (
+    OwnershipError,
+    PostgresError,
+    TenantSchemaProvider,
+    drift,
+    marker_comment,
+)
+
+from .conftest import PROGRAMS
 
 IDENTIFIER = f"tenant_it{uuid.uuid4().hex[:8]}_prod"
 PASSWORD = "it-password-0123456789"
+TENANT = IDENTIFIER.split("_")[1]
+STACK = f"cameleer/tenant-{TENANT}"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +52,8 @@ def admin_url(postgres_admin_dsn):
 
 @pytest.fixture
 def props(admin_url):
-    return {"admin_url": admin_url, "identifier": IDENTIFIER, "password": PASSWORD, "connection_limit": 5}
+    return {"admin_url": admin_url, "identifier": IDENTIFIER, "password": PASSWORD, "connection_limit": 5,
+            "tenant": TENANT, "stack": STACK}
 
 
 def admin(url):
@@ -45,6 +66,7 @@ def test_lifecycle(props, admin_url):
     assert created.id == IDENTIFIER
     assert drift(created.outs["observed"], IDENTIFIER, 5) == []
     assert created.outs["database"] == conninfo_to_dict(admin_url)["dbname"]
+    assert comments(admin_url, IDENTIFIER) == (marker_comment(TENANT, [STACK]),) * 2
 
     with admin(admin_url) as conn:
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(IDENTIFIER)))
@@ -71,13 +93,60 @@ def test_lifecycle(props, admin_url):
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (IDENTIFIER,)).fetchone() is None
 
 
-def test_create_adopts_a_leftover_role(props, admin_url):
+def comments(url, identifier):
+    """(the role's comment, the schema's comment); None for a missing object or comment."""
+    with admin(url) as conn:
+        role = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                            (identifier,)).fetchone()
+        schema = conn.execute("SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
+                              (identifier,)).fetchone()
+    return (role and role[0]), (schema and schema[0])
+
+
+def test_create_adopts_its_own_leftover_but_never_a_role_made_by_hand(props, admin_url):
+    name = sql.Identifier(IDENTIFIER)
     with admin(admin_url) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER").format(sql.Identifier(IDENTIFIER)))
+        conn.execute(sql.SQL("CREATE ROLE {} SUPERUSER").format(name))
     provider = TenantSchemaProvider()
+    with pytest.raises(OwnershipError, match=f"role {IDENTIFIER} exists but carries no Cameleer ownership marker"):
+        provider.create(dict(props))
+    with admin(admin_url) as conn:  # untouched
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (IDENTIFIER,)).fetchone() == (True,)
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (IDENTIFIER,)).fetchone() is None
+        # What a crash between commit and recording the resource leaves: objects marked for this stack.
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(name, sql.Literal(marker_comment(TENANT, [STACK]))))
     created = provider.create(dict(props))
     assert created.outs["observed"]["rolsuper"] is False
     provider.delete(IDENTIFIER, created.outs)
+    assert comments(admin_url, IDENTIFIER) == (None, None)
+
+
+def test_destroys_at_once_by_the_last_two_stacks_drop_the_objects(props, admin_url):
+    """Each delete's marker read-modify-write is serialized: two stacks deleting at once
+    never both see the other still listed (and so leave the objects behind forever)."""
+    stacks = [f"cameleer/tenant-{TENANT}", f"cameleer/dedicated-{TENANT}"]
+    provider = TenantSchemaProvider()
+    for _ in range(3):
+        created = [provider.create({**props, "stack": stack}) for stack in stacks]
+        assert comments(admin_url, IDENTIFIER) == (marker_comment(TENANT, stacks),) * 2
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda result: provider.delete(result.id, result.outs), created))
+        assert comments(admin_url, IDENTIFIER) == (None, None)
+        assert provider.read(IDENTIFIER, created[0].outs).id == ""
+
+
+def test_a_resource_from_before_markers_drops_its_unmarked_objects_and_nothing_marked(props, admin_url):
+    legacy = {key: value for key, value in props.items() if key not in ("tenant", "stack")}
+    provider = TenantSchemaProvider()
+    created = provider.create({**props, "stack": f"cameleer/dedicated-{TENANT}"})
+    provider.delete(IDENTIFIER, legacy)  # marked for another stack: kept
+    assert comments(admin_url, IDENTIFIER) == (marker_comment(TENANT, [f"cameleer/dedicated-{TENANT}"]),) * 2
+    with admin(admin_url) as conn:
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS NULL").format(sql.Identifier(IDENTIFIER)))
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS NULL").format(sql.Identifier(IDENTIFIER)))
+    provider.delete(IDENTIFIER, legacy)  # unmarked, and its state is the proof: dropped
+    assert provider.read(IDENTIFIER, created.outs).id == ""
+    assert comments(admin_url, IDENTIFIER) == (None, None)
 
 
 def test_errors_carry_no_secret(props):
@@ -90,14 +159,13 @@ def test_errors_carry_no_secret(props):
 def test_environments_created_and_deleted_at_once_do_not_collide(props, admin_url):
     """The engine creates and deletes a tenant's environments in parallel; grants on the
     database and DROP OWNED touch the same catalog row ("tuple concurrently updated")."""
-    from concurrent.futures import ThreadPoolExecutor
-
     identifiers = [f"tenant_it{uuid.uuid4().hex[:8]}_{env}" for env in ("dev", "staging", "prod", "qa")]
     provider = TenantSchemaProvider()
     try:
         for _ in range(3):
             with ThreadPoolExecutor(max_workers=len(identifiers)) as pool:
-                created = list(pool.map(lambda ident: provider.create({**props, "identifier": ident}), identifiers))
+                created = list(pool.map(lambda ident: provider.create(
+                    {**props, "identifier": ident, "tenant": ident.split("_")[1]}), identifiers))
                 list(pool.map(lambda result: provider.delete(result.id, result.outs), created))
         with admin(admin_url) as conn:
             left = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (identifiers,)).fetchall()
@@ -131,9 +199,11 @@ def test_a_createrole_only_admin_creates_repairs_and_drops_without_superuser(pro
         assert conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
                             ).fetchone() == (False, True)
     provider = TenantSchemaProvider()
-    props = {"admin_url": provisioner_url, "identifier": identifier, "password": PASSWORD, "connection_limit": 5}
+    props = {"admin_url": provisioner_url, "identifier": identifier, "password": PASSWORD, "connection_limit": 5,
+             "tenant": TENANT, "stack": STACK}
     created = provider.create(dict(props))
     assert drift(created.outs["observed"], identifier, 5) == []
+    assert comments(provisioner_url, identifier) == (marker_comment(TENANT, [STACK]),) * 2
     with admin(postgres_admin_dsn) as conn:  # an out-of-band change by someone with more rights
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB CONNECTION LIMIT 50").format(sql.Identifier(identifier)))
         conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(identifier)))

@@ -48,3 +48,10 @@ def test_connection_limit_is_set():
 def test_bad_slug_is_refused():
     with pytest.raises(CatalogError):
         TenantDatabaseArgs(slug="Acme", environment="prod", admin_url=ADMIN_URL, password="pw")
+
+
+def test_the_owner_recorded_on_the_objects_is_this_stack_and_tenant():
+    mocks, _ = build(slug="acme-corp")
+    (schema,) = mocks.by_type(SCHEMA_TYPE)
+    assert schema.inputs["tenant"] == "acme-corp"
+    assert schema.inputs["stack"] == "cameleer/tenant-demo"
