@@ -221,3 +221,173 @@ def test_a_createrole_only_admin_creates_repairs_and_drops_without_superuser(pro
     provider.delete(identifier, repaired.outs)
     with admin(postgres_admin_dsn) as conn:
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (identifier,)).fetchone() is None
+
+
+# --------------------------------------------------------------------------- stacks of the real engine
+
+
+@pytest.fixture
+def tenants_database(tenant_database_url, postgres_admin_dsn):
+    """The session's tenants' database (its admin a CREATEROLE-only role, as on the platform), and
+    `psql(statement)`: a superuser's psql in it, standing for an operator's hand. Every role the
+    test names in `identifiers` is dropped after."""
+    by_hand = make_conninfo(postgres_admin_dsn, dbname=conninfo_to_dict(tenant_database_url)["dbname"])
+    identifiers: list[str] = []
+
+    def psql(statement: str) -> str:
+        done = subprocess.run(["psql", by_hand, "-v", "ON_ERROR_STOP=1", "-AtXqc", statement],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    yield tenant_database_url, psql, identifiers
+    for identifier in identifiers:
+        if psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{identifier}'") == "1":
+            psql(f"DROP SCHEMA IF EXISTS {identifier} CASCADE; DROP OWNED BY {identifier}; DROP ROLE {identifier}")
+
+
+@pytest.fixture
+def database_stacks(tmp_path, engine_env, tenants_database):
+    """`new(stack_name, slug)` -> a stack of programs/tenant_database (one TenantDatabase, its
+    environment `prod`) on the tenants' database, with a private file backend; destroyed and
+    removed after the test."""
+    project = tmp_path / "project"
+    shutil.copytree(PROGRAMS / "tenant_database", project)
+    settings = yaml.safe_load((project / "Pulumi.yaml").read_text())
+    settings["runtime"]["options"]["virtualenv"] = sys.prefix
+    (project / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**engine_env, "PULUMI_BACKEND_URL": f"file://{state}"}
+    admin_url, _psql, identifiers = tenants_database
+    created: list[auto.Stack] = []
+
+    def new(name: str, slug: str) -> auto.Stack:
+        identifiers.append(naming.database_identifier(slug, "prod"))
+        stack = auto.create_stack(name, work_dir=str(project), opts=auto.LocalWorkspaceOptions(env_vars=env))
+        stack.set_all_config({
+            "cameleer:slug": auto.ConfigValue(slug), "cameleer:environment": auto.ConfigValue("prod"),
+            "cameleer:databaseAdminUrl": auto.ConfigValue(admin_url, secret=True),
+            "cameleer:password": auto.ConfigValue(f"pw-{uuid.uuid4().hex}", secret=True)})
+        created.append(stack)
+        return stack
+
+    yield new
+    for stack in reversed(created):
+        stack.destroy(on_output=lambda _: None)
+        stack.workspace.remove_stack(stack.name)
+
+
+def _markers(psql, identifier: str) -> tuple[dict | None, dict | None]:
+    role = psql(f"SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = '{identifier}'")
+    schema = psql(f"SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = '{identifier}'")
+    return (json.loads(role) if role else None), (json.loads(schema) if schema else None)
+
+
+def _marker(slug: str, *stacks: str) -> dict:
+    return {"managed-by": "cameleer", "v": 1, "tenant": slug, "stacks": sorted(f"cameleer/{s}" for s in stacks)}
+
+
+def _make_by_hand(psql, identifier: str, comment: str | None = None) -> None:
+    psql(f"CREATE ROLE {identifier} LOGIN; CREATE SCHEMA {identifier} AUTHORIZATION {identifier}; "
+         f"CREATE TABLE {identifier}.notes (body text); INSERT INTO {identifier}.notes VALUES ('kept')")
+    if comment is not None:
+        psql(f"COMMENT ON ROLE {identifier} IS '{comment}'; COMMENT ON SCHEMA {identifier} IS '{comment}'")
+
+
+def test_a_stack_never_adopts_nor_drops_a_role_and_schema_made_by_hand(database_stacks, tenants_database):
+    _url, psql, _ = tenants_database
+    slug = f"it{uuid.uuid4().hex[:8]}"
+    identifier = naming.database_identifier(slug, "prod")
+    _make_by_hand(psql, identifier)
+    stack = database_stacks(f"tenant-{slug}", slug)
+
+    with pytest.raises(auto.CommandError) as raised:
+        stack.up(on_output=lambda _: None)
+    assert f"role {identifier} exists but carries no Cameleer ownership marker" in str(raised.value)
+    assert f"COMMENT ON ROLE {identifier} IS" in str(raised.value)
+    stack.destroy(on_output=lambda _: None)
+
+    assert psql(f"SELECT body FROM {identifier}.notes") == "kept"
+    assert psql(f"SELECT rolcanlogin FROM pg_roles WHERE rolname = '{identifier}'") == "t"
+    assert _markers(psql, identifier) == (None, None)
+
+
+def test_another_tenants_role_and_schema_are_refused(database_stacks, tenants_database):
+    _url, psql, _ = tenants_database
+    slug = f"it{uuid.uuid4().hex[:8]}"
+    identifier = naming.database_identifier(slug, "prod")
+    _make_by_hand(psql, identifier, marker_comment("someone-else", ["cameleer/tenant-someone-else"]))
+    stack = database_stacks(f"tenant-{slug}", slug)
+
+    with pytest.raises(auto.CommandError) as raised:
+        stack.up(on_output=lambda _: None)
+    assert f"role {identifier} belongs to tenant someone-else" in str(raised.value)
+    stack.destroy(on_output=lambda _: None)
+    assert psql(f"SELECT body FROM {identifier}.notes") == "kept"
+    assert _markers(psql, identifier) == (_marker("someone-else", "tenant-someone-else"),) * 2
+
+
+def test_two_stacks_of_a_tenant_share_its_data_until_the_last_is_destroyed(database_stacks, tenants_database):
+    """The shared-to-dedicated move's hand-over: the dedicated stack adopts the schema that the
+    tenant's shared stack made; destroying the shared stack then keeps the data."""
+    _url, psql, _ = tenants_database
+    slug = f"it{uuid.uuid4().hex[:8]}"
+    identifier = naming.database_identifier(slug, "prod")
+    shared, dedicated = database_stacks(f"tenant-{slug}", slug), database_stacks(f"dedicated-{slug}", slug)
+
+    shared.up(on_output=lambda _: None)
+    assert _markers(psql, identifier) == (_marker(slug, f"tenant-{slug}"),) * 2
+    psql(f"CREATE TABLE {identifier}.notes (body text); INSERT INTO {identifier}.notes VALUES ('kept')")
+    dedicated.up(on_output=lambda _: None)
+    assert _markers(psql, identifier) == (_marker(slug, f"tenant-{slug}", f"dedicated-{slug}"),) * 2
+
+    output: list[str] = []
+    shared.destroy(on_output=output.append)
+    assert psql(f"SELECT body FROM {identifier}.notes") == "kept"
+    assert _markers(psql, identifier) == (_marker(slug, f"dedicated-{slug}"),) * 2
+    assert f"kept for stacks cameleer/dedicated-{slug}" in "".join(output)
+
+    dedicated.destroy(on_output=lambda _: None)
+    assert psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{identifier}'") == "0"
+    assert psql(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{identifier}'") == "0"
+
+
+def _strip_owner_from_state(stack: auto.Stack) -> None:
+    """Rewrite the stack's state as the provider recorded it before markers existed."""
+    exported = stack.export_stack()
+    for resource in exported.deployment["resources"]:
+        if resource["type"] == "pulumi-python:dynamic/postgres:TenantSchema":
+            for key in ("tenant", "stack"):
+                resource["inputs"].pop(key)
+                resource["outputs"].pop(key)
+            for key in ("role_marker", "schema_marker"):
+                resource["outputs"]["observed"].pop(key)
+    stack.import_stack(exported)
+
+
+def test_a_stack_marks_its_own_unmarked_objects_in_place(database_stacks, tenants_database):
+    """Objects made before markers existed, and a marker removed out of band: the stack's
+    state proves they are its own, so the next update marks them (in place, never a replace
+    that would drop the data)."""
+    _url, psql, _ = tenants_database
+    slug = f"it{uuid.uuid4().hex[:8]}"
+    identifier = naming.database_identifier(slug, "prod")
+    stack = database_stacks(f"tenant-{slug}", slug)
+    stack.up(on_output=lambda _: None)
+    psql(f"CREATE TABLE {identifier}.notes (body text); INSERT INTO {identifier}.notes VALUES ('kept')")
+    psql(f"COMMENT ON ROLE {identifier} IS NULL; COMMENT ON SCHEMA {identifier} IS NULL")
+    _strip_owner_from_state(stack)
+
+    preview = stack.preview(on_output=lambda _: None)
+    assert preview.change_summary.get("update") == 1
+    assert not {"replace", "create", "delete", "create-replacement"} & set(preview.change_summary)
+    stack.up(on_output=lambda _: None)
+    assert _markers(psql, identifier) == (_marker(slug, f"tenant-{slug}"),) * 2
+    assert psql(f"SELECT body FROM {identifier}.notes") == "kept"
+
+    psql(f"COMMENT ON SCHEMA {identifier} IS 'tidied up by hand'")
+    stack.refresh(on_output=lambda _: None)
+    assert stack.preview(on_output=lambda _: None).change_summary.get("update") == 1
+    stack.up(on_output=lambda _: None)
+    assert _markers(psql, identifier) == (_marker(slug, f"tenant-{slug}"),) * 2
