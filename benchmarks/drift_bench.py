@@ -156,10 +156,17 @@ def synthesize(template, template_slug: str, slug: str, api, conn) -> dict:
             res["outputs"] = {**apply(api, res["inputs"]), "__fieldManager": "cameleer"}
         elif res["type"].endswith("postgres:TenantSchema"):
             identifier = res["outputs"]["identifier"]
-            converge(conn, identifier, uuid.uuid4().hex, int(res["outputs"]["connection_limit"]))
+            converge(conn, identifier, uuid.uuid4().hex, int(res["outputs"]["connection_limit"]),
+                     synthetic_owner(slug), state_owned=False)
             res["outputs"]["observed"] = observe(conn, identifier, None)
             res["outputs"]["database"] = conn.info.dbname
     return {"version": 3, "checkpoint": {"stack": f"tenant-{slug}", "latest": {"resources": resources}}}
+
+
+def synthetic_owner(slug: str):
+    from components.providers.postgres import Owner
+
+    return Owner(tenant=slug, stack=f"cameleer/tenant-{slug}")
 
 
 def apply(api, inputs: dict) -> dict:
@@ -222,7 +229,7 @@ def cleanup(slugs: list[str], admin_url: str) -> None:
                         *namespaces[start:start + 200]], capture_output=True, check=False)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for slug in slugs:
-            drop(conn, naming.database_identifier(slug, "prod"))
+            drop(conn, naming.database_identifier(slug, "prod"), synthetic_owner(slug))
 
 
 # --------------------------------------------------------------------------- main
