@@ -122,10 +122,13 @@ def claim(kind: str, identifier: str, marker: dict[str, Any] | None, owner: Owne
     if marker is None and state_owned:
         return [owner.stack]
     if marker is None:
+        other = "SCHEMA" if kind == "ROLE" else "ROLE"
         raise OwnershipError(
             f"{kind.lower()} {identifier} exists but carries no Cameleer ownership marker, so it was not made by "
             f"a stack and is never adopted. Drop or rename it, or, if it really is tenant {owner.tenant}'s, mark "
-            f"it for adoption: COMMENT ON {kind} {identifier} IS '{marker_comment(owner.tenant, [])}'")
+            f"it (and the {other.lower()} of that name, if there is one) for adoption: "
+            f"COMMENT ON {kind} {identifier} IS '{marker_comment(owner.tenant, [])}'; "
+            f"COMMENT ON {other} {identifier} IS '{marker_comment(owner.tenant, [])}'")
     if marker["tenant"] != owner.tenant:
         raise OwnershipError(
             f"{kind.lower()} {identifier} belongs to tenant {marker['tenant']} (stacks "

@@ -312,6 +312,13 @@ def test_a_stack_never_adopts_nor_drops_a_role_and_schema_made_by_hand(database_
     assert psql(f"SELECT rolcanlogin FROM pg_roles WHERE rolname = '{identifier}'") == "t"
     assert _markers(psql, identifier) == (None, None)
 
+    # The operator hands them over deliberately, with the SQL the error names.
+    handover = str(raised.value).split("for adoption: ", 1)[1].split("\n", 1)[0]
+    psql(handover)
+    stack.up(on_output=lambda _: None)
+    assert _markers(psql, identifier) == (_marker(slug, f"tenant-{slug}"),) * 2
+    assert psql(f"SELECT body FROM {identifier}.notes") == "kept"
+
 
 def test_another_tenants_role_and_schema_are_refused(database_stacks, tenants_database):
     _url, psql, _ = tenants_database
