@@ -139,8 +139,8 @@ def claim(kind: str, identifier: str, marker: dict[str, Any] | None, owner: Owne
 
 def release(kind: str, identifier: str, marker: dict[str, Any] | None,
             owner: Owner | None) -> tuple[list[str] | None, str | None]:
-    """What `owner`'s delete does to an existing object: (stacks left to record, or None to
-    drop it or leave it as it is, and why it is not dropped, or None to drop it).
+    """What `owner`'s delete does to an existing object: (the stacks to leave in its marker,
+    or None; why it is not dropped, or None). (None, None) means drop it.
 
     `owner` is None for a resource from before markers: its state proves the unmarked
     object is its own.
