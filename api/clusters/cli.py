@@ -2,7 +2,8 @@
 
     cameleer-clusters list [--json]
     cameleer-clusters show NAME [--json]
-    cameleer-clusters register NAME --kind shared --region eu --cpu 64 --memory 256Gi --slots 40 --kubeconfig FILE [--no-verify]
+    cameleer-clusters register NAME --kind shared|dedicated --region R --cpu 64 --memory 256Gi
+                             [--slots N] --kubeconfig FILE [--no-verify]
     cameleer-clusters set-capacity NAME [--region R] [--cpu Q] [--memory Q] [--slots N]
     cameleer-clusters cordon|uncordon|drain|remove NAME
 
@@ -194,7 +195,8 @@ def drain(name: Name, as_json: Json = False) -> None:
     if as_json:
         out.print_json(json.dumps(remaining))
         return
-    table = Table("tenant", "tier", "status", "placement", title=f"{name}: draining, {len(remaining)} tenant(s) to move")
+    table = Table("tenant", "tier", "status", "placement",
+                  title=f"{name}: draining, {len(remaining)} tenant(s) to move")
     for t in remaining:
         table.add_row(t["slug"], t["tier"], t["status"], t["placement"])
     out.print(table)

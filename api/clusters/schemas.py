@@ -21,7 +21,8 @@ class RegisterCluster(BaseModel):
     region: Region
     cpu: Annotated[Quantity, Field(description="Kubernetes CPU quantity: '64', '500m'", examples=["64"])]
     memory: Annotated[Quantity, Field(description="Kubernetes memory quantity: '256Gi'", examples=["256Gi"])]
-    tenant_slots: Annotated[Slots | None, Field(description="Required for a shared cluster; 1 for a dedicated one")] = None
+    tenant_slots: Annotated[Slots | None, Field(
+        description="Required for a shared cluster; 1 for a dedicated one")] = None
     kubeconfig: Annotated[str, Field(
         min_length=1, max_length=256 * 1024, repr=False,
         description="The kubeconfig's content (self-contained). Stored in OpenBao, never returned")]

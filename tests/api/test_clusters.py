@@ -329,7 +329,8 @@ def test_the_cli_registers_changes_and_removes(cli_env, database, services, cred
     drained = run_cli(cli_env, "drain", name, "--json")
     assert drained.exit_code == 0 and [t["id"] for t in json.loads(drained.stdout)] == [str(tenant)]
     [shown] = [c for c in json.loads(run_cli(cli_env, "list", "--json").stdout) if c["name"] == name]
-    assert (shown["state"], shown["tenant_slots"], shown["tenants"], shown["capacity_cpu_m"]) == ("draining", 6, 1, 8000)
+    assert (shown["state"], shown["tenant_slots"], shown["tenants"]) == ("draining", 6, 1)
+    assert shown["capacity_cpu_m"] == 8000
 
     refused = run_cli(cli_env, "remove", name)
     assert refused.exit_code == 1 and "still holds 1 tenant" in refused.stderr

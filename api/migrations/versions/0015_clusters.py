@@ -47,7 +47,8 @@ def upgrade(app_role: str) -> None:
         sa.CheckConstraint("kind = 'shared' OR tenant_slots = 1", name="ck_clusters_dedicated_slots"),
     )
     op.execute(f"GRANT SELECT ON clusters TO {_quote(app_role)}")
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON clusters TO {_quote(context.config.attributes['system_role'])}")
+    system = _quote(context.config.attributes["system_role"])
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON clusters TO {system}")
 
 
 def downgrade(app_role: str) -> None:
