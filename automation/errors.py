@@ -144,6 +144,7 @@ RULES: tuple[_Rule, ...] = (
                                r"etcdserver: (request timed out|leader changed)"),
     _rule(ErrorKind.TRANSIENT, r"the object has been modified; please apply your changes"),
     _rule(ErrorKind.TRANSIENT, r"StatusCode\.UNAVAILABLE|code = Unavailable|unexpected EOF"),
+    _rule(ErrorKind.TRANSIENT, r"the secrets server is (sealed|unreachable)"),
     _rule(ErrorKind.TRANSIENT, r"failed to ping PostgreSQL|too many clients already|"
                                r"the database system is (starting up|shutting down)"),
 )

@@ -3,12 +3,13 @@
 #
 #   PostgreSQL 15 (Debian)        127.0.0.1:$CAMELEER_PG_PORT      platform DB, job queue, postgres:// state backend
 #   etcd 3.6.4                    127.0.0.1:$CAMELEER_ETCD_PORT    storage of the API server
-#   kube-apiserver 1.34.3         https://127.0.0.1:$CAMELEER_KUBE_PORT
+#   per cluster of $CAMELEER_LOCAL_CLUSTERS (default "eu1 eu2 dc1"; the n-th, from 0, adds n to the ports):
+#   kube-apiserver 1.34.3         https://127.0.0.1:$CAMELEER_KUBE_PORT (+n), etcd prefix of its own
 #   kube-controller-manager       namespaces, garbage collection, service accounts, quotas,
 #                                 deployments/replicasets/jobs, endpoints(lices), node lifecycle, pod GC
-#   kube-scheduler 1.34.3         https://127.0.0.1:$CAMELEER_SCHEDULER_PORT (health only)
+#   kube-scheduler 1.34.3         https://127.0.0.1:$CAMELEER_SCHEDULER_PORT (+n) (health only)
 #   KWOK 0.8.0                    simulated nodes kwok-node-0..2 (tools/kwok/nodes.yaml)
-#   stripe-mock 0.203.0           http://127.0.0.1:$CAMELEER_STRIPE_MOCK_PORT  Stripe's API emulator
+#   stripe-mock 0.203.0           http://127.0.0.1:$CAMELEER_STRIPE_MOCK_PORT  Stripe's API emulator; HTTPS on +1
 #                                 (stateless: answers every valid request from its fixtures)
 #   OpenBao 2.7.2                 http://127.0.0.1:$CAMELEER_OPENBAO_PORT  Vault API: transit keys, KV
 #                                 (a real server: raft storage, initialised and unsealed here,
@@ -37,9 +38,12 @@ VENV_BIN="$ROOT/.venv/bin"
 PG_PORT="${CAMELEER_PG_PORT:-55432}"
 ETCD_PORT="${CAMELEER_ETCD_PORT:-52379}"
 ETCD_PEER_PORT=$((ETCD_PORT + 1))
-KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"
-SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"
+KUBE_PORT="${CAMELEER_KUBE_PORT:-56443}"            # eu1's; each further cluster takes the next
+SCHEDULER_PORT="${CAMELEER_SCHEDULER_PORT:-56459}"  # likewise
+PLATFORM_CLUSTER=eu1
+CLUSTERS="$(echo ${CAMELEER_LOCAL_CLUSTERS:-eu1 eu2 dc1})"
 STRIPE_MOCK_PORT="${CAMELEER_STRIPE_MOCK_PORT:-52112}"
+STRIPE_MOCK_HTTPS_PORT=$((STRIPE_MOCK_PORT + 1))
 OPENBAO_PORT="${CAMELEER_OPENBAO_PORT:-58200}"
 OPENBAO_DIR="$DATA/openbao"
 PROVISIONER=cameleer_provisioner
@@ -163,18 +167,63 @@ stop_postgres() {
 }
 
 # ---------------------------------------------------------------------------- Kubernetes
+#
+# One etcd serves every local cluster; each cluster has its own API server (etcd prefix, port,
+# CA and certificates, service-account key), controller-manager, scheduler and KWOK with its
+# own simulated nodes. The platform's own cluster, eu1, keeps the layout of the single-cluster
+# days ($DATA/pki, $DATA/kubeconfig, etcd prefix /registry, daemons without a suffix), so a
+# machine's data survives; every other cluster lives in $DATA/clusters/<name>/, its daemons are
+# <daemon>-<name>, and its ports are eu1's plus the cluster's position in the list.
 
+cluster_dir() { if [[ "$1" == "$PLATFORM_CLUSTER" ]]; then echo "$DATA"; else echo "$DATA/clusters/$1"; fi; }
+
+# cluster_daemon <daemon> <cluster>: the name of the cluster's daemon (pid and log file).
+cluster_daemon() { if [[ "$2" == "$PLATFORM_CLUSTER" ]]; then echo "$1"; else echo "$1-$2"; fi; }
+
+cluster_etcd_prefix() { if [[ "$1" == "$PLATFORM_CLUSTER" ]]; then echo /registry; else echo "/clusters/$1/registry"; fi; }
+
+# The OpenBao Kubernetes auth mount that checks the cluster's service-account tokens.
+cluster_auth_mount() { if [[ "$1" == "$PLATFORM_CLUSTER" ]]; then echo kubernetes; else echo "kubernetes-$1"; fi; }
+
+# CAMELEER_KUBECONFIG_<NAME>, the variable stacks/clusters.py reads.
+cluster_kubeconfig_variable() { local name="${1^^}"; echo "CAMELEER_KUBECONFIG_${name//-/_}"; }
+
+# check_cluster_list: eu1 first (it keeps today's ports and files), names fit for a variable and a path.
+check_cluster_list() {
+    local seen=" " cluster
+    [[ "${CLUSTERS%% *}" == "$PLATFORM_CLUSTER" ]] \
+        || die "CAMELEER_LOCAL_CLUSTERS must start with $PLATFORM_CLUSTER, the platform's own cluster (got '$CLUSTERS')"
+    for cluster in $CLUSTERS; do
+        [[ "$cluster" =~ ^[a-z][a-z0-9-]{0,30}$ ]] || die "CAMELEER_LOCAL_CLUSTERS: '$cluster' is not a cluster name (a-z, 0-9, -)"
+        [[ "$seen" != *" $cluster "* ]] || die "CAMELEER_LOCAL_CLUSTERS names $cluster twice"
+        seen+="$cluster "
+    done
+}
+
+# The clusters to stop: the list's, then any other started into the data directory earlier.
+known_clusters() {
+    local cluster dir
+    for cluster in $CLUSTERS; do echo "$cluster"; done
+    for dir in "$DATA"/clusters/*/; do
+        [[ -d "$dir" ]] || continue
+        cluster="$(basename "$dir")"
+        [[ " $CLUSTERS " == *" $cluster "* ]] || echo "$cluster"
+    done
+}
+
+# write_pki <dir> <CA name>: the cluster's CA, serving certificate, service-account key and
+# admin client certificate, once.
 write_pki() {
-    local pki="$DATA/pki"
+    local pki="$1" ca_name="$2"
     if [[ -f "$pki/admin.crt" ]]; then
-        write_client_cert kube-scheduler "/CN=system:kube-scheduler"   # PKI of an earlier version
+        write_client_cert "$pki" kube-scheduler "/CN=system:kube-scheduler"   # PKI of an earlier version
         return
     fi
-    step "generating the API server's CA, serving certificate, service-account key and admin client certificate"
+    step "generating $ca_name, a serving certificate, a service-account key and an admin client certificate"
     mkdir -p "$pki"
     (
         cd "$pki"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cameleer-local-ca" \
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=$ca_name" \
             -keyout ca.key -out ca.crt 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout apiserver.key -out apiserver.csr 2>/dev/null
         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc,IP:10.96.0.1\n' > san.ext
@@ -188,12 +237,12 @@ write_pki() {
         rm -f ./*.csr san.ext
         chmod 600 ./*.key
     )
-    write_client_cert kube-scheduler "/CN=system:kube-scheduler"
+    write_client_cert "$pki" kube-scheduler "/CN=system:kube-scheduler"
 }
 
-# write_client_cert <name> <subject>: a client certificate signed by the CA, once.
+# write_client_cert <pki dir> <name> <subject>: a client certificate signed by the CA, once.
 write_client_cert() {
-    local pki="$DATA/pki" name="$1" subject="$2"
+    local pki="$1" name="$2" subject="$3"
     [[ -f "$pki/$name.crt" ]] && return
     (
         cd "$pki"
@@ -206,20 +255,20 @@ write_client_cert() {
     )
 }
 
-# write_kubeconfig <file> <user>: the client certificate pki/<user>.crt and the CA embedded,
-# no file paths, so the content alone reaches the cluster (the stack programs pass it to the
-# Kubernetes provider as a secret).
+# write_kubeconfig <file> <pki dir> <user> <port>: the client certificate <pki>/<user>.crt and
+# the CA embedded, no file paths, so the content alone reaches the cluster (the stack programs
+# pass it to the Kubernetes provider as a secret).
 write_kubeconfig() {
-    local file="$1" user="$2" pki="$DATA/pki"
+    local file="$1" pki="$2" user="$3" port="$4"
     (
         umask 077
-        cat > "$file.partial" <<EOF
+        cat > "$file.partial" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$KUBE_PORT
+    server: https://127.0.0.1:$port
     certificate-authority-data: $(base64 -w0 < "$pki/ca.crt")
 users:
 - name: $user
@@ -230,31 +279,28 @@ contexts:
 - name: local
   context: {cluster: local, user: $user}
 current-context: local
-EOF
+KUBECONFIG
     )
     mv "$file.partial" "$file"
 }
 
-kubectl_admin() { "$VENV_BIN/kubectl" --kubeconfig "$DATA/kubeconfig" "$@"; }
+# kubectl_of <cluster> <args...>: kubectl as the cluster's admin.
+kubectl_of() { local cluster="$1"; shift; "$VENV_BIN/kubectl" --kubeconfig "$(cluster_dir "$cluster")/kubeconfig" "$@"; }
 
-# Every KWOK node Ready and without the node.kubernetes.io/not-ready taint, which only the
-# node-lifecycle controller removes (until then nothing schedules).
+# kwok_nodes_ready <cluster>: every KWOK node Ready and without the node.kubernetes.io/not-ready
+# taint, which only the node-lifecycle controller removes (until then nothing schedules).
 kwok_nodes_ready() {
     local want
     want="$(grep -c '^kind: Node$' "$KWOK_DIR/nodes.yaml")"
-    kubectl_admin get nodes -l type=kwok -o \
+    kubectl_of "$1" get nodes -l type=kwok -o \
         jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}{"\n"}{end}' \
         | awk -v want="$want" '$2 == "True" && $0 !~ /node\.kubernetes\.io\/not-ready/ { ready++ } END { exit !(ready == want) }'
 }
 
-start_kubernetes() {
+start_etcd() {
     for tool in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
         [[ -x "$VENV_BIN/$tool" ]] || die "'$tool' is not built; run scripts/setup.sh (it builds the toolchain)"
     done
-    write_pki
-    write_kubeconfig "$DATA/kubeconfig" admin
-    write_kubeconfig "$DATA/kube-scheduler.kubeconfig" kube-scheduler
-    local pki="$DATA/pki"
     mkdir -p "$DATA/etcd"
     start_daemon etcd "$VENV_BIN/etcd" --name local --data-dir "$DATA/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -262,10 +308,31 @@ start_kubernetes() {
         --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
         --quota-backend-bytes 2147483648 --log-level warn
     wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+}
 
-    start_daemon kube-apiserver "$VENV_BIN/kube-apiserver" \
-        --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$KUBE_PORT" \
+# start_cluster <name> <offset>: the cluster's API server on $KUBE_PORT + offset, its
+# controller-manager, its scheduler on $SCHEDULER_PORT + offset and KWOK with its nodes.
+start_cluster() {
+    local cluster="$1" offset="$2"
+    local dir pki port=$((KUBE_PORT + offset)) scheduler_port=$((SCHEDULER_PORT + offset))
+    local apiserver controller_manager scheduler kwok
+    dir="$(cluster_dir "$cluster")" pki="$(cluster_dir "$cluster")/pki"
+    apiserver="$(cluster_daemon kube-apiserver "$cluster")"
+    controller_manager="$(cluster_daemon kube-controller-manager "$cluster")"
+    scheduler="$(cluster_daemon kube-scheduler "$cluster")"
+    kwok="$(cluster_daemon kwok "$cluster")"
+    mkdir -p "$dir"
+    if [[ "$cluster" == "$PLATFORM_CLUSTER" ]]; then
+        write_pki "$pki" cameleer-local-ca
+    else
+        write_pki "$pki" "cameleer-$cluster-ca"
+    fi
+    write_kubeconfig "$dir/kubeconfig" "$pki" admin "$port"
+    write_kubeconfig "$dir/kube-scheduler.kubeconfig" "$pki" kube-scheduler "$port"
+
+    start_daemon "$apiserver" "$VENV_BIN/kube-apiserver" \
+        --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "$(cluster_etcd_prefix "$cluster")" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
         --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
         --client-ca-file "$pki/ca.crt" \
         --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -273,45 +340,73 @@ start_kubernetes() {
         --service-cluster-ip-range 10.96.0.0/16 \
         --authorization-mode RBAC --enable-admission-plugins NamespaceLifecycle,ServiceAccount,PodSecurity,ResourceQuota,LimitRanger \
         --allow-privileged=false --profiling=false --event-ttl 10m
-    wait_for kube-apiserver 120 kubectl_admin get --raw /readyz
+    wait_for "$apiserver" 120 kubectl_of "$cluster" get --raw /readyz
 
     # KWOK's heartbeat stage renews a node's conditions every 20-45 s (no Lease), so a node
     # counts as unhealthy after 2 min without one rather than the default 50 s, which a
-    # CPU-starved KWOK could miss on 2 cores.
+    # CPU-starved KWOK could miss on 2 cores. --secure-port 0: no listener, so the clusters'
+    # controller-managers cannot collide.
     local controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller
     controllers+=,serviceaccount-token-controller,resourcequota-controller,root-ca-certificate-publisher-controller
     controllers+=,deployment-controller,replicaset-controller,job-controller
     controllers+=,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller
     controllers+=,node-lifecycle-controller,pod-garbage-collector-controller
-    start_daemon kube-controller-manager "$VENV_BIN/kube-controller-manager" \
-        --kubeconfig "$DATA/kubeconfig" --authentication-kubeconfig "$DATA/kubeconfig" \
-        --authorization-kubeconfig "$DATA/kubeconfig" \
+    start_daemon "$controller_manager" "$VENV_BIN/kube-controller-manager" \
+        --kubeconfig "$dir/kubeconfig" --authentication-kubeconfig "$dir/kubeconfig" \
+        --authorization-kubeconfig "$dir/kubeconfig" \
         --authentication-skip-lookup=true --client-ca-file "$pki/ca.crt" \
         --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
         --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
         --use-service-account-credentials=false \
         --node-monitor-grace-period 2m --node-startup-grace-period 2m \
         --controllers "$controllers"
-    wait_for kube-controller-manager 120 kubectl_admin -n default get serviceaccount default
+    wait_for "$controller_manager" 120 kubectl_of "$cluster" -n default get serviceaccount default
 
-    local sched="$DATA/kube-scheduler.kubeconfig"
-    start_daemon kube-scheduler "$VENV_BIN/kube-scheduler" \
+    local sched="$dir/kube-scheduler.kubeconfig"
+    start_daemon "$scheduler" "$VENV_BIN/kube-scheduler" \
         --kubeconfig "$sched" --authentication-kubeconfig "$sched" --authorization-kubeconfig "$sched" \
         --authentication-skip-lookup=true --client-ca-file "$pki/ca.crt" \
-        --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
-    wait_for kube-scheduler 120 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/readyz"
+        --bind-address 127.0.0.1 --secure-port "$scheduler_port" --leader-elect=false
+    wait_for "$scheduler" 120 curl -skf "https://127.0.0.1:$scheduler_port/readyz"
 
     # The nodes first, then KWOK, which takes them over (Ready, heartbeat, their pods).
-    kubectl_admin apply -f "$KWOK_DIR/nodes.yaml" >/dev/null
+    kubectl_of "$cluster" apply -f "$KWOK_DIR/nodes.yaml" >/dev/null
     # Capacity is status: a cluster kept from an earlier start gets the file's sizes too.
-    kubectl_admin apply --server-side --force-conflicts --field-manager=cameleer-services \
+    kubectl_of "$cluster" apply --server-side --force-conflicts --field-manager=cameleer-services \
         --subresource=status -f "$KWOK_DIR/nodes.yaml" >/dev/null
     local stage stages=()
     for stage in "$KWOK_DIR"/stages/*.yaml; do stages+=(--config "$stage"); done
-    start_daemon kwok "$VENV_BIN/kwok" --kubeconfig "$DATA/kubeconfig" \
+    start_daemon "$kwok" "$VENV_BIN/kwok" --kubeconfig "$dir/kubeconfig" \
         --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
         "${stages[@]}"
-    wait_for kwok 120 kwok_nodes_ready
+    wait_for "$kwok" 120 kwok_nodes_ready "$cluster"
+}
+
+stop_cluster() {
+    local daemon
+    for daemon in kwok kube-scheduler kube-controller-manager kube-apiserver; do
+        stop_daemon "$(cluster_daemon "$daemon" "$1")"
+    done
+}
+
+status_cluster() {
+    local cluster="$1" daemon name
+    for daemon in kube-apiserver kube-controller-manager kube-scheduler kwok; do
+        name="$(cluster_daemon "$daemon" "$cluster")"
+        if pid_alive "$RUN/$name.pid"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"; else echo "$name: stopped"; fi
+    done
+    if pid_alive "$RUN/$(cluster_daemon kube-apiserver "$cluster").pid" && kubectl_of "$cluster" get --raw /readyz >/dev/null 2>&1; then
+        echo "nodes of $cluster: $(kubectl_of "$cluster" get nodes -l type=kwok --no-headers 2>/dev/null | awk '$2 == "Ready" { n++ } END { print n + 0 }') Ready"
+    fi
+}
+
+# for_each_cluster <function>: <function> <name> <offset> for each listed cluster, in order.
+for_each_cluster() {
+    local offset=0 cluster
+    for cluster in $CLUSTERS; do
+        "$1" "$cluster" "$offset"
+        offset=$((offset + 1))
+    done
 }
 
 # ---------------------------------------------------------------------------- OpenBao
@@ -378,7 +473,7 @@ start_openbao() {
     # Listening, sealed or not: `bao status` exits 0 (unsealed) or 2 (sealed), 1 on no answer.
     wait_for openbao 30 bao_listening
     init_and_unseal_openbao
-    configure_openbao_kubernetes_auth
+    for_each_cluster configure_openbao_kubernetes_auth
     provision_tenant_database_admin
 }
 
@@ -400,12 +495,17 @@ print(scram_verifier(urlsplit(sys.stdin.read()).password))' <<<"$url")"
     psql_admin -qc "ALTER ROLE $PROVISIONER PASSWORD '$verifier'"
 }
 
-# Tenant servers log in with their service-account token: OpenBao checks it with the local
-# API server's TokenReview, as the account openbao-token-reviewer (system:auth-delegator),
-# whose long-lived token the service-account token controller writes into a Secret.
+# Tenant servers log in with their service-account token: OpenBao checks it with the API
+# server of the tenant's cluster (TokenReview), as that cluster's account
+# openbao-token-reviewer (system:auth-delegator), whose long-lived token the service-account
+# token controller writes into a Secret. Each cluster signs its tokens with its own key, so each
+# has its own auth mount: auth/kubernetes for eu1, auth/kubernetes-<name> for the others.
+# configure_openbao_kubernetes_auth <cluster> <offset>
 configure_openbao_kubernetes_auth() {
-    [[ "$(bao_root auth list -format=json)" == *'"kubernetes/"'* ]] || bao_root auth enable kubernetes >/dev/null
-    kubectl_admin apply -f - >/dev/null <<EOF
+    local cluster="$1" offset="$2" mount
+    mount="$(cluster_auth_mount "$cluster")"
+    [[ "$(bao_root auth list -format=json)" == *"\"$mount/\""* ]] || bao_root auth enable -path="$mount" kubernetes >/dev/null
+    kubectl_of "$cluster" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: openbao-token-reviewer, namespace: kube-system}
@@ -424,14 +524,14 @@ metadata:
   namespace: kube-system
   annotations: {kubernetes.io/service-account.name: openbao-token-reviewer}
 EOF
-    wait_for "the token reviewer's token" 30 reviewer_token
-    bao_root write auth/kubernetes/config kubernetes_host="https://127.0.0.1:$KUBE_PORT" \
-        kubernetes_ca_cert=@"$DATA/pki/ca.crt" token_reviewer_jwt="$(reviewer_token)" >/dev/null
+    wait_for "the token reviewer's token of $cluster" 30 reviewer_token "$cluster"
+    bao_root write "auth/$mount/config" kubernetes_host="https://127.0.0.1:$((KUBE_PORT + offset))" \
+        kubernetes_ca_cert=@"$(cluster_dir "$cluster")/pki/ca.crt" token_reviewer_jwt="$(reviewer_token "$cluster")" >/dev/null
 }
 
 reviewer_token() {
     local token
-    token="$(kubectl_admin -n kube-system get secret openbao-token-reviewer -o 'jsonpath={.data.token}' 2>/dev/null)"
+    token="$(kubectl_of "$1" -n kube-system get secret openbao-token-reviewer -o 'jsonpath={.data.token}' 2>/dev/null)"
     [[ -n "$token" ]] && base64 -d <<<"$token"
 }
 
@@ -446,11 +546,21 @@ bao_listening() {
 start_stripe_mock() {
     [[ -x "$VENV_BIN/stripe-mock" ]] || die "stripe-mock is missing: run scripts/toolchain.sh"
     # No -strict-version-check: stripe-python 16 sends a newer API version than the mock's spec.
-    start_daemon stripe-mock "$VENV_BIN/stripe-mock" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT"
+    # Its HTTPS listener too, else it takes *:12112 and a second instance of these services collides.
+    start_daemon stripe-mock "$VENV_BIN/stripe-mock" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT" \
+        -https-addr "127.0.0.1:$STRIPE_MOCK_HTTPS_PORT"
     wait_for stripe-mock 30 curl -sf -u sk_test_123: "http://127.0.0.1:$STRIPE_MOCK_PORT/v1/balance"
 }
 
 # ---------------------------------------------------------------------------- env file
+
+# The kubeconfig of each cluster but eu1 (KUBECONFIG) as CAMELEER_KUBECONFIG_<NAME>.
+cluster_kubeconfig_exports() {
+    local cluster
+    for cluster in $CLUSTERS; do
+        [[ "$cluster" == "$PLATFORM_CLUSTER" ]] || echo "export $(cluster_kubeconfig_variable "$cluster")=\"$(cluster_dir "$cluster")/kubeconfig\""
+    done
+}
 
 write_env() {
     local pg="127.0.0.1:$PG_PORT"
@@ -462,6 +572,8 @@ write_env() {
 # Written by scripts/services.sh; local development settings only.
 export CAMELEER_DATA_DIR="$DATA"
 export KUBECONFIG="$DATA/kubeconfig"
+export CAMELEER_LOCAL_CLUSTERS="$CLUSTERS"
+$(cluster_kubeconfig_exports)
 export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
 export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"
 export CAMELEER_DATABASE_SYSTEM_URL="postgresql+psycopg://cameleer_system@$pg/cameleer"
@@ -491,9 +603,11 @@ EOF
 
 case "${1:-}" in
     start)
+        check_cluster_list
         mkdir -p "$RUN"
         start_postgres
-        start_kubernetes
+        start_etcd
+        for_each_cluster start_cluster
         start_stripe_mock
         start_openbao
         write_env
@@ -501,16 +615,16 @@ case "${1:-}" in
     stop)
         # Reverse order of start. Objects stay in etcd; a pod deleted while KWOK is down stays
         # Terminating until KWOK runs again (delete namespaces before stopping to leave none).
-        for daemon in openbao stripe-mock kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "$daemon"; done
+        for daemon in openbao stripe-mock; do stop_daemon "$daemon"; done
+        for cluster in $(known_clusters | tac); do stop_cluster "$cluster"; done
+        stop_daemon etcd
         stop_postgres
         ;;
     status)
-        for daemon in etcd kube-apiserver kube-controller-manager kube-scheduler kwok stripe-mock openbao; do
+        for cluster in $(known_clusters); do status_cluster "$cluster"; done
+        for daemon in etcd stripe-mock openbao; do
             if pid_alive "$RUN/$daemon.pid"; then echo "$daemon: running (pid $(cat "$RUN/$daemon.pid"))"; else echo "$daemon: stopped"; fi
         done
-        if pid_alive "$RUN/kube-apiserver.pid" && kubectl_admin get --raw /readyz >/dev/null 2>&1; then
-            echo "nodes: $(kubectl_admin get nodes -l type=kwok --no-headers 2>/dev/null | awk '$2 == "Ready" { n++ } END { print n + 0 }') Ready"
-        fi
         if "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" >/dev/null 2>&1; then echo "postgres: running"; else echo "postgres: stopped"; fi
         ;;
     env)

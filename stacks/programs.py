@@ -9,7 +9,7 @@ from components.catalog import Placement, tiers_placed
 from components.cluster import Cluster, ExistingCluster
 from components.cluster_baseline import ClusterBaseline, ClusterBaselineArgs
 from components.tenant_environment import TenantEnvironment, TenantEnvironmentArgs
-from stacks.clusters import ClusterLookupError, kubeconfig_content
+from stacks.clusters import ClusterLookupError, ClusterSecretsUnavailable, kubeconfig_content
 from stacks.config import (
     NAMESPACE,
     StackConfigError,
@@ -78,5 +78,7 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
 def _cluster(name: str) -> Cluster:
     try:
         return Cluster(name, kubeconfig_content(name))
+    except ClusterSecretsUnavailable as error:
+        raise pulumi.RunError(f"{NAMESPACE}:cluster: {error}") from None   # transient, not bad config
     except ClusterLookupError as error:
         raise StackConfigError(f"{NAMESPACE}:cluster: {error}") from None

@@ -81,7 +81,9 @@ def test_wrong_passphrase_is_config():
 
 @pytest.mark.parametrize("text", [BACKEND_DOWN, KUBE_DOWN, "error: context deadline exceeded",
                                   "Error from server: etcdserver: request timed out",
-                                  "error: HTTP response status 503 Service Unavailable"])
+                                  "error: HTTP response status 503 Service Unavailable",
+                                  "error: cameleer:cluster: CAMELEER_KUBECONFIG_REF_DC1: cannot read the kubeconfig"
+                                  " of cluster 'dc1': reading platform/clusters/dc1: the secrets server is sealed"])
 def test_network_and_backend_hiccups_are_transient(text):
     error = classify(text)
     assert error.kind is ErrorKind.TRANSIENT

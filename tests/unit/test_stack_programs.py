@@ -114,6 +114,21 @@ def test_the_local_kubeconfig_is_not_used_for_another_cluster(kubeconfig):
     assert mocks.registered == []
 
 
+def test_a_cluster_whose_secrets_server_is_down_fails_as_retryable_not_as_bad_config(monkeypatch):
+    from automation.errors import ErrorKind, classify
+
+    monkeypatch.setenv("CAMELEER_KUBECONFIG_REF_EU1", "platform/clusters/eu1")
+    monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("VAULT_TOKEN", "s.unit-test-token")
+    mocks = prepare("tenant-demo", tenant_config())
+    with pytest.raises(pulumi.RunError) as raised:
+        run_main()
+    assert not isinstance(raised.value, StackConfigError)
+    assert classify(f"error: {raised.value}").kind is ErrorKind.TRANSIENT
+    assert "s.unit-test-token" not in str(raised.value)
+    assert mocks.registered == []
+
+
 def test_rollout_timeout_from_config_bounds_the_server_rollouts(kubeconfig):
     mocks = run_stack("tenant-demo", tenant_config(rolloutTimeout="90s"))
     deployments = mocks.kube("Deployment")
