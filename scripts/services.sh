@@ -91,6 +91,22 @@ stop_daemon() {
     rm -f "$pidfile"
 }
 
+# Every port the services listen on, kept out of the kernel's ephemeral range (32768-60999 by
+# default, where all of them lie): else a client connection of the moment (kubectl, an API
+# server's to etcd) can hold one as its local port and the daemon cannot bind it. Only the
+# kernel's automatic choice is affected; where /proc/sys is read-only this is skipped.
+reserve_ports() {
+    local file=/proc/sys/net/ipv4/ip_local_reserved_ports ports offset=0 cluster
+    [[ -w "$file" ]] || return 0
+    ports="$PG_PORT,$ETCD_PORT,$ETCD_PEER_PORT,$STRIPE_MOCK_PORT,$STRIPE_MOCK_HTTPS_PORT,$OPENBAO_PORT,$((OPENBAO_PORT + 1))"
+    for cluster in $CLUSTERS; do
+        ports+=",$((KUBE_PORT + offset)),$((SCHEDULER_PORT + offset))"
+        offset=$((offset + 1))
+    done
+    local current; current="$(cat "$file")"
+    echo "${current:+$current,}$ports" > "$file" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------------------- PostgreSQL
 
 ensure_postgres_installed() {
@@ -604,6 +620,7 @@ EOF
 case "${1:-}" in
     start)
         check_cluster_list
+        reserve_ports
         mkdir -p "$RUN"
         start_postgres
         start_etcd
