@@ -48,12 +48,13 @@ def kubeconfig() -> str:
 @pytest.fixture(scope="session")
 def cluster_kubeconfigs(kubeconfig) -> dict[str, str]:
     """Each local cluster's kubeconfig file by name, as services.env lists them
-    (CAMELEER_LOCAL_CLUSTERS): the platform's own cluster's is KUBECONFIG, every other's
+    (CAMELEER_LOCAL_CLUSTERS; only the platform's own when a services.env of before the extra
+    clusters leaves it unset): the platform's own cluster's is KUBECONFIG, every other's
     CAMELEER_KUBECONFIG_<NAME>."""
     from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_variable
 
     files = {}
-    for cluster in _require_env("CAMELEER_LOCAL_CLUSTERS").split():
+    for cluster in os.environ.get("CAMELEER_LOCAL_CLUSTERS", DEFAULT_LOCAL_CLUSTER).split():
         path = kubeconfig if cluster == DEFAULT_LOCAL_CLUSTER else _require_env(kubeconfig_variable(cluster))
         if not Path(path).exists():
             pytest.fail(f"the kubeconfig {path} of cluster {cluster} does not exist: scripts/services.sh start writes it")

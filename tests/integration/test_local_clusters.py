@@ -148,9 +148,9 @@ def test_openbao_checks_each_clusters_service_accounts_on_its_own_auth_mount(clu
 
 
 @pytest.fixture
-def stored_kubeconfig(clusters, vault):
+def stored_kubeconfig(cluster_kubeconfigs, vault):
     """(cluster name, its kubeconfig file, a KV reference holding the file's content), deleted after."""
-    name, path = list(clusters.items())[-1]
+    name, path = list(cluster_kubeconfigs.items())[-1]
     secret = f"it-clusters/{uuid.uuid4().hex[:10]}"
     vault.secrets.kv.v2.create_or_update_secret(secret, secret={"kubeconfig": Path(path).read_text()},
                                                 mount_point=KV_MOUNT)
