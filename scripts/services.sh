@@ -589,6 +589,8 @@ write_env() {
 export CAMELEER_DATA_DIR="$DATA"
 export KUBECONFIG="$DATA/kubeconfig"
 export CAMELEER_LOCAL_CLUSTERS="$CLUSTERS"
+# Registered clusters' kubeconfigs (cameleer-clusters register) are read from the secrets server here.
+export CAMELEER_CLUSTER_KUBECONFIGS="platform/clusters"
 $(cluster_kubeconfig_exports)
 export CAMELEER_DATABASE_URL="postgresql+psycopg://cameleer_app@$pg/cameleer"
 export CAMELEER_DATABASE_ADMIN_URL="postgresql+psycopg://cameleer_owner@$pg/cameleer"

@@ -10,6 +10,9 @@ machine that ran it. The first that is set wins:
                                      (VAULT_ADDR/VAULT_TOKEN, or BAO_*) whose field `kubeconfig`
                                      is the content: how clusters registered in the control
                                      plane's registry are reached
+    CAMELEER_CLUSTER_KUBECONFIGS     <mount>/<prefix> under which the registry keeps every
+                                     registered cluster's kubeconfig (`platform/clusters`):
+                                     the secret <mount>/<prefix>/<name>, when it exists
     KUBECONFIG                       the local cluster's kubeconfig, for the cluster named by
                                      CAMELEER_CLUSTER (default: eu1)
 
@@ -23,10 +26,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from stacks.kv import KVError, KVUnavailable, read_field
+from stacks.kv import KVError, KVMissing, KVUnavailable, read_field
 
 DEFAULT_LOCAL_CLUSTER = "eu1"
 KUBECONFIG_FIELD = "kubeconfig"
+REGISTRY_VARIABLE = "CAMELEER_CLUSTER_KUBECONFIGS"
 
 
 class ClusterLookupError(LookupError):
@@ -35,6 +39,10 @@ class ClusterLookupError(LookupError):
 
 class ClusterSecretsUnavailable(ClusterLookupError):
     """The secrets server holding the cluster's kubeconfig is sealed or unreachable: try again later."""
+
+
+class _NotRegistered(Exception):
+    """The registry holds no kubeconfig of the cluster: the next rule applies."""
 
 
 def _suffix(cluster: str) -> str:
@@ -54,12 +62,18 @@ def kubeconfig_content(cluster: str, environ: Mapping[str, str] | None = None) -
     if path := env.get(kubeconfig_variable(cluster)):
         return _from_file(cluster, kubeconfig_variable(cluster), path)
     if reference := env.get(kubeconfig_reference_variable(cluster)):
-        return _from_secrets_server(cluster, reference, env)
+        return _from_secrets_server(cluster, kubeconfig_reference_variable(cluster), reference, env)
+    if registry := env.get(REGISTRY_VARIABLE):
+        try:
+            return _from_secrets_server(cluster, REGISTRY_VARIABLE, f"{registry.rstrip('/')}/{cluster}", env)
+        except _NotRegistered:
+            pass
     if cluster == env.get("CAMELEER_CLUSTER", DEFAULT_LOCAL_CLUSTER) and (path := env.get("KUBECONFIG")):
         return _from_file(cluster, "KUBECONFIG", path)
     raise ClusterLookupError(
         f"no kubeconfig for cluster {cluster!r}: set {kubeconfig_variable(cluster)} to its kubeconfig file"
-        f" or {kubeconfig_reference_variable(cluster)} to its secret (<mount>/<path>) in the secrets server"
+        f" or {kubeconfig_reference_variable(cluster)} to its secret (<mount>/<path>) in the secrets server,"
+        f" or register it (`cameleer-clusters register`) with {REGISTRY_VARIABLE} set"
         f" (or KUBECONFIG, when CAMELEER_CLUSTER names it; `source .cameleer/services.env` for the local ones)"
     )
 
@@ -73,14 +87,17 @@ def _from_file(cluster: str, variable: str, path: str) -> str:
     return _non_empty(cluster, variable, content)
 
 
-def _from_secrets_server(cluster: str, reference: str, env: Mapping[str, str]) -> str:
-    variable = kubeconfig_reference_variable(cluster)
+def _from_secrets_server(cluster: str, variable: str, reference: str, env: Mapping[str, str]) -> str:
     address, token = env.get("BAO_ADDR") or env.get("VAULT_ADDR"), env.get("BAO_TOKEN") or env.get("VAULT_TOKEN")
     if not address or not token:
         raise ClusterLookupError(f"{variable}: reading the kubeconfig of cluster {cluster!r} needs VAULT_ADDR "
                                  f"and VAULT_TOKEN")
     try:
         content = read_field(address, token, reference, KUBECONFIG_FIELD)
+    except KVMissing as error:
+        if variable == REGISTRY_VARIABLE:
+            raise _NotRegistered from None
+        raise ClusterLookupError(f"{variable}: cannot read the kubeconfig of cluster {cluster!r}: {error}") from None
     except KVUnavailable as error:
         raise ClusterSecretsUnavailable(f"{variable}: cannot read the kubeconfig of cluster {cluster!r}: "
                                         f"{error}") from None

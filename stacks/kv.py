@@ -14,6 +14,10 @@ class KVError(LookupError):
     """The field cannot be read: a bad reference, a missing secret or field, no permission."""
 
 
+class KVMissing(KVError):
+    """No secret at the reference."""
+
+
 class KVUnavailable(KVError):
     """The secrets server did not answer, or is sealed: trying again later can help."""
 
@@ -27,7 +31,7 @@ def read_field(address: str, token: str, reference: str, field: str) -> str:
         secret = hvac.Client(url=address, token=token, timeout=10).secrets.kv.v2.read_secret_version(
             path, mount_point=mount, raise_on_deleted_version=True)
     except hvac.exceptions.InvalidPath:
-        raise KVError(f"{reference} does not exist in the secrets server") from None
+        raise KVMissing(f"{reference} does not exist in the secrets server") from None
     except hvac.exceptions.Forbidden:
         raise KVError(f"reading {reference}: permission denied") from None
     except hvac.exceptions.VaultDown:

@@ -13,7 +13,13 @@ import hvac.exceptions
 import pytest
 import yaml
 
-from stacks.clusters import ClusterLookupError, kubeconfig_content, kubeconfig_reference_variable, kubeconfig_variable
+from stacks.clusters import (
+    REGISTRY_VARIABLE,
+    ClusterLookupError,
+    kubeconfig_content,
+    kubeconfig_reference_variable,
+    kubeconfig_variable,
+)
 from tests.integration.conftest import _require_env, kube_missing
 
 NODES = Path(__file__).resolve().parents[2] / "tools" / "kwok" / "nodes.yaml"
@@ -185,6 +191,19 @@ def test_the_reference_wins_over_kubeconfig_for_the_default_cluster(stored_kubec
     _, path, reference = stored_kubeconfig
     env = {kubeconfig_reference_variable("eu1"): reference, "KUBECONFIG": kubeconfig, **secrets_env(vault)}
     assert kubeconfig_content("eu1", env) == Path(path).read_text()
+
+
+def test_the_registrys_secret_is_found_by_the_clusters_name_and_a_missing_one_falls_through(
+        stored_kubeconfig, vault, kubeconfig):
+    _, path, reference = stored_kubeconfig
+    prefix, _, name = reference.rpartition("/")
+    env = {REGISTRY_VARIABLE: prefix, "KUBECONFIG": kubeconfig, "CAMELEER_CLUSTER": name, **secrets_env(vault)}
+    assert kubeconfig_content(name, env) == Path(path).read_text()
+    # eu1 is not in that registry: its KUBECONFIG answers; an unknown cluster is an error naming the registry
+    unregistered = {**env, "CAMELEER_CLUSTER": "eu1"}
+    assert kubeconfig_content("eu1", unregistered) == Path(kubeconfig).read_text()
+    with pytest.raises(ClusterLookupError, match="cameleer-clusters register"):
+        kubeconfig_content("nowhere", unregistered)
 
 
 def test_a_missing_secret_names_the_variable_and_never_the_token(vault):
