@@ -1,7 +1,9 @@
 """The main job on embedded defaults: API + worker on the local services, a demo signup to ACTIVE.
 
 Run by scripts/demo.sh after set-up (services started, environment from services.env).
-Migrates the platform database, syncs the billing catalog to Stripe, brings up the shared cluster's baseline stack (shared-eu1,
+Migrates the platform database, syncs the billing catalog to Stripe, registers the local
+clusters (`cameleer-clusters register`: eu1 and eu2 shared, dc1 dedicated, each 3 simulated
+nodes of 32 CPU and 128Gi), brings up each shared cluster's baseline stack (shared-<name>,
 its settings file in the data directory like every stack the service creates), starts the
 API and one worker, signs up the organisation
 "Demo" (tier from CAMELEER_DEMO_TIER, default mid), prints the verification link the API mailed
@@ -28,13 +30,13 @@ from api.billing.signatures import signature_header
 from api.mail import read_maildir
 from api.settings import get_settings
 from api.stacks.automation_adapter import AutomationStackDriver
-from stacks.clusters import DEFAULT_LOCAL_CLUSTER
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER, kubeconfig_variable
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 API = f"http://{os.environ.get('CAMELEER_HTTP_HOST', '127.0.0.1')}:{os.environ.get('CAMELEER_HTTP_PORT', '8080')}"
 TIMEOUT_SECONDS = 600
-CLUSTER = os.environ.get("CAMELEER_CLUSTER", DEFAULT_LOCAL_CLUSTER)
+LOCAL_CLUSTERS = os.environ.get("CAMELEER_LOCAL_CLUSTERS", DEFAULT_LOCAL_CLUSTER).split()
 
 
 def say(message: str) -> None:
@@ -148,6 +150,25 @@ def follow(client: httpx.Client, operation_url: str, tenant_id: str) -> dict:
     sys.exit(f"the signup did not finish within {TIMEOUT_SECONDS}s")
 
 
+def kubeconfig_file(cluster: str) -> str:
+    """The local cluster's kubeconfig file, as services.env names it."""
+    return os.environ["KUBECONFIG"] if cluster == DEFAULT_LOCAL_CLUSTER else os.environ[kubeconfig_variable(cluster)]
+
+
+def register_local_cluster(cluster: str) -> None:
+    """Register one of services.sh's clusters (dc* dedicated, the others shared; idempotent) and
+    bring up a shared cluster's baseline, as an operator does for a new cluster."""
+    kind = "dedicated" if cluster.startswith("dc") else "shared"
+    say(f"registering the local {kind} cluster {cluster}")
+    slots = ["--slots", "200"] if kind == "shared" else []
+    subprocess.run([PYTHON, "-m", "api.clusters.cli", "register", cluster, "--kind", kind, "--region", "local",
+                    "--cpu", "96", "--memory", "384Gi", "--kubeconfig", kubeconfig_file(cluster), *slots],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    if kind == "shared":
+        baseline = AutomationStackDriver().ensure_cluster_baseline(cluster)
+        say(f"shared-{cluster} (its baseline): {baseline.summary}")
+
+
 def main() -> int:
     slug = os.environ.get("CAMELEER_DEMO_SLUG", "demo")
     tier = os.environ.get("CAMELEER_DEMO_TIER", "mid")
@@ -156,9 +177,8 @@ def main() -> int:
     subprocess.run([PYTHON, "-m", "api.migrate", "upgrade"], cwd=ROOT, check=True)
     say("syncing the tier catalog's products, prices and meters to Stripe (stripe-mock)")
     subprocess.run([PYTHON, "-m", "api.billing.cli", "sync"], cwd=ROOT, check=True)
-    say(f"bringing up the baseline of the shared cluster {CLUSTER} (stack shared-{CLUSTER})")
-    baseline = AutomationStackDriver().ensure_cluster_baseline(CLUSTER)
-    say(f"shared-{CLUSTER}: {baseline.summary}")
+    for cluster in LOCAL_CLUSTERS:
+        register_local_cluster(cluster)
     with ExitStack() as stack, httpx.Client(base_url=API, timeout=30) as client:
         api = stack.enter_context(background("api", "api"))
         stack.enter_context(background("worker", "api.worker"))
@@ -172,8 +192,12 @@ def main() -> int:
         operation = follow(client, accepted["operation"]["url"], accepted["tenant"]["id"])
         tenant = client.get(f"/v1/tenants/{accepted['tenant']['id']}").raise_for_status().json()
     say(f"tenant {tenant['slug']} is {tenant['status']}" + (f": {tenant['failure_reason']}" if tenant["failure_reason"] else ""))
-    subprocess.run(["kubectl", "get", "namespaces", "-l", f"cameleer.io/tenant={slug}"], check=False)
-    subprocess.run(["kubectl", "get", "pods", "-A", "-l", f"cameleer.io/tenant={slug}", "-o", "wide"], check=False)
+    kubeconfig = kubeconfig_file(tenant["placement"].partition(":")[2])
+    say(f"its namespaces and pods on cluster {tenant['placement']}")
+    subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "namespaces", "-l", f"cameleer.io/tenant={slug}"],
+                   check=False)
+    subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "get", "pods", "-A", "-l", f"cameleer.io/tenant={slug}",
+                    "-o", "wide"], check=False)
     return 0 if tenant["status"] == "ACTIVE" and operation["status"] == "SUCCEEDED" else 1
 
 

@@ -11,6 +11,7 @@ mid-operation is noticed by the others within the lease's expiry, whatever host 
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable, Sequence
 from functools import cached_property, wraps
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -202,7 +203,8 @@ class AutomationStackDriver:
         from stacks.clusters import ClusterLookupError, kubeconfig_content
 
         try:
-            return api_client(kubeconfig_content(cluster_of(placement), self._ops.factory.env_vars()))
+            # As the engine process sees it: this process's environment and the engine's settings.
+            return api_client(kubeconfig_content(cluster_of(placement), {**os.environ, **self._ops.factory.env_vars()}))
         except ClusterLookupError as exc:
             raise StackUnavailable(str(exc)) from exc
 

@@ -51,6 +51,23 @@ DEVELOPER_ONLY_ENV = (
 )
 
 
+@dataclass(frozen=True)
+class RegisteredCluster:
+    """A local cluster the plane registers at start, as an operator does (`cameleer-clusters register`)."""
+
+    name: str
+    kind: str
+    kubeconfig: str
+    cpu: str = "96"
+    memory: str = "384Gi"
+    slots: int | None = 200
+
+    def register_args(self) -> list[str]:
+        args = ["register", self.name, "--kind", self.kind, "--region", "local", "--cpu", self.cpu,
+                "--memory", self.memory, "--kubeconfig", self.kubeconfig]
+        return args + (["--slots", str(self.slots)] if self.kind == "shared" else [])
+
+
 class HarnessError(RuntimeError):
     """The control plane could not be started or did not answer as expected."""
 
@@ -105,6 +122,8 @@ class ControlPlane:
     root: Path
     tenant_database_url: str
     worker_env: dict[str, str] = field(default_factory=dict)
+    # None: the platform's own cluster (KUBECONFIG) as the one shared cluster, eu1.
+    clusters: list[RegisteredCluster] | None = None
     db: TestDatabase | None = None
     env: dict[str, str] = field(default_factory=dict)
     base_url: str = ""
@@ -149,7 +168,9 @@ class ControlPlane:
         data.mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if k not in DEVELOPER_ONLY_ENV}
+        # Clusters are reached through the registry's secrets only, never services.env's files.
+        env = {k: v for k, v in os.environ.items()
+               if k not in DEVELOPER_ONLY_ENV and not k.startswith("CAMELEER_KUBECONFIG_")}
         env.update({
             "CAMELEER_DATABASE_URL": self.db.url(self.db.app),
             "CAMELEER_DATABASE_ADMIN_URL": self.db.url(self.db.owner),
@@ -180,10 +201,20 @@ class ControlPlane:
         # The Stripe catalog (stripe-mock) in this database, as an operator's first deploy does.
         subprocess.run([sys.executable, "-m", "api.billing.cli", "sync"], env=env, cwd=REPO_ROOT, check=True,
                        stdout=subprocess.DEVNULL)
+        for cluster in self.clusters or [RegisteredCluster("eu1", "shared", kubeconfig)]:
+            self.clusters_cli(*cluster.register_args())
         self.base_url = f"http://127.0.0.1:{port}"
         self.api = self._spawn("api", ["-m", "api"])
         self._wait_ready()
         return self
+
+    def clusters_cli(self, *args: str) -> str:
+        """`cameleer-clusters <args>` against this plane's registry; its standard output."""
+        done = subprocess.run([sys.executable, "-m", "api.clusters.cli", *args], env=self.env, cwd=REPO_ROOT,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise HarnessError(f"cameleer-clusters {' '.join(args)} exited {done.returncode}: {done.stderr}")
+        return done.stdout
 
     def _spawn(self, name: str, args: list[str], extra: Mapping[str, str] | None = None) -> subprocess.Popen:
         log_path = self.root / "logs" / f"{name}-{len(self._logs)}.log"

@@ -50,7 +50,7 @@ from tests.integration.control_plane import (
 
 pytestmark = pytest.mark.engine
 
-SIGNUP_STEPS = ["tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
+SIGNUP_STEPS = ["place", "tenant_record", "billing", "payment", "license", "stack_up", "tenant_secrets", "readiness", "activate"]
 STALLED_AFTER_SECONDS = 5  # the workers' heartbeat timeout: a killed worker is noticed quickly
 # The restarted worker's periodic recovery runs on a minute boundary, then the stack update.
 RESUME_TIMEOUT = 300
@@ -328,7 +328,7 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
 
     assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
     attempts = {s["name"]: s["attempts"] for s in operation["steps"]}
-    assert attempts == {"tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
+    assert attempts == {"place": 1, "tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
                         "readiness": 1, "activate": 1}
     assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
 
