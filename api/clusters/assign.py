@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.clusters.placement import ClusterLoad, NoCluster, choose_cluster
 from api.db.models import (
@@ -50,6 +50,15 @@ def place(session: ScopedSession, tier_name: str, slug: str) -> str | NoCluster:
         chosen = next(cluster for cluster in clusters if cluster.name == choice)
         chosen.baseline_stack = f"dedicated-{slug}"
     return placement_of(tier.placement, choice)
+
+
+def release(session: ScopedSession, slug: str, placement: str) -> None:
+    """The tenant has left `placement` (deleted, or moved away): a dedicated cluster it held
+    takes the next dedicated tenant. A shared cluster's room is counted from its tenants."""
+    cluster = placed_cluster(placement)
+    if placement.startswith(f"{Placement.DEDICATED.value}:") and cluster:
+        session.execute(update(Cluster).where(Cluster.name == cluster, Cluster.baseline_stack == f"dedicated-{slug}")
+                        .values(baseline_stack=None))
 
 
 def would_place(session: ScopedSession, tier_name: str) -> bool:

@@ -28,10 +28,12 @@ PLANS: dict[OperationKind, tuple[str, ...]] = {
     OperationKind.LICENSE_RENEWAL: ("stack_up", "tenant_secrets"),
 }
 
-# A tier change that moves the tenant between shared and dedicated placement.
+# A tier change that moves the tenant between shared and dedicated placement: the new stack
+# is up and ready before the tenant is switched to it (activate), and the old one goes last,
+# so a failure at any step leaves one placement serving.
 MOVE_PLAN: tuple[str, ...] = (
-    "place", "preview", "confirm", "billing", "license", "stack_up", "tenant_secrets", "readiness", "release_old_placement",
-    "activate",
+    "place", "preview", "confirm", "billing", "license", "stack_up", "tenant_secrets", "readiness", "activate",
+    "release_old_placement",
 )
 
 

@@ -357,6 +357,8 @@ def release_old_placement(ctx: StepContext) -> dict[str, Any]:
         tenant = ctx.tenant(session)
         old = TenantRef(id=tenant.id, slug=tenant.slug, placement=ctx.params["from_placement"])
     ctx.services.driver.destroy(old, ctx.events())
+    with ctx.tx(Scope.system()) as session:
+        assign.release(session, old.slug, old.placement)
     return {"released": old.placement}
 
 
@@ -409,8 +411,9 @@ def scrub(ctx: StepContext) -> dict[str, Any]:
 
 @step("mark_deleted")
 def mark_deleted(ctx: StepContext) -> dict[str, Any]:
-    with ctx.tx() as session:
+    with ctx.tx(Scope.system()) as session:
         tenant = ctx.tenant(session)
+        assign.release(session, tenant.slug, tenant.placement)
         tenant.status = TenantStatus.DELETED.value
         tenant.deleted_at = tenant.deleted_at or datetime.now(UTC)
         return {"tenant_status": tenant.status}

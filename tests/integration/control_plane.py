@@ -318,12 +318,14 @@ class ControlPlane:
             problems += [problem for problem in pool.map(destroy, names) if problem]
         from kubernetes import client, config
 
-        core = client.CoreV1Api(config.new_client_from_config(config_file=self.env["KUBECONFIG"]))
-        for slug in self.slugs:
-            for namespace in core.list_namespace(label_selector=f"cameleer.io/tenant={slug}").items:
-                if namespace.status.phase != "Terminating":
-                    core.delete_namespace(namespace.metadata.name)
-                    problems.append(f"namespace {namespace.metadata.name} survived its stack; deleted it")
+        for cluster in self.clusters or [RegisteredCluster("eu1", "shared", self.env["KUBECONFIG"])]:
+            core = client.CoreV1Api(config.new_client_from_config(config_file=cluster.kubeconfig))
+            for slug in self.slugs:
+                for namespace in core.list_namespace(label_selector=f"cameleer.io/tenant={slug}").items:
+                    if namespace.status.phase != "Terminating":
+                        core.delete_namespace(namespace.metadata.name)
+                        problems.append(f"namespace {namespace.metadata.name} on {cluster.name} survived its stack; "
+                                        "deleted it")
         return problems
 
     # -- the engine side, as the workers see it --------------------------------------
