@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.catalog import get_tier
+from stacks.config import database_password_key
 
 from .kv import read_field
 from .naming import StackKind, stack_name
@@ -38,6 +39,8 @@ class TenantSpec:
     environments: tuple[str, ...]
     license_jwt: str = field(repr=False)
     suspended: bool = False
+    # Environment -> its database password, kept when the tenant moves to this stack.
+    database_passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def stack_name(self) -> str:
@@ -129,6 +132,8 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
     }
     if platform.cluster_cidrs:
         config["clusterCidrs"] = list(platform.cluster_cidrs)
+    for environment, password in spec.database_passwords.items():
+        config[database_password_key(environment)] = Secret(password)
     if platform.rollout_timeout:
         config["rolloutTimeout"] = platform.rollout_timeout
     tier = get_tier(spec.tier)

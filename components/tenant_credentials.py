@@ -1,4 +1,8 @@
-"""Per-tenant credentials: a generated password, delivered as a Kubernetes Secret."""
+"""Per-tenant credentials: a password, generated unless given, delivered as a Kubernetes Secret.
+
+A given password is how a tenant's credentials survive a move to another stack: the new
+stack takes over the tenant's database role with the password its running servers use.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class TenantCredentialsArgs:
     # Further non-secret keys for the Secret, e.g. host, port, database.
     extra_data: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Secret: the password to deliver instead of a generated one.
+    password: pulumi.Input[str] | None = None
 
 
 class TenantCredentials(Component):
@@ -34,8 +40,11 @@ class TenantCredentials(Component):
 
     def __init__(self, name: str, args: TenantCredentialsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cameleer:tenancy:TenantCredentials", name, opts)
-        generated = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, opts=self.child_options())
-        self.password = pulumi.Output.secret(generated.result)
+        if args.password is None:
+            password = RandomPassword(f"{name}-password", length=PASSWORD_LENGTH, opts=self.child_options()).result
+        else:
+            password = args.password
+        self.password = pulumi.Output.secret(password)
         self.secret_name = args.secret_name
         self.kube_object(f"{name}-secret", args.cluster, credentials_secret(args, self.password))
         self.register_outputs({"secretName": self.secret_name})

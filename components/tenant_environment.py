@@ -35,6 +35,8 @@ class TenantEnvironmentArgs:
     suspended: bool = False
     committed: Compute | None = None
     rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
+    # Secret: the database role's password, kept from the stack the tenant moved from.
+    database_password: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
         naming.namespace_name(self.slug, self.environment)
@@ -65,7 +67,7 @@ class TenantEnvironment(Component):
         identifier = naming.database_identifier(args.slug, args.environment)
         credentials = TenantCredentials(f"{name}-credentials", TenantCredentialsArgs(
             cluster=cluster, namespace=namespace.namespace, secret_name=DATABASE_SECRET,
-            username=identifier, labels=labels,
+            username=identifier, labels=labels, password=args.database_password,
             extra_data={
                 "host": args.database.host,
                 "port": str(args.database.port),

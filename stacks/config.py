@@ -246,6 +246,11 @@ PLAIN_KEYS = ("slug", "tier", "environments", "image", "databaseEndpoint", "data
 SECRET_KEYS = ("databaseAdminUrl", "license")
 
 
+def database_password_key(environment: str) -> str:
+    """The optional secret key holding an environment's database password (a moved tenant's)."""
+    return f"databasePassword-{environment}"
+
+
 def read_plain(config: pulumi.Config) -> dict[str, Any]:
     """The plain keys as the engine passed them (text; lists and objects as JSON text)."""
     return {key: value for key in PLAIN_KEYS if (value := config.get(key)) is not None}

@@ -15,6 +15,7 @@ from stacks.config import (
     StackConfigError,
     StackName,
     TenantSettings,
+    database_password_key,
     read_plain,
     secrets_present,
     shared_cluster_settings,
@@ -63,6 +64,7 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
             image=settings.image, database=settings.database, database_admin_url=admin_url,
             license=license_jwt, suspended=settings.suspended, committed=settings.committed,
             rollout_timeout=settings.rollout_timeout,
+            database_password=config.get_secret(database_password_key(environment)),
         ), pulumi.ResourceOptions(depends_on=depends_on or []))
         for environment in settings.environments
     }

@@ -287,6 +287,7 @@ def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:
 @step("stack_up")
 def stack_up(ctx: StepContext) -> dict[str, Any]:
     ref, tier, license_row = _desired_stack(ctx)
+    kept = _database_passwords_of_the_old_placement(ctx, ref, tier)
     result = ctx.services.driver.provision(
         ref,
         tier,
@@ -294,8 +295,24 @@ def stack_up(ctx: StepContext) -> dict[str, Any]:
         license_row.token,
         ctx.kind is OperationKind.SUSPEND,
         ctx.events(),
+        database_passwords=kept,
     )
-    return {"stack": result.stack, "summary": result.summary}
+    return {"stack": result.stack, "summary": result.summary, "database_passwords_kept": sorted(kept)}
+
+
+def _database_passwords_of_the_old_placement(ctx: StepContext, ref: TenantRef, tier: str) -> dict[str, str]:
+    """On a move, the passwords the tenant's servers use now (its KV paths, written from the
+    old stack): the new stack takes the database roles over with them, so the old servers
+    keep logging in until the switch. Nothing for any other operation."""
+    moving_from = ctx.params.get("from_placement")
+    if ctx.kind is not OperationKind.CHANGE_TIER or not moving_from or moving_from == ref.placement:
+        return {}
+    kept = {}
+    for environment in environments_of(tier_named(tier)):
+        credentials = ctx.services.tenant_secrets.read(ref.slug, tenant_secrets.database(environment))
+        if credentials and credentials.get("password"):
+            kept[environment] = credentials["password"]
+    return kept
 
 
 @step("drift_correct")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property, wraps
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -90,11 +90,12 @@ class AutomationStackDriver:
         license_jwt: str,
         suspended: bool,
         on_event: EventSink,
+        database_passwords: Mapping[str, str] | None = None,
     ) -> ProvisionResult:
         from automation.history import UpdateMetadata
         from automation.tenants import TenantPlatform, stack_config
 
-        spec = _spec(tenant, tier, environments, license_jwt, suspended)
+        spec = _spec(tenant, tier, environments, license_jwt, suspended, database_passwords)
         if tenant.placement.startswith("shared"):
             self._require_baseline(tenant.placement, tier)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
@@ -248,12 +249,14 @@ class AutomationStackDriver:
         ]
 
 
-def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, suspended: bool) -> TenantSpec:
+def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, suspended: bool,
+          database_passwords: Mapping[str, str] | None = None) -> TenantSpec:
     from automation.tenants import TenantSpec
 
     return TenantSpec(
         slug=tenant.slug, placement=tenant.placement, tier=tier,
         environments=tuple(environments), license_jwt=license_jwt, suspended=suspended,
+        database_passwords=dict(database_passwords or {}),
     )
 
 

@@ -7,7 +7,7 @@ Protocol onto it. Every method must be idempotent: a retried step calls it again
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -88,8 +88,10 @@ class StackDriver(Protocol):
         license_jwt: str,
         suspended: bool,
         on_event: EventSink,
+        database_passwords: Mapping[str, str] | None = None,
     ) -> ProvisionResult:
-        """Create or update the tenant's stack to this desired state (``pulumi up``)."""
+        """Create or update the tenant's stack to this desired state (``pulumi up``);
+        ``database_passwords`` (environment -> password) keep a moved tenant's credentials."""
         ...
 
     def preview(

@@ -21,7 +21,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from api import tenant_secrets
 from components.naming import database_identifier, namespace_name
+from tests.api import vault_support
 from tests.integration.conftest import _SESSION_SLUGS, baseline_on, kube_clients
 from tests.integration.control_plane import REPO_ROOT, ControlPlane, RegisteredCluster, pulumi_root
 from tests.integration.test_control_plane_engine import stripe_event, tenant_namespaces, wait_for
@@ -83,6 +85,14 @@ def sign_up_active(cp: ControlPlane, tier: str, prefix: str) -> tuple[str, str, 
     operation = cp.wait_operation(operation_id, headers)
     assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
     return slug, tenant_id, headers
+
+
+def database_credentials(slug: str, environment: str) -> dict[str, str]:
+    """The tenant's database credentials as its servers read them (its KV path)."""
+    secret = vault_support.client().secrets.kv.v2.read_secret_version(
+        f"{slug}/{tenant_secrets.database(environment)}", mount_point=tenant_secrets.SECRETS_MOUNT,
+        raise_on_deleted_version=True)
+    return secret["data"]["data"]
 
 
 def placement(cp: ControlPlane, tenant_id: str) -> str:
@@ -161,6 +171,7 @@ def test_the_move_to_a_dedicated_cluster_survives_a_killed_worker_and_keeps_the_
     with psycopg.connect(cp.tenant_database_url, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{schema}".kept (note text)')
         conn.execute(f"INSERT INTO \"{schema}\".kept VALUES ('written before the move')")
+    password_in_use = database_credentials(slug, "prod")["password"]
 
     with cp.client() as client:
         accepted = client.post(f"/v1/tenants/{tenant_id}/tier", json={"tier": "business"}, headers=headers)
@@ -193,5 +204,9 @@ def test_the_move_to_a_dedicated_cluster_survives_a_killed_worker_and_keeps_the_
     with psycopg.connect(cp.tenant_database_url, autocommit=True) as conn:
         kept = conn.execute(f'SELECT note FROM "{schema}".kept').fetchall()
     assert kept == [("written before the move",)]
+    # The dedicated stack took the role over with the password the shared servers used.
+    assert database_credentials(slug, "prod")["password"] == password_in_use
+    with psycopg.connect(cp.tenant_database_url, user=schema, password=password_in_use, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (schema,)
     assert cp.scalar("SELECT baseline_stack FROM clusters WHERE name = 'dc1'") == f"dedicated-{slug}"
     assert cp.scalar("SELECT tier FROM licenses WHERE tenant_id = %s AND superseded_at IS NULL", tenant_id) == "business"

@@ -51,3 +51,16 @@ def test_secret_is_on_the_cluster_provider():
     mocks, _ = build()
     (secret,) = mocks.kube("Secret")
     assert mocks.provider_of(secret).name == "cluster-test"
+
+
+def test_a_given_password_is_delivered_and_none_is_generated():
+    """A moved tenant's new stack keeps the password its servers use."""
+    mocks = use_mocks()
+    component = run(lambda: TenantCredentials("prod-credentials", TenantCredentialsArgs(
+        cluster=cluster(), namespace="tenant-demo-prod", secret_name="cameleer-database",
+        username="tenant_demo_prod", password="the-password-in-use")))
+    assert mocks.by_type("pulumi-python:dynamic/random:RandomPassword") == []
+    (secret,) = mocks.kube("Secret")
+    assert is_secret_value(secret.inputs["stringData"])
+    assert unwrap_secret(secret.inputs["stringData"])["password"] == "the-password-in-use"
+    assert is_secret(component.password)
