@@ -33,7 +33,9 @@ from components.catalog import memory as memory_quantity
 
 from api.audit.chain import AuditMeta, append
 from api.clusters import registry
+from api.clusters.assign import cluster_loads
 from api.clusters.credentials import ClusterCredentials
+from api.clusters.placement import ClusterLoad
 from api.clusters.schemas import ClusterOut, TenantOnCluster
 from api.db.models import Cluster, ClusterKind, ClusterState
 from api.db.session import Database, Scope, ScopedSession
@@ -86,16 +88,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _document(cluster: Cluster, tenants: int) -> dict:
-    return ClusterOut.of(cluster, tenants).model_dump(mode="json")
+def _document(cluster: Cluster, tenants: int, load: ClusterLoad) -> dict:
+    return ClusterOut.of(cluster, tenants, load).model_dump(mode="json")
 
 
 def _table(documents: list[dict]) -> Table:
-    table = Table("name", "kind", "region", "state", "cpu", "memory", "slots", "tenants", "baseline stack")
+    table = Table("name", "kind", "region", "state", "cpu (free)", "memory (free)", "slots (free)", "tenants",
+                  "baseline stack")
     for d in documents:
-        table.add_row(d["name"], d["kind"], d["region"], d["state"], cpu_quantity(d["capacity_cpu_m"]),
-                      memory_quantity(d["capacity_memory_mi"]), str(d["tenant_slots"]), str(d["tenants"]),
-                      d["baseline_stack"] or "-")
+        table.add_row(d["name"], d["kind"], d["region"], d["state"],
+                      f"{cpu_quantity(d['capacity_cpu_m'])} ({cpu_quantity(max(d['free_cpu_m'], 0))})",
+                      f"{memory_quantity(d['capacity_memory_mi'])} ({memory_quantity(max(d['free_memory_mi'], 0))})",
+                      f"{d['tenant_slots']} ({d['free_slots']})", str(d["tenants"]), d["baseline_stack"] or "-")
     return table
 
 
@@ -107,15 +111,17 @@ def _emit(documents: list[dict] | dict, as_json: bool) -> None:
 
 
 def _one(reg: Registry, cluster: Cluster) -> dict:
-    return _document(cluster, len(registry.tenants_on(reg.session, cluster.name)))
+    (load,) = cluster_loads(reg.session, [cluster])
+    return _document(cluster, len(registry.tenants_on(reg.session, cluster.name)), load)
 
 
 @app.command("list")
 def list_clusters(as_json: Json = False) -> None:
     """Every registered cluster."""
     with _registry() as reg:
-        counts = registry.tenant_counts(reg.session)
-        documents = [_document(c, counts.get(c.name, 0)) for c in registry.all_clusters(reg.session)]
+        counts, clusters = registry.tenant_counts(reg.session), registry.all_clusters(reg.session)
+        documents = [_document(c, counts.get(c.name, 0), load)
+                     for c, load in zip(clusters, cluster_loads(reg.session, clusters))]
     _emit(documents, as_json)
 
 

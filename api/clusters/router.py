@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response, status
 from api.auth.dependencies import RequestContext, require_platform
 from api.auth.roles import OPERATORS, READERS
 from api.clusters import registry
+from api.clusters.assign import cluster_loads
 from api.clusters.schemas import ClusterOut, DrainOut, RegisterCluster, TenantOnCluster, UpdateCluster
 from api.db.models import Cluster, ClusterState
 from api.problems import PROBLEM_RESPONSES
@@ -31,14 +32,16 @@ INVALID = "`/problems/invalid-cluster`: bad name, quantity or slots; `/problems/
 
 
 def _out(ctx: RequestContext, cluster: Cluster) -> ClusterOut:
-    return ClusterOut.of(cluster, len(registry.tenants_on(ctx.db, cluster.name)))
+    (load,) = cluster_loads(ctx.db, [cluster])
+    return ClusterOut.of(cluster, len(registry.tenants_on(ctx.db, cluster.name)), load)
 
 
 @router.get("", summary="Every registered cluster", responses=_problems({403: FORBIDDEN_READ}))
 def list_clusters(ctx: Reader) -> list[ClusterOut]:
     with ctx.db.begin():
-        counts = registry.tenant_counts(ctx.db)
-        return [ClusterOut.of(c, counts.get(c.name, 0)) for c in registry.all_clusters(ctx.db)]
+        counts, clusters = registry.tenant_counts(ctx.db), registry.all_clusters(ctx.db)
+        loads = cluster_loads(ctx.db, clusters)
+        return [ClusterOut.of(c, counts.get(c.name, 0), load) for c, load in zip(clusters, loads)]
 
 
 @router.get("/{name}", summary="One cluster", responses=_problems({403: FORBIDDEN_READ, 404: NOT_FOUND}))
@@ -99,8 +102,7 @@ def drain_cluster(name: str, ctx: Operator) -> DrainOut:
     with ctx.db.begin():
         cluster = registry.set_state(ctx.db, ctx.audit, name, ClusterState.DRAINING)
         remaining = registry.tenants_on(ctx.db, name)
-        return DrainOut(cluster=ClusterOut.of(cluster, len(remaining)),
-                        tenants=[TenantOnCluster.of(t) for t in remaining])
+        return DrainOut(cluster=_out(ctx, cluster), tenants=[TenantOnCluster.of(t) for t in remaining])
 
 
 @router.delete("/{name}", summary="Remove a cluster and its kubeconfig; refused while tenants live there",

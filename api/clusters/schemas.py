@@ -8,7 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from api.clusters.placement import ClusterLoad
 from api.db.models import CLUSTER_NAME_PATTERN, Cluster, ClusterKind, ClusterState, Tenant
+from components.catalog import Compute
 
 Quantity = Annotated[str, Field(min_length=1, max_length=32)]
 Slots = Annotated[int, Field(ge=1, le=1_000_000)]
@@ -50,11 +52,18 @@ class ClusterOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     tenants: Annotated[int, Field(description="Tenants placed on it, deleted ones excepted")]
+    reserved_cpu_m: Annotated[int, Field(description="The quota requests of its tenants and of moves headed there")]
+    reserved_memory_mi: int
+    free_cpu_m: Annotated[int, Field(description="Capacity minus reservations: what placement compares")]
+    free_memory_mi: int
+    free_slots: int
 
     @classmethod
-    def of(cls, cluster: Cluster, tenants: int) -> ClusterOut:
+    def of(cls, cluster: Cluster, tenants: int, load: ClusterLoad) -> ClusterOut:
         fields = {column.key: getattr(cluster, column.key) for column in Cluster.__table__.columns}
-        return cls(**fields, tenants=tenants)
+        free_cpu_m, free_memory_mi, free_slots = load.free_after(Compute(0, 0))
+        return cls(**fields, tenants=tenants, reserved_cpu_m=load.used.cpu_m, reserved_memory_mi=load.used.memory_mi,
+                   free_cpu_m=free_cpu_m, free_memory_mi=free_memory_mi, free_slots=free_slots + 1)
 
 
 class TenantOnCluster(BaseModel):

@@ -15,6 +15,7 @@ from api.clusters.capacity import resume_and_report
 from api.db.models import AuditRecord, Cluster, Operation, Tenant
 from api.db.session import Scope
 from api.services import Services
+from components.catalog import TIERS
 from tests.api.conftest import add_cluster, login, pay_first_invoice, run_queue, sign_up, signup_and_verify, signup_body
 
 
@@ -141,3 +142,17 @@ def test_a_business_signup_gets_a_dedicated_cluster_of_its_own_and_the_next_one_
         run_queue(services)
     assert _placement(services, second["tenant"]["id"]) == f"dedicated:{another}"
 
+
+
+def test_the_registry_shows_what_is_reserved_and_free_on_each_cluster(client, services, operator_headers):
+    cluster = add_cluster(services, f"pl-show-{uuid.uuid4().hex[:6]}", kind="shared", cpu_m=16_000,
+                          memory_mi=32_768, slots=10)
+    with only(services, cluster):
+        sign_up(client, services, tier="mid")
+    shown = client.get(f"/v1/clusters/{cluster}", headers=operator_headers).json()
+    mid = TIERS["mid"].footprint()
+    assert (shown["tenants"], shown["reserved_cpu_m"], shown["reserved_memory_mi"]) == (1, mid.cpu_m, mid.memory_mi)
+    assert (shown["free_cpu_m"], shown["free_memory_mi"], shown["free_slots"]) == (
+        16_000 - mid.cpu_m, 32_768 - mid.memory_mi, 9)
+    listed = {c["name"]: c for c in client.get("/v1/clusters", headers=operator_headers).json()}
+    assert listed[cluster] == shown
