@@ -143,6 +143,19 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
     return config
 
 
+def operator_settings(old_config: Mapping[str, Any], new_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain `cameleer:` settings of a stack's settings file (`old_config`, as read from the
+    file) that `new_config` does not set: what operators set by hand (e.g. `driftCorrection`),
+    to carry to the stack a tenant moves to. Encrypted values stay behind: they are readable
+    only with the old stack's key."""
+    carried = {}
+    for key, value in old_config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == "cameleer" and name not in new_config and not (isinstance(value, dict) and "secure" in value):
+            carried[name] = value
+    return carried
+
+
 def baseline_config(platform: TenantPlatform) -> dict[str, Any]:
     """The `cameleer:` config of a shared cluster's baseline stack (`shared-<cluster>`)."""
     return {"clusterCidrs": list(platform.cluster_cidrs)} if platform.cluster_cidrs else {}

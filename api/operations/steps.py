@@ -40,7 +40,7 @@ from api.licensing.issue import current_license, issue_license, license_for_oper
 from api.operations.events import event_sink
 from api.server_credential import store as server_credential
 from api.services import Services
-from api.stacks.driver import TenantRef
+from api.stacks.driver import MoveSource, TenantRef
 from api.tiers import environments_of, tier_named
 
 
@@ -287,7 +287,7 @@ def _desired_stack(ctx: StepContext) -> tuple[TenantRef, str, License]:
 @step("stack_up")
 def stack_up(ctx: StepContext) -> dict[str, Any]:
     ref, tier, license_row = _desired_stack(ctx)
-    kept = _database_passwords_of_the_old_placement(ctx, ref, tier)
+    moving_from = _move_source(ctx, ref, tier)
     result = ctx.services.driver.provision(
         ref,
         tier,
@@ -295,24 +295,25 @@ def stack_up(ctx: StepContext) -> dict[str, Any]:
         license_row.token,
         ctx.kind is OperationKind.SUSPEND,
         ctx.events(),
-        database_passwords=kept,
+        moving_from=moving_from,
     )
-    return {"stack": result.stack, "summary": result.summary, "database_passwords_kept": sorted(kept)}
+    kept = sorted(moving_from.database_passwords) if moving_from else []
+    return {"stack": result.stack, "summary": result.summary, "database_passwords_kept": kept}
 
 
-def _database_passwords_of_the_old_placement(ctx: StepContext, ref: TenantRef, tier: str) -> dict[str, str]:
-    """On a move, the passwords the tenant's servers use now (its KV paths, written from the
-    old stack): the new stack takes the database roles over with them, so the old servers
-    keep logging in until the switch. Nothing for any other operation."""
+def _move_source(ctx: StepContext, ref: TenantRef, tier: str) -> MoveSource | None:
+    """On a move, the old placement and the passwords the tenant's servers use now (its KV
+    paths, written from the old stack): the new stack takes the database roles over with
+    them, so the old servers keep logging in until the switch. None for other operations."""
     moving_from = ctx.params.get("from_placement")
     if ctx.kind is not OperationKind.CHANGE_TIER or not moving_from or moving_from == ref.placement:
-        return {}
+        return None
     kept = {}
     for environment in environments_of(tier_named(tier)):
         credentials = ctx.services.tenant_secrets.read(ref.slug, tenant_secrets.database(environment))
         if credentials and credentials.get("password"):
             kept[environment] = credentials["password"]
-    return kept
+    return MoveSource(placement=moving_from, database_passwords=kept)
 
 
 @step("drift_correct")

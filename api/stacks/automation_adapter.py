@@ -14,11 +14,12 @@ import base64
 import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property, wraps
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from api.stacks.driver import (
     ClusterNotReady,
     EventSink,
+    MoveSource,
     PreviewResult,
     ProvisionResult,
     Readiness,
@@ -90,12 +91,13 @@ class AutomationStackDriver:
         license_jwt: str,
         suspended: bool,
         on_event: EventSink,
-        database_passwords: Mapping[str, str] | None = None,
+        moving_from: MoveSource | None = None,
     ) -> ProvisionResult:
         from automation.history import UpdateMetadata
         from automation.tenants import TenantPlatform, stack_config
 
-        spec = _spec(tenant, tier, environments, license_jwt, suspended, database_passwords)
+        spec = _spec(tenant, tier, environments, license_jwt, suspended,
+                     moving_from.database_passwords if moving_from else None)
         if tenant.placement.startswith("shared"):
             self._require_baseline(tenant.placement, tier)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
@@ -103,11 +105,21 @@ class AutomationStackDriver:
         result = self._ops.up(
             spec.stack_name,
             UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
-            config=stack_config(spec, TenantPlatform.from_env()),
+            config=self._with_operator_settings(stack_config(spec, TenantPlatform.from_env()), tenant, moving_from),
             create=True,
             on_event=_relay(on_event),
         )
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
+
+    def _with_operator_settings(self, config: dict[str, Any], tenant: TenantRef,
+                                moving_from: MoveSource | None) -> dict[str, Any]:
+        """`config`, plus on a move what operators set on the old stack (e.g. driftCorrection)."""
+        from automation.tenants import operator_settings, stack_name_for
+
+        if moving_from is None:
+            return config
+        old = self._ops.factory.read_stack_config(stack_name_for(tenant.slug, moving_from.placement))
+        return {**operator_settings(old, config), **config}
 
     def _require_baseline(self, placement: str, tier: str) -> None:
         """A shared cluster takes tenants once its shared-<cluster> stack is up: without the

@@ -21,6 +21,16 @@ class TenantRef:
 
 
 @dataclass(frozen=True)
+class MoveSource:
+    """Where a moving tenant's new stack takes over from: the old stack's operator settings
+    (plain `cameleer:` keys the control plane does not write) and the database passwords its
+    servers use (environment -> password) go along."""
+
+    placement: str
+    database_passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class StackEventData:
     """One engine event (resource pre/outcome, diagnostic, summary) for progress display."""
 
@@ -88,10 +98,10 @@ class StackDriver(Protocol):
         license_jwt: str,
         suspended: bool,
         on_event: EventSink,
-        database_passwords: Mapping[str, str] | None = None,
+        moving_from: MoveSource | None = None,
     ) -> ProvisionResult:
-        """Create or update the tenant's stack to this desired state (``pulumi up``);
-        ``database_passwords`` (environment -> password) keep a moved tenant's credentials."""
+        """Create or update the tenant's stack to this desired state (``pulumi up``); on a
+        move, taking over from ``moving_from``."""
         ...
 
     def preview(

@@ -52,14 +52,14 @@ class FakeStackDriver:
         return sum(1 for m, t, _ in self.calls if m == method and t == tenant_id)
 
     def provision(self, tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str,
-                  suspended: bool, on_event: EventSink, database_passwords=None) -> ProvisionResult:
+                  suspended: bool, on_event: EventSink, moving_from=None) -> ProvisionResult:
         self._enter("provision", tenant)
         on_event(StackEventData("preludeEvent", {"config": {"tier": tier}}))
         for env in environments:
             on_event(StackEventData("resOutputsEvent", {"urn": f"tenant-{tenant.slug}-{env}", "op": "create"}))
         self.stacks[(tenant.id, tenant.placement)] = {
             "tier": tier, "environments": list(environments), "license": license_jwt, "suspended": suspended,
-            "database_passwords": dict(database_passwords or {}),
+            "moving_from": moving_from,
         }
         on_event(StackEventData("summaryEvent", {"resourceChanges": {"create": len(environments)}}))
         return ProvisionResult(stack=f"tenant-{tenant.slug}", summary={"create": len(environments)})

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from automation.tenants import TenantPlatform, TenantSpec, TenantSpecError, cluster_of, stack_config, stack_name_for
+from automation.tenants import (
+    TenantPlatform,
+    TenantSpec,
+    TenantSpecError,
+    cluster_of,
+    operator_settings,
+    stack_config,
+    stack_name_for,
+)
 from automation.workspace import Secret
 
 PLATFORM = TenantPlatform(image="ghcr.io/cameleer/server@sha256:" + "0" * 64, database_endpoint="db:5432",
@@ -39,3 +47,10 @@ def test_kept_database_passwords_go_to_the_stack_as_secrets_and_never_in_the_spe
     assert "databasePassword-staging" not in config
     assert "in-use" not in repr(spec(database_passwords={"prod": "in-use-prod"}))
     assert not any(key.startswith("databasePassword") for key in stack_config(spec(), PLATFORM))
+
+
+def test_a_move_carries_what_operators_set_on_the_old_stack_and_nothing_the_control_plane_writes():
+    old = {"cameleer:driftCorrection": "auto", "cameleer:tier": "low", "cameleer:slug": "acme",
+           "cameleer:license": {"secure": "v1:abc"}, "kubernetes:context": "x"}
+    new = stack_config(spec(), PLATFORM)
+    assert operator_settings(old, new) == {"driftCorrection": "auto"}

@@ -172,6 +172,9 @@ def test_the_move_to_a_dedicated_cluster_survives_a_killed_worker_and_keeps_the_
         conn.execute(f'CREATE TABLE "{schema}".kept (note text)')
         conn.execute(f"INSERT INTO \"{schema}\".kept VALUES ('written before the move')")
     password_in_use = database_credentials(slug, "prod")["password"]
+    settings = cp.root / "data" / "stack-config"
+    cp.pulumi("config", "set", "cameleer:driftCorrection", "auto", "-s", f"tenant-{slug}",
+              "--config-file", str(settings / f"Pulumi.tenant-{slug}.yaml"))  # an operator's setting
 
     with cp.client() as client:
         accepted = client.post(f"/v1/tenants/{tenant_id}/tier", json={"tier": "business"}, headers=headers)
@@ -209,4 +212,6 @@ def test_the_move_to_a_dedicated_cluster_survives_a_killed_worker_and_keeps_the_
     with psycopg.connect(cp.tenant_database_url, user=schema, password=password_in_use, autocommit=True) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (schema,)
     assert cp.scalar("SELECT baseline_stack FROM clusters WHERE name = 'dc1'") == f"dedicated-{slug}"
+    moved = cp.stack_operations().factory.read_stack_config(f"dedicated-{slug}")
+    assert moved["cameleer:driftCorrection"] == "auto" and moved["cameleer:cluster"] == "dc1"
     assert cp.scalar("SELECT tier FROM licenses WHERE tenant_id = %s AND superseded_at IS NULL", tenant_id) == "business"
