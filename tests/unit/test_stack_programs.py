@@ -21,6 +21,7 @@ def no_cluster_environment(monkeypatch):
     for variable in [name for name in os.environ if name.startswith("CAMELEER_KUBECONFIG_")]:
         monkeypatch.delenv(variable)
     monkeypatch.delenv("CAMELEER_CLUSTER", raising=False)
+    monkeypatch.delenv("CAMELEER_CLUSTER_KUBECONFIGS", raising=False)
     monkeypatch.delenv("KUBECONFIG", raising=False)
 
 
