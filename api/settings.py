@@ -12,6 +12,9 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from components.naming import SECRETS_AUTH_MOUNT
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER
+
 
 class ServiceNotConfigured(RuntimeError):
     """A setting the service cannot run without is missing: it refuses to start."""
@@ -43,8 +46,12 @@ class Settings(BaseSettings):
     vault_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("CAMELEER_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"))
     transit_mount: str = "transit"
-    # Where the Kubernetes auth method that the tenant servers log in with is mounted.
-    vault_kubernetes_mount: str = "kubernetes"
+    # Where the Kubernetes auth method that the tenant servers log in with is mounted: this
+    # mount serves the platform's own cluster, `<mount>-<cluster>` every other one
+    # (components.naming.secrets_auth_mount).
+    vault_kubernetes_mount: str = SECRETS_AUTH_MOUNT
+    # The platform's own cluster, named by CAMELEER_CLUSTER as for the stack programs.
+    platform_cluster: str = Field(default=DEFAULT_LOCAL_CLUSTER, validation_alias=AliasChoices("CAMELEER_CLUSTER"))
     # Access tokens and licenses are signed by these Ed25519 transit keys (created on first
     # use). A key rotates when its latest version is older than the rotation period; a
     # version keeps verifying for the overlap after its successor took over, which is never

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.catalog import get_tier
+from components.naming import SECRETS_AUTH_MOUNT, secrets_auth_mount
+from stacks.clusters import DEFAULT_LOCAL_CLUSTER
 from stacks.config import database_password_key
 
 from .kv import read_field
@@ -74,6 +76,10 @@ class TenantPlatform:
     database_admin_url: str = field(repr=False)
     cluster_cidrs: tuple[str, ...] = ()
     rollout_timeout: str | None = None
+    # The tenant servers' Kubernetes auth mounts (components.naming.secrets_auth_mount), as the
+    # control plane reads them: CAMELEER_VAULT_KUBERNETES_MOUNT, CAMELEER_CLUSTER.
+    secrets_auth_mount: str = SECRETS_AUTH_MOUNT
+    platform_cluster: str = DEFAULT_LOCAL_CLUSTER
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantPlatform:
@@ -93,6 +99,8 @@ class TenantPlatform:
             database_admin_url=admin_url,
             cluster_cidrs=cidrs,
             rollout_timeout=env.get("CAMELEER_TENANT_ROLLOUT_TIMEOUT") or None,
+            secrets_auth_mount=env.get("CAMELEER_VAULT_KUBERNETES_MOUNT") or SECRETS_AUTH_MOUNT,
+            platform_cluster=env.get("CAMELEER_CLUSTER") or DEFAULT_LOCAL_CLUSTER,
         )
 
 
@@ -118,12 +126,15 @@ def _admin_url_from_secrets_server(env: Mapping[str, str]) -> str | None:
 def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
     """The `cameleer:` config of the tenant's stack; secrets wrapped as `Secret`.
 
-    It names the cluster, never how to reach it: the kubeconfig is found at run time."""
+    It names the cluster, never how to reach it: the kubeconfig is found at run time. The
+    server is told its Kubernetes auth mount when it is not the default one, so a tenant of
+    the platform's own cluster keeps the config it had before clusters had mounts of their own."""
+    cluster = cluster_of(spec.placement)
     config: dict[str, Any] = {
         "slug": spec.slug,
         "tier": spec.tier,
         "environments": list(spec.environments),
-        "cluster": cluster_of(spec.placement),
+        "cluster": cluster,
         "image": platform.image,
         "databaseEndpoint": platform.database_endpoint,
         "databaseAdminUrl": Secret(platform.database_admin_url),
@@ -136,6 +147,9 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
         config[database_password_key(environment)] = Secret(password)
     if platform.rollout_timeout:
         config["rolloutTimeout"] = platform.rollout_timeout
+    mount = secrets_auth_mount(cluster, platform_cluster=platform.platform_cluster, mount=platform.secrets_auth_mount)
+    if mount != SECRETS_AUTH_MOUNT:
+        config["secretsAuthMount"] = mount
     tier = get_tier(spec.tier)
     if tier.requires_commitment:
         minimum = tier.billing.minimum

@@ -36,6 +36,16 @@ POD_SECURITY_MODES = ("enforce", "audit", "warn")
 SECRETS_MOUNT = "tenants"
 SECRETS_TOKEN_AUDIENCE = "openbao"
 SECRETS_TOKEN_DIR = "/var/run/secrets/openbao"
+# OpenBao checks a token with the TokenReview API of the cluster that signed it, so each cluster
+# has a Kubernetes auth mount of its own: the configured mount (by default `kubernetes`, the
+# method's default path) serves the platform's own cluster, `<mount>-<cluster>` every other one
+# (scripts/services.sh mounts the local clusters' so). A server not told its mount uses the default.
+SECRETS_AUTH_MOUNT = "kubernetes"
+
+
+def secrets_auth_mount(cluster: str, *, platform_cluster: str, mount: str = SECRETS_AUTH_MOUNT) -> str:
+    """The Kubernetes auth mount whose roles admit the service accounts of ``cluster``."""
+    return mount if cluster == platform_cluster else f"{mount}-{cluster}"
 
 
 def secrets_role(slug: str) -> str:

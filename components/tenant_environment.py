@@ -37,6 +37,8 @@ class TenantEnvironmentArgs:
     rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
     # Secret: the database role's password, kept from the stack the tenant moved from.
     database_password: pulumi.Input[str] | None = None
+    # The Kubernetes auth mount of the cluster's service accounts; None: the default one.
+    secrets_auth_mount: str | None = None
 
     def __post_init__(self) -> None:
         naming.namespace_name(self.slug, self.environment)
@@ -95,7 +97,7 @@ class TenantEnvironment(Component):
 def server_settings(args: TenantEnvironmentArgs) -> dict[str, str]:
     """What the server is told about its tenant; the license stays the authority on features."""
     retention = args.tier.limits.retention_days
-    return {
+    settings = {
         "CAMELEER_TENANT": args.slug,
         "CAMELEER_ENVIRONMENT": args.environment,
         "CAMELEER_TIER": args.tier.name,
@@ -104,6 +106,9 @@ def server_settings(args: TenantEnvironmentArgs) -> dict[str, str]:
         "CAMELEER_SECRETS_PATH": f"{naming.SECRETS_MOUNT}/{args.slug}",
         "CAMELEER_SECRETS_TOKEN_FILE": f"{naming.SECRETS_TOKEN_DIR}/token",
     }
+    if args.secrets_auth_mount is not None:  # unset, the server uses naming.SECRETS_AUTH_MOUNT
+        settings["CAMELEER_SECRETS_AUTH_MOUNT"] = args.secrets_auth_mount
+    return settings
 
 
 def _database_name(admin_url: str) -> str:

@@ -19,6 +19,9 @@ Keys (namespace `cameleer:`):
                       stack's is its own name); its kubeconfig is found at run time, see
                       stacks/clusters.py, and never stored in config
     rolloutTimeout    how long an update waits for the server's rollout (default 5m)
+    secretsAuthMount  the Kubernetes auth mount the server logs in to OpenBao with (default: not
+                      told, the method's default path; the control plane sets it for every
+                      cluster but its own, see components.naming.secrets_auth_mount)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from components.tenant_server import DEFAULT_ROLLOUT_TIMEOUT
 NAMESPACE = "cameleer"
 DEFAULT_CLUSTER = "eu1"
 _DURATION = re.compile(r"^[1-9][0-9]*(s|m|h)$")
+_MOUNT_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
 
 
 class StackConfigError(pulumi.RunError):
@@ -92,6 +96,7 @@ class TenantSettings:
     cluster_cidrs: tuple[str, ...]
     cluster: str = DEFAULT_CLUSTER
     rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
+    secrets_auth_mount: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,13 +148,14 @@ def tenant_settings(stack: StackName, raw: Mapping[str, Any], secrets_present: M
     cidrs = problems.check("clusterCidrs", lambda: _cidrs(raw.get("clusterCidrs")))
     cluster = problems.check("cluster", lambda: validate_slug(raw.get("cluster") or DEFAULT_CLUSTER))
     rollout_timeout = problems.check("rolloutTimeout", lambda: _duration(raw.get("rolloutTimeout")))
+    auth_mount = problems.check("secretsAuthMount", lambda: _mount_path(raw.get("secretsAuthMount")))
     for key in ("databaseAdminUrl", "license"):
         if not secrets_present.get(key):
             problems.add(key, f"missing; set it with `pulumi config set --secret {NAMESPACE}:{key} ...`")
     problems.raise_if_any()
     return TenantSettings(slug=slug, tier=tier, environments=environments, image=image, database=database,
                           suspended=suspended, committed=committed, cluster_cidrs=cidrs,
-                          cluster=cluster, rollout_timeout=rollout_timeout)
+                          cluster=cluster, rollout_timeout=rollout_timeout, secrets_auth_mount=auth_mount)
 
 
 def shared_cluster_settings(stack: StackName, raw: Mapping[str, Any]) -> SharedClusterSettings:
@@ -164,6 +170,14 @@ def _duration(value: Any) -> str:
         return DEFAULT_ROLLOUT_TIMEOUT
     if not _DURATION.match(str(value)):
         raise ValueError(f"expected a duration such as 90s, 5m or 1h, got {value!r}")
+    return str(value)
+
+
+def _mount_path(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not _MOUNT_PATH.match(str(value)):
+        raise ValueError(f"expected an OpenBao mount path such as kubernetes-eu2, got {value!r}")
     return str(value)
 
 
@@ -242,7 +256,8 @@ def _bool(value: Any) -> bool:
 # --------------------------------------------------------------------------- from pulumi.Config
 
 PLAIN_KEYS = ("slug", "tier", "environments", "image", "databaseEndpoint", "databaseCidr",
-              "suspended", "committed", "clusterCidrs", "cluster", "rolloutTimeout")
+              "suspended", "committed", "clusterCidrs", "cluster", "rolloutTimeout",
+              "secretsAuthMount")
 SECRET_KEYS = ("databaseAdminUrl", "license")
 
 

@@ -63,7 +63,7 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
             target=target, slug=settings.slug, tier=settings.tier, environment=environment,
             image=settings.image, database=settings.database, database_admin_url=admin_url,
             license=license_jwt, suspended=settings.suspended, committed=settings.committed,
-            rollout_timeout=settings.rollout_timeout,
+            rollout_timeout=settings.rollout_timeout, secrets_auth_mount=settings.secrets_auth_mount,
             database_password=config.get_secret(database_password_key(environment)),
         ), pulumi.ResourceOptions(depends_on=depends_on or []))
         for environment in settings.environments

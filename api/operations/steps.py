@@ -229,8 +229,8 @@ def license_step(ctx: StepContext) -> dict[str, Any]:
 def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
     """The tenant's KV paths and who may read them, after its stack is up: the current
     license, the tenant server's credential (when it has none) and each environment's database
-    credentials written, the server account of its environments granted; on delete (before the
-    stack goes), everything removed."""
+    credentials written, the server account of its environments granted on the auth mount of
+    the cluster it runs on (or moves to); on delete (before the stack goes), everything removed."""
     if ctx.kind is OperationKind.DELETE:
         return _remove_tenant_secrets(ctx)
     vault = ctx.services.tenant_secrets
@@ -240,7 +240,12 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
         license_row, ref = current_license(session, tenant.id), ctx.target_ref(tenant)
     if license_row is None:
         raise PermanentStepError("the tenant has no license to store")
-    access = vault.grant(slug, environments)
+    if (cluster := placed_cluster(ref.placement)) is None:
+        raise PermanentStepError(f"the tenant has no cluster to grant its secrets on (placement {ref.placement!r})")
+    try:
+        access = vault.grant(slug, environments, cluster)
+    except tenant_secrets.AuthMountMissing as error:
+        raise PermanentStepError(str(error)) from None
     written = [tenant_secrets.LICENSE] if vault.write(
         slug, tenant_secrets.LICENSE, {"token": license_row.token, "kid": license_row.kid}) else []
     if _ensure_server_credential(ctx):
@@ -249,7 +254,7 @@ def tenant_secrets_step(ctx: StepContext) -> dict[str, Any]:
         if vault.write(slug, tenant_secrets.database(environment), credentials):
             written.append(tenant_secrets.database(environment))
     removed = vault.remove_databases_except(slug, environments)
-    return {"policy": access.policy, "role": access.role, "namespaces": list(access.namespaces),
+    return {"policy": access.policy, "role": access.role, "mount": access.mount, "namespaces": list(access.namespaces),
             "written": written, "removed": removed}
 
 
@@ -265,8 +270,9 @@ def _ensure_server_credential(ctx: StepContext) -> bool:
 
 def _remove_tenant_secrets(ctx: StepContext) -> dict[str, Any]:
     with ctx.tx() as session:
-        slug = ctx.tenant(session).slug
-    removed = ctx.services.tenant_secrets.remove(slug)
+        tenant = ctx.tenant(session)
+        slug, cluster = tenant.slug, placed_cluster(tenant.placement)
+    removed = ctx.services.tenant_secrets.remove(slug, cluster)
     if removed:
         with ctx.tx() as session:
             append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
@@ -371,13 +377,30 @@ def mark_suspended(ctx: StepContext) -> dict[str, Any]:
 
 @step("release_old_placement")
 def release_old_placement(ctx: StepContext) -> dict[str, Any]:
+    """After the move: the old stack destroyed, the tenant's role on the old cluster's auth
+    mount removed (the tenant_secrets step granted the new one), the old cluster released."""
     with ctx.tx() as session:
         tenant = ctx.tenant(session)
         old = TenantRef(id=tenant.id, slug=tenant.slug, placement=ctx.params["from_placement"])
+        new_cluster = placed_cluster(ctx.target_placement(tenant))
     ctx.services.driver.destroy(old, ctx.events())
+    role = _revoke_old_role(ctx, old, new_cluster)
     with ctx.tx(Scope.system()) as session:
         assign.release(session, old.slug, old.placement)
-    return {"released": old.placement}
+    return {"released": old.placement, "role_removed": role}
+
+
+def _revoke_old_role(ctx: StepContext, old: TenantRef, new_cluster: str | None) -> str | None:
+    old_cluster = placed_cluster(old.placement)
+    if old_cluster is None or old_cluster == new_cluster:  # one mount, one role: the new grant
+        return None
+    role = ctx.services.tenant_secrets.revoke(old.slug, old_cluster)
+    if role is not None:
+        with ctx.tx() as session:
+            append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),
+                   "operation.move.secrets_role_removed", f"tenant:{ctx.tenant_id}", tenant_id=ctx.tenant_id,
+                   details={"placement": old.placement, "role": role})
+    return role
 
 
 @step("mark_deleting")

@@ -45,14 +45,19 @@ def database() -> Iterator[TestDatabase]:
         drop_database(db)
 
 
+# The auth mounts this session enabled for its clusters (add_cluster), disabled at its end.
+_ENABLED_AUTH_MOUNTS: list[str] = []
+
+
 @pytest.fixture(scope="session", autouse=True)
 def remove_tenant_secrets(database: TestDatabase) -> Iterator[None]:
-    """The tests' tenants leave no KV paths, roles or policies in the local OpenBao."""
+    """The tests' tenants leave no KV paths, roles, policies or auth mounts in the local OpenBao."""
     yield
     # The system role: under forced row-level security the owner sees no tenant's rows.
     with psycopg.connect(libpq_dsn(database.url(database.system))) as connection:
-        slugs = [row[0] for row in connection.execute("SELECT slug FROM tenants")]
-    vault_support.remove_tenant_secrets(slugs)
+        placements = [(row[0], row[1]) for row in connection.execute("SELECT slug, placement FROM tenants")]
+    vault_support.remove_tenant_secrets(placements)
+    vault_support.disable_auth_mounts(_ENABLED_AUTH_MOUNTS)
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +122,16 @@ def dedicated_cluster(services: Services) -> str:
 
 def add_cluster(services: Services, name: str, *, kind: str, cpu_m: int = 64_000, memory_mi: int = 262_144,
                 slots: int = 1, state: str = "active") -> str:
-    """A registry row of a cluster that no engine reaches (the tests here drive a fake one)."""
+    """A registry row of a cluster that no engine reaches (the tests here drive a fake one),
+    and its Kubernetes auth mount in OpenBao, where its tenants get their roles (the local
+    clusters' mounts exist already; any other is enabled for the session)."""
     with services.db.transaction(Scope.system()) as session:
         session.add(Cluster(name=name, kind=kind, region="test", capacity_cpu_m=cpu_m, capacity_memory_mi=memory_mi,
                             tenant_slots=slots, state=state, credentials_ref=f"platform/clusters/{name}",
                             baseline_stack=f"shared-{name}" if kind == "shared" else None))
+    mount = services.tenant_secrets.auth_mount(name)
+    if vault_support.ensure_auth_mount(mount):
+        _ENABLED_AUTH_MOUNTS.append(mount)
     return name
 
 

@@ -29,15 +29,33 @@ def destroy_transit_keys(names: Iterable[str], mount: str = "transit") -> None:
         keys.destroy_key(name)
 
 
-def remove_tenant_secrets(slugs: Iterable[str]) -> None:
-    """What a tenant delete removes from OpenBao, for tenants a test left behind."""
+def remove_tenant_secrets(placements: Iterable[tuple[str, str]]) -> None:
+    """What a tenant delete removes from OpenBao, for tenants (slug, placement) a test left behind."""
+    from api.clusters.assign import placed_cluster
     from api.tenant_secrets import TenantSecrets
     from api.vault import VaultConnection
 
     vault = client()
     secrets = TenantSecrets(VaultConnection(vault.url, vault.token))
-    for slug in slugs:
-        secrets.remove(slug)
+    for slug, placement in placements:
+        secrets.remove(slug, placed_cluster(placement))
+
+
+def ensure_auth_mount(mount: str) -> bool:
+    """A Kubernetes auth mount at auth/<mount> (unconfigured: roles can be written, no login
+    works); True when this call enabled it."""
+    vault = client()
+    if f"{mount}/" in vault.sys.list_auth_methods()["data"]:
+        return False
+    vault.sys.enable_auth_method("kubernetes", path=mount)
+    return True
+
+
+def disable_auth_mounts(mounts: Iterable[str]) -> None:
+    """Disable auth mounts a test session enabled (their roles go with them)."""
+    vault = client()
+    for mount in mounts:
+        vault.sys.disable_auth_method(mount)
 
 
 def unseal_key() -> str:

@@ -329,7 +329,7 @@ def test_worker_killed_during_stack_up_resumes_with_one_tenant_and_one_stack(cp,
     assert operation["status"] == "SUCCEEDED", f"{operation['error']}\n{cp.logs()}"
     attempts = {s["name"]: s["attempts"] for s in operation["steps"]}
     assert attempts == {"place": 1, "tenant_record": 1, "billing": 1, "payment": 1, "license": 1, "tenant_secrets": 1, "stack_up": 2,
-                        "readiness": 1, "activate": 1}
+                        "readiness": 1, "activate": 1}, [(s["name"], s["errors"]) for s in operation["steps"] if s["errors"]]
     assert get(cp, f"/v1/tenants/{tenant_id}", headers)["status"] == "ACTIVE"
 
     # One tenant, one billing customer, one license, one signup operation.

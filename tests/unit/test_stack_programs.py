@@ -142,6 +142,12 @@ def test_rollout_timeout_defaults_to_five_minutes(kubeconfig):
     assert all(d.custom_timeouts == {"create": "5m", "update": "5m"} for d in mocks.kube("Deployment"))
 
 
+def test_the_auth_mount_from_config_reaches_every_server(kubeconfig):
+    mocks = run_stack("tenant-demo", tenant_config(secretsAuthMount="kubernetes-eu2"))
+    settings = mocks.manifests("ConfigMap")
+    assert len(settings) == 2 and all(m["data"]["CAMELEER_SECRETS_AUTH_MOUNT"] == "kubernetes-eu2" for m in settings)
+
+
 def test_suspended_tenant_has_no_running_servers(kubeconfig):
     mocks = run_stack("tenant-demo", tenant_config(suspended="true"))
     assert [d["spec"]["replicas"] for d in mocks.manifests("Deployment")] == [0, 0]
@@ -176,6 +182,7 @@ def test_shared_cluster_stack_is_the_baseline_only(kubeconfig):
     ("tenant-demo", {"license": None}, "cameleer:license: missing"),
     ("tenant-demo", {"rolloutTimeout": "5 minutes"}, "cameleer:rolloutTimeout: expected a duration"),
     ("tenant-demo", {"cluster": "EU1"}, "cameleer:cluster: .*DNS-1123"),
+    ("tenant-demo", {"secretsAuthMount": "kubernetes eu2"}, "cameleer:secretsAuthMount: expected an OpenBao mount"),
     ("customer-demo", {}, "is not one of tenant-<name>"),
 ])
 def test_invalid_config_fails_before_any_resource_is_registered(kubeconfig, stack, overrides, message):

@@ -119,3 +119,15 @@ def test_the_server_is_told_where_its_secrets_are():
     data = mocks.one("ConfigMap")["data"]
     assert (data["CAMELEER_SECRETS_ROLE"], data["CAMELEER_SECRETS_PATH"], data["CAMELEER_SECRETS_TOKEN_FILE"]) == (
         "tenant-demo", "tenants/demo", "/var/run/secrets/openbao/token")
+
+
+def test_the_server_is_told_its_clusters_auth_mount():
+    mocks, _ = build(secrets_auth_mount="kubernetes-eu2")
+    assert mocks.one("ConfigMap")["data"]["CAMELEER_SECRETS_AUTH_MOUNT"] == "kubernetes-eu2"
+
+
+def test_a_server_on_the_default_auth_mount_keeps_its_settings_as_they_were():
+    mocks, _ = build()
+    assert set(mocks.one("ConfigMap")["data"]) == {
+        "CAMELEER_TENANT", "CAMELEER_ENVIRONMENT", "CAMELEER_TIER", "CAMELEER_RETENTION_DAYS",
+        "CAMELEER_SECRETS_ROLE", "CAMELEER_SECRETS_PATH", "CAMELEER_SECRETS_TOKEN_FILE"}
