@@ -55,8 +55,8 @@ def remove_tenant_secrets(database: TestDatabase) -> Iterator[None]:
     yield
     # The system role: under forced row-level security the owner sees no tenant's rows.
     with psycopg.connect(libpq_dsn(database.url(database.system))) as connection:
-        placements = [(row[0], row[1]) for row in connection.execute("SELECT slug, placement FROM tenants")]
-    vault_support.remove_tenant_secrets(placements)
+        slugs = [row[0] for row in connection.execute("SELECT slug FROM tenants")]
+    vault_support.remove_tenant_secrets(slugs)
     vault_support.disable_auth_mounts(_ENABLED_AUTH_MOUNTS)
 
 

@@ -45,13 +45,10 @@ def holders(slug: str) -> list[str]:
 
 @pytest.fixture
 def slugs() -> Iterator[list[str]]:
-    """Slugs whose roles the test removes from every local mount at its end, whatever happened."""
+    """Tenants whose secrets and roles (on every mount) the test removes at its end, whatever happened."""
     created: list[str] = []
     yield created
-    vault = vault_support.client()
-    for slug in created:
-        for mount in LOCAL_MOUNTS:
-            vault.auth.kubernetes.delete_role(secrets_role(slug), mount_point=mount)
+    vault_support.remove_tenant_secrets(created)
 
 
 def tenant_row(services: Services, tenant_id: str) -> Tenant:

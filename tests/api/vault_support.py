@@ -29,16 +29,24 @@ def destroy_transit_keys(names: Iterable[str], mount: str = "transit") -> None:
         keys.destroy_key(name)
 
 
-def remove_tenant_secrets(placements: Iterable[tuple[str, str]]) -> None:
-    """What a tenant delete removes from OpenBao, for tenants (slug, placement) a test left behind."""
-    from api.clusters.assign import placed_cluster
+def remove_tenant_secrets(slugs: Iterable[str]) -> None:
+    """What a tenant delete removes from OpenBao, for tenants a test left behind: their paths,
+    their policy and their role on every Kubernetes auth mount (wherever they were placed)."""
     from api.tenant_secrets import TenantSecrets
     from api.vault import VaultConnection
+    from components.naming import secrets_role
 
     vault = client()
     secrets = TenantSecrets(VaultConnection(vault.url, vault.token))
-    for slug, placement in placements:
-        secrets.remove(slug, placed_cluster(placement))
+    mounts = [path.rstrip("/") for path, method in vault.sys.list_auth_methods()["data"].items()
+              if method["type"] == "kubernetes"]
+    for slug in slugs:
+        secrets.remove(slug, None)
+        for mount in mounts:
+            try:
+                vault.auth.kubernetes.delete_role(secrets_role(slug), mount_point=mount)
+            except hvac.exceptions.InvalidPath:  # another session's mount, disabled meanwhile
+                pass
 
 
 def ensure_auth_mount(mount: str) -> bool:
