@@ -68,6 +68,10 @@ def _refusal(error: OperationError) -> str:
     return "; ".join([str(error), *violations])
 
 
+class BaselineMissing(ClusterNotReady):
+    """The shared cluster's baseline stack is not up (its tiers' PriorityClasses are missing)."""
+
+
 class AutomationStackDriver:
     """Drives tenant stacks through `automation` (Pulumi Automation API, local programs)."""
 
@@ -99,7 +103,7 @@ class AutomationStackDriver:
         spec = _spec(tenant, tier, environments, license_jwt, suspended,
                      moving_from.database_passwords if moving_from else None)
         if tenant.placement.startswith("shared"):
-            self._require_baseline(tenant.placement, tier)
+            self._ensure_baseline(tenant.placement, tier, on_event)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
         # Outputs are not read back: the service needs none, and each costs a CLI process.
         result = self._ops.up(
@@ -121,9 +125,19 @@ class AutomationStackDriver:
         old = self._ops.factory.read_stack_config(stack_name_for(tenant.slug, moving_from.placement))
         return {**operator_settings(old, config), **config}
 
+    def _ensure_baseline(self, placement: str, tier: str, on_event: EventSink) -> None:
+        """The first tenant placed on a newly registered shared cluster brings its baseline up."""
+        from automation.tenants import cluster_of
+
+        try:
+            self._require_baseline(placement, tier)
+        except BaselineMissing:
+            self.ensure_cluster_baseline(cluster_of(placement), on_event)
+
     def _require_baseline(self, placement: str, tier: str) -> None:
         """A shared cluster takes tenants once its shared-<cluster> stack is up: without the
-        tier's PriorityClass every tenant pod would be refused."""
+        tier's PriorityClass every tenant pod would be refused. BaselineMissing when it is not;
+        ClusterNotReady (retried) when the cluster does not answer."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -137,10 +151,8 @@ class AutomationStackDriver:
             if exc.status != 404:
                 raise ClusterNotReady(f"cluster {cluster}: cannot read PriorityClass {priority_class}: "
                                       f"{exc.reason}") from None
-            raise ClusterNotReady(
-                f"cluster {cluster} has no baseline yet (PriorityClass {priority_class} is missing): "
-                f"bring up its stack with `cameleer up shared-{cluster}`; the signup resumes then"
-            ) from None
+            raise BaselineMissing(f"cluster {cluster} has no baseline yet (PriorityClass {priority_class} is missing)"
+                                  ) from None
 
     def ensure_cluster_baseline(self, cluster: str, on_event: EventSink | None = None) -> ProvisionResult:
         """Bring up the shared cluster's baseline stack, `shared-<cluster>` (idempotent: a

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping
@@ -379,23 +378,16 @@ class SharedBaseline:
 
 @pytest.fixture(scope="session")
 def shared_baseline(tmp_path_factory, kubeconfig, pulumi_bin, pulumi_home, kube) -> Iterator[SharedBaseline]:
-    with baseline_on(tmp_path_factory.mktemp("shared-baseline"), kubeconfig, pulumi_bin, pulumi_home, kube) as baseline:
-        yield baseline
-
-
-@contextmanager
-def baseline_on(tmp_path: Path, kubeconfig: str, pulumi_bin: Path, pulumi_home: str, kube) -> Iterator[SharedBaseline]:
-    """The shared-cluster baseline on the cluster `kubeconfig` reaches (`kube`: its clients), up
-    while the block runs: a `shared-<unique>` stack of the project's program, named after a
-    unique cluster that is that one."""
     from components.catalog import Placement, tiers_placed
 
+    tmp_path = tmp_path_factory.mktemp("shared-baseline")
     state = tmp_path / "state"
     state.mkdir()
     env = {"KUBECONFIG": kubeconfig, "PULUMI_HOME": pulumi_home,
            "PULUMI_CONFIG_PASSPHRASE": "integration-test-passphrase", "PULUMI_SKIP_UPDATE_CHECK": "true",
            "PATH": f"{pulumi_bin.parent}:{os.environ['PATH']}", "PULUMI_BACKEND_URL": f"file://{state}",
            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+           # The baseline stack is named after a unique cluster; it is the local one.
            "CAMELEER_KUBECONFIG_" + "IT" + uuid.uuid4().hex[:6].upper(): kubeconfig}
     cluster = next(key for key in env if key.startswith("CAMELEER_KUBECONFIG_"))[len("CAMELEER_KUBECONFIG_"):]
     existed = any(not kube_missing(kube.scheduling.read_priority_class, tier.priority_class_name)

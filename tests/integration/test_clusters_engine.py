@@ -24,7 +24,8 @@ import pytest
 from api import tenant_secrets
 from components.naming import database_identifier, namespace_name
 from tests.api import vault_support
-from tests.integration.conftest import _SESSION_SLUGS, baseline_on, kube_clients
+from components.catalog import Placement, tiers_placed
+from tests.integration.conftest import _SESSION_SLUGS, kube_clients, kube_missing
 from tests.integration.control_plane import REPO_ROOT, ControlPlane, RegisteredCluster, pulumi_root
 from tests.integration.test_control_plane_engine import stripe_event, tenant_namespaces, wait_for
 
@@ -47,7 +48,7 @@ def clusters(cluster_kubeconfigs) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory, tenant_database_url, cluster_kubeconfigs, clusters, pulumi_bin, pulumi_home,
+def cp(tmp_path_factory, tenant_database_url, cluster_kubeconfigs, clusters,
        shared_baseline) -> Iterator[ControlPlane]:
     files = cluster_kubeconfigs
     plane = ControlPlane(
@@ -60,10 +61,13 @@ def cp(tmp_path_factory, tenant_database_url, cluster_kubeconfigs, clusters, pul
                   RegisteredCluster("eu2", "shared", files["eu2"]),
                   RegisteredCluster("dc1", "dedicated", files["dc1"], cpu="64", memory="256Gi")],
     )
+    # eu1's baseline is the session's (shared_baseline); eu2 starts without one (an earlier demo's
+    # PriorityClasses are removed; the demo's next run puts them back): its first tenant brings it up.
+    for tier in tiers_placed(Placement.SHARED):
+        if not kube_missing(clusters["eu2"].scheduling.read_priority_class, tier.priority_class_name):
+            clusters["eu2"].scheduling.delete_priority_class(tier.priority_class_name)
     try:
-        # eu1's baseline is the session's (shared_baseline); eu2's is brought up here.
-        with baseline_on(tmp_path_factory.mktemp("eu2-baseline"), files["eu2"], pulumi_bin, pulumi_home,
-                         clusters["eu2"]), plane.serving() as problems:
+        with plane.serving() as problems:
             plane.start_worker()
             yield plane
     finally:
@@ -116,6 +120,8 @@ def cordoned(cp: ControlPlane, name: str) -> Iterator[None]:
 def test_a_low_signup_lands_on_the_emptier_shared_cluster_and_a_cordoned_one_gets_nothing(cp, clusters):
     slug, tenant_id, _ = sign_up_active(cp, "low", "clr")
     assert placement(cp, tenant_id) == "shared:eu2"
+    assert "shared-eu2" in cp.stack_list(), "the first tenant on eu2 did not bring its baseline up"
+    assert not kube_missing(clusters["eu2"].scheduling.read_priority_class, "cameleer-tenant-low")
     assert tenant_namespaces(clusters["eu2"], slug) == [namespace_name(slug, "prod")]
     assert running_pods(clusters["eu2"], slug) == 1
     assert tenant_namespaces(clusters["eu1"], slug) == [] and tenant_namespaces(clusters["dc1"], slug) == []

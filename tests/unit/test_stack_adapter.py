@@ -80,3 +80,34 @@ def test_a_policy_refusal_says_what_each_mandatory_policy_says():
         ENGINE_CALLS["provision"](driver_failing_with(error))
     assert str(raised.value) == ("[policy] update dedicated-acme: 1 mandatory policy violation(s): max-replicas; "
                                  "max-replicas: replicas must be at most 5")
+
+
+class RecordingOperations:
+    """`StackOperations` that records the stacks it is asked to bring up, and succeeds."""
+
+    def __init__(self) -> None:
+        self.updated: list[str] = []
+
+    def up(self, stack: str, *args, **kwargs):
+        from types import SimpleNamespace
+
+        self.updated.append(stack)
+        return SimpleNamespace(stack=stack, resource_changes={"same": 1})
+
+
+@pytest.mark.parametrize(("missing", "updated"), [
+    (True, ["shared-eu3", "tenant-acme"]), (False, ["tenant-acme"])])
+def test_the_first_tenant_on_a_shared_cluster_without_its_baseline_brings_it_up(monkeypatch, missing, updated):
+    from api.stacks.automation_adapter import BaselineMissing
+
+    driver, operations = AutomationStackDriver(), RecordingOperations()
+    driver.__dict__["_ops"] = operations
+
+    def require_baseline(placement: str, tier: str) -> None:
+        if missing and "shared-eu3" not in operations.updated:
+            raise BaselineMissing("cluster eu3 has no baseline yet")
+
+    monkeypatch.setattr(driver, "_require_baseline", require_baseline)
+    shared = TenantRef(id=uuid.uuid4(), slug="acme", placement="shared:eu3")
+    driver.provision(shared, "low", ["prod"], "jwt", False, print)
+    assert operations.updated == updated
