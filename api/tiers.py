@@ -3,9 +3,10 @@ problem details instead of ``CatalogError``. No tier data lives here."""
 
 from __future__ import annotations
 
-from components.catalog import CatalogError, Placement, Tier, get_tier, validate_slug
+from components.catalog import CatalogError, Tier, get_tier, validate_slug
 
 from api.problems import Problem
+
 
 def tier_named(name: str) -> Tier:
     try:

@@ -1,6 +1,6 @@
 """Operations waiting for cluster capacity: counted for the alert, and resumed once a cluster
-has room for them (checked each minute, and at once when an operator registers, uncordons
-or enlarges a cluster). The resumed operation's `place` step then chooses and reserves.
+has room for them (checked each minute: after an operator registers, uncordons or enlarges a
+cluster, or a tenant leaves one). The resumed operation's `place` step chooses and reserves.
 """
 
 from __future__ import annotations

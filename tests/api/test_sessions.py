@@ -20,7 +20,6 @@ from api.db.models import (
 from api.db.session import Scope
 from api.mail import read_maildir
 from api.settings import libpq_dsn
-from api.tiers import tier_named
 from tests.api.conftest import STRONG_PASSWORD, SignedUp, login, unique_slug
 
 NEW_PASSWORD = "another-long-passphrase-97"
