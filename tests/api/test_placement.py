@@ -156,3 +156,28 @@ def test_the_registry_shows_what_is_reserved_and_free_on_each_cluster(client, se
         16_000 - mid.cpu_m, 32_768 - mid.memory_mi, 9)
     listed = {c["name"]: c for c in client.get("/v1/clusters", headers=operator_headers).json()}
     assert listed[cluster] == shown
+
+
+def test_a_move_back_to_shared_lands_by_the_rule_and_frees_the_dedicated_cluster(client, services, driver,
+                                                                                  operator_headers):
+    dedicated = add_cluster(services, f"dc-{uuid.uuid4().hex[:8]}", kind="dedicated")
+    shared = add_cluster(services, f"pl-back-{uuid.uuid4().hex[:6]}", kind="shared", cpu_m=16_000,
+                         memory_mi=32_768, slots=10)
+    with only(services, dedicated, shared):
+        tenant = sign_up(client, services, tier="business")
+        assert _placement(services, tenant.tenant_id) == f"dedicated:{dedicated}"
+        accepted = client.post(f"/v1/tenants/{tenant.tenant_id}/tier", json={"tier": "mid"},
+                               headers=tenant.headers).json()
+        run_queue(services)
+        waiting = _operation(services, accepted["operation"]["id"])
+        assert waiting.status == "AWAITING_CONFIRMATION"
+        assert waiting.params["placement"] == f"shared:{shared}"
+        assert client.post(f"/v1/operations/{waiting.id}/confirm", headers=operator_headers).status_code == 202
+        run_queue(services)
+    assert _operation(services, accepted["operation"]["id"]).status == "SUCCEEDED"
+    assert _placement(services, tenant.tenant_id) == f"shared:{shared}"
+    tenant_uuid = uuid.UUID(tenant.tenant_id)
+    assert (tenant_uuid, f"shared:{shared}") in driver.stacks
+    assert (tenant_uuid, f"dedicated:{dedicated}") not in driver.stacks
+    with services.db.transaction(Scope.system()) as session:
+        assert session.scalar(select(Cluster.baseline_stack).where(Cluster.name == dedicated)) is None
