@@ -117,6 +117,21 @@ class LeaseHeld(OperationError):
         self.seconds_left = seconds_left
 
 
+def holder_gone(lease: Lease, identity: HolderIdentity) -> bool:
+    """Whether the lease's holder is known dead before its lease expires: it ran in this PID
+    namespace (this machine, since its boot) and no process has its pid. A reused pid keeps
+    the lease until it expires, which is the safe way to be wrong."""
+    if lease.process_namespace != identity.namespace:
+        return False
+    try:
+        os.kill(lease.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 # --------------------------------------------------------------------------- store
 
 class LeaseStore(Protocol):
@@ -169,7 +184,7 @@ class PostgresLeases:
                 f"FROM {TABLE} WHERE stack = %s FOR UPDATE", (stack,)).fetchone()
             seconds_left = float(current.pop("seconds_left"))
             previous = Lease(**current)
-            if previous.holder != holder and seconds_left > 0:
+            if previous.holder != holder and seconds_left > 0 and not holder_gone(previous, identity):
                 raise LeaseHeld(previous, seconds_left)
             taken = conn.execute(
                 f"UPDATE {TABLE} SET holder = %(holder)s, host = %(host)s, pid = %(pid)s, "  # noqa: S608

@@ -305,3 +305,25 @@ def test_an_unreachable_lease_database_is_a_transient_failure(ops):  # noqa: F81
     with pytest.raises(Exception) as caught:
         ops._run("tenant-acme", "update", lambda stack, capture: "ok")
     assert caught.value.kind is ErrorKind.TRANSIENT and "nobody" not in str(caught.value)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_a_lease_whose_holder_died_on_this_machine_is_taken_over_before_it_expires(store):
+    """A worker killed on this machine: the next one need not wait out the lease's TTL."""
+    killed = HolderIdentity("worker-a", pid=dead_pid())
+    first = take(store, killed, ttl=300)
+    second = take(store, WORKER_B, ttl=300)
+    assert second.previous is not None and second.previous.holder == first.lease.holder
+    assert second.lease.holder != first.lease.holder
+
+
+def test_a_dead_pid_of_another_machine_says_nothing_and_the_lease_holds(store):
+    elsewhere = HolderIdentity("worker-a-pod", pid=dead_pid(), namespace="another-machine/pid:[1]")
+    take(store, elsewhere, ttl=300)
+    with pytest.raises(LeaseHeld):
+        take(store, WORKER_B, ttl=300)
