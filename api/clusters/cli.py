@@ -33,10 +33,8 @@ from components.catalog import memory as memory_quantity
 
 from api.audit.chain import AuditMeta, append
 from api.clusters import registry
-from api.clusters.assign import cluster_loads
 from api.clusters.credentials import ClusterCredentials
-from api.clusters.placement import ClusterLoad
-from api.clusters.schemas import ClusterOut, TenantOnCluster
+from api.clusters.schemas import TenantOnCluster, described
 from api.db.models import Cluster, ClusterKind, ClusterState
 from api.db.session import Database, Scope, ScopedSession
 from api.problems import Problem
@@ -88,8 +86,8 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _document(cluster: Cluster, tenants: int, load: ClusterLoad) -> dict:
-    return ClusterOut.of(cluster, tenants, load).model_dump(mode="json")
+def _documents(reg: Registry, clusters: list[Cluster]) -> list[dict]:
+    return [out.model_dump(mode="json") for out in described(reg.session, clusters)]
 
 
 def _table(documents: list[dict]) -> Table:
@@ -111,17 +109,15 @@ def _emit(documents: list[dict] | dict, as_json: bool) -> None:
 
 
 def _one(reg: Registry, cluster: Cluster) -> dict:
-    (load,) = cluster_loads(reg.session, [cluster])
-    return _document(cluster, len(registry.tenants_on(reg.session, cluster.name)), load)
+    (document,) = _documents(reg, [cluster])
+    return document
 
 
 @app.command("list")
 def list_clusters(as_json: Json = False) -> None:
     """Every registered cluster."""
     with _registry() as reg:
-        counts, clusters = registry.tenant_counts(reg.session), registry.all_clusters(reg.session)
-        documents = [_document(c, counts.get(c.name, 0), load)
-                     for c, load in zip(clusters, cluster_loads(reg.session, clusters))]
+        documents = _documents(reg, registry.all_clusters(reg.session))
     _emit(documents, as_json)
 
 

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Response, status
 from api.auth.dependencies import RequestContext, require_platform
 from api.auth.roles import OPERATORS, READERS
 from api.clusters import registry
-from api.clusters.assign import cluster_loads
-from api.clusters.schemas import ClusterOut, DrainOut, RegisterCluster, TenantOnCluster, UpdateCluster
+from api.clusters.schemas import ClusterOut, DrainOut, RegisterCluster, TenantOnCluster, UpdateCluster, described
 from api.db.models import Cluster, ClusterState
 from api.problems import PROBLEM_RESPONSES
 
@@ -32,16 +31,14 @@ INVALID = "`/problems/invalid-cluster`: bad name, quantity or slots; `/problems/
 
 
 def _out(ctx: RequestContext, cluster: Cluster) -> ClusterOut:
-    (load,) = cluster_loads(ctx.db, [cluster])
-    return ClusterOut.of(cluster, len(registry.tenants_on(ctx.db, cluster.name)), load)
+    (out,) = described(ctx.db, [cluster])
+    return out
 
 
 @router.get("", summary="Every registered cluster", responses=_problems({403: FORBIDDEN_READ}))
 def list_clusters(ctx: Reader) -> list[ClusterOut]:
     with ctx.db.begin():
-        counts, clusters = registry.tenant_counts(ctx.db), registry.all_clusters(ctx.db)
-        loads = cluster_loads(ctx.db, clusters)
-        return [ClusterOut.of(c, counts.get(c.name, 0), load) for c, load in zip(clusters, loads)]
+        return described(ctx.db, registry.all_clusters(ctx.db))
 
 
 @router.get("/{name}", summary="One cluster", responses=_problems({403: FORBIDDEN_READ, 404: NOT_FOUND}))

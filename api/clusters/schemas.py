@@ -8,6 +8,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from sqlalchemy.orm import Session
+
+from api.clusters import registry
+from api.clusters.assign import cluster_loads
 from api.clusters.placement import ClusterLoad
 from api.db.models import CLUSTER_NAME_PATTERN, Cluster, ClusterKind, ClusterState, Tenant
 from components.catalog import Compute
@@ -64,6 +68,14 @@ class ClusterOut(BaseModel):
         free_cpu_m, free_memory_mi, free_slots = load.free_after(Compute(0, 0))
         return cls(**fields, tenants=tenants, reserved_cpu_m=load.used.cpu_m, reserved_memory_mi=load.used.memory_mi,
                    free_cpu_m=free_cpu_m, free_memory_mi=free_memory_mi, free_slots=free_slots + 1)
+
+
+def described(session: Session, clusters: list[Cluster]) -> list[ClusterOut]:
+    """The clusters as /v1/clusters and cameleer-clusters show them: with the tenants placed
+    there and the loads placement compares."""
+    counts = registry.tenant_counts(session)
+    return [ClusterOut.of(cluster, counts.get(cluster.name, 0), load)
+            for cluster, load in zip(clusters, cluster_loads(session, clusters))]
 
 
 class TenantOnCluster(BaseModel):
