@@ -61,10 +61,14 @@ def release(session: ScopedSession, slug: str, placement: str) -> None:
                         .values(baseline_stack=None))
 
 
-def would_place(session: ScopedSession, tier_name: str) -> bool:
-    """Whether a tenant of `tier_name` would find a cluster now (reads, reserves nothing)."""
+def loads_of(session: ScopedSession, kind: Placement) -> list[ClusterLoad]:
+    """The loads of every cluster of `kind` now (reads, locks nothing)."""
+    return cluster_loads(session, _clusters(session, kind, lock=False))
+
+
+def would_place(loads: Iterable[ClusterLoad], tier_name: str) -> bool:
+    """Whether a tenant of `tier_name` would find a cluster among `loads` (reserves nothing)."""
     tier = get_tier(tier_name)
-    loads = cluster_loads(session, _clusters(session, tier.placement, lock=False))
     return not isinstance(choose_cluster(loads, tier.placement, tier.footprint()), NoCluster)
 
 

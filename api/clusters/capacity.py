@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from api.clusters.assign import would_place
+from api.clusters.assign import loads_of, would_place
+from api.clusters.placement import ClusterLoad
 from api.db.models import Operation, OperationStatus, Tenant
 from api.db.session import Scope, ScopedSession
 from api.metrics import OPERATIONS_AWAITING_CAPACITY
 from api.operations.service import resume_operation
 from api.services import Services
+from components.catalog import Placement, get_tier
 
 
 def resume_waiting(session: ScopedSession, *, queue: str) -> int:
@@ -23,9 +25,13 @@ def resume_waiting(session: ScopedSession, *, queue: str) -> int:
         .where(Operation.status == OperationStatus.AWAITING_CAPACITY.value)
         .order_by(Operation.created_at).with_for_update(of=Operation)
     ).all()
+    loads: dict[Placement, list[ClusterLoad]] = {}  # read once per kind, not once per operation
     resumed = 0
-    for operation, tier in waiting:
-        if would_place(session, operation.params.get("tier") or tier):
+    for operation, tier_name in waiting:
+        tier = get_tier(operation.params.get("tier") or tier_name)
+        if tier.placement not in loads:
+            loads[tier.placement] = loads_of(session, tier.placement)
+        if would_place(loads[tier.placement], tier.name):
             resume_operation(session, operation, queue=queue)
             resumed += 1
     return resumed
