@@ -17,6 +17,7 @@ from api.auth.router import router as auth_router
 from api.billing.router import router as billing_router
 from api.billing.usage_router import router as usage_router
 from api.clusters.router import router as clusters_router
+from api.console import install_console
 from api.drift.router import router as drift_router
 from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypassed_by_role
 from api.licensing.router import router as license_router
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                    operations_router, license_router, audit_router, billing_router, usage_router,
                    server_credential_router, drift_router, clusters_router):
         app.include_router(router)
+    install_console(app)
     return app
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -14,13 +13,11 @@ from api.auth import sessions
 from api.auth.dependencies import RequestContext, authenticated, require_platform
 from api.auth.roles import PlatformRole
 from api.auth.sessions import RefreshRefused, RefreshReused, RevokedReason, SignedIn
-from api.auth.throttle import LoginThrottle, client_address
 from api.auth.tokens import Principal
-from api.auth.users import authenticate
-from api.db.models import KeyPurpose, User
+from api.auth.login import password_login, revoke_reused
+from api.db.models import KeyPurpose
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
 from api.problems import PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, not_found, too_many_requests
-from api.services import Services
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -66,36 +63,12 @@ class RotateRequest(BaseModel):
 @router.post("/v1/auth/login", tags=["auth"], summary="Exchange email and password for an access token",
              responses=THROTTLED_RESPONSES)
 def login(body: LoginRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
-    throttle = LoginThrottle.of(services.settings, body.email, client_address(request), datetime.now(UTC))
-    with db.begin():
-        retry_after = throttle.retry_after(db)
-        user = None if retry_after else authenticate(db, body.email, body.password)
-        if retry_after:
-            append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "locked out"})
-        elif user is None:
-            _failed(db, request, throttle)
-        else:
-            throttle.clear_account(db)
-            signed_in = _sign_in(db, request, services, user)
-    mark_audited(request)
-    if retry_after:
-        raise too_many_requests("too-many-login-attempts", "Too many failed logins; try again later.", retry_after)
-    if user is None:
+    outcome = password_login(db, request, services, body.email, body.password)
+    if outcome.retry_after:
+        raise too_many_requests("too-many-login-attempts", "Too many failed logins; try again later.", outcome.retry_after)
+    if outcome.signed_in is None:
         raise Problem(401, "invalid-credentials", "Email or password is wrong.", headers={"WWW-Authenticate": "Bearer"})
-    return TokenResponse.of(signed_in)
-
-
-def _failed(db: Session, request: Request, throttle: LoginThrottle) -> None:
-    """Count the failure and audit it, and each lockout it causes (never the password)."""
-    throttle.record_failure_audited(db, audit_meta(request))
-    append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
-
-
-def _sign_in(db: Session, request: Request, services: Services, user: User) -> SignedIn:
-    signed_in = sessions.start(db, services, user)
-    append(db, audit_meta(request, signed_in.principal.actor), "auth.login", f"user:{user.id}",
-           details={"session_id": str(signed_in.session_id)})
-    return signed_in
+    return TokenResponse.of(outcome.signed_in)
 
 
 @router.post("/v1/auth/refresh", tags=["auth"],
@@ -108,7 +81,8 @@ def refresh(body: RefreshRequest, request: Request, services: ServicesDep, db: S
             append(db, audit_meta(request, signed_in.principal.actor), "auth.refresh",
                    f"session:{signed_in.session_id}")
         except RefreshReused as reused:
-            _revoke_reused(db, request, reused)
+            revoke_reused(db, request, reused)
+            mark_audited(request)
             refused = reused
         except RefreshRefused as exc:
             refused = exc
@@ -117,14 +91,6 @@ def refresh(body: RefreshRequest, request: Request, services: ServicesDep, db: S
                       headers={"WWW-Authenticate": "Bearer"})
     mark_audited(request)
     return TokenResponse.of(signed_in)
-
-
-def _revoke_reused(db: Session, request: Request, reused: RefreshReused) -> None:
-    """A used refresh token came back: someone else has a copy. End the whole session."""
-    denied = sessions.revoke_session(db, reused.session_id, RevokedReason.REFRESH_REUSE)
-    append(db, audit_meta(request, f"user:{reused.user_id}"), "auth.refresh_reuse", f"session:{reused.session_id}",
-           result="denied", details={"access_tokens_revoked": denied})
-    mark_audited(request)
 
 
 @router.post("/v1/auth/logout", tags=["auth"], status_code=204,
