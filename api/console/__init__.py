@@ -8,6 +8,7 @@ Reading works without JavaScript; ``static/console.js`` adds local times and liv
 from __future__ import annotations
 
 from http import HTTPStatus
+import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -45,8 +46,10 @@ def install_console(app: FastAPI) -> None:
 
     @app.middleware("http")
     async def console_headers(request: Request, call_next):
+        started = time.perf_counter()
         response = await call_next(request)
         if is_console(request):
+            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             response.headers.update(SECURITY_HEADERS)
             if not request.url.path.startswith(f"{PATH}/static/"):
                 response.headers["Cache-Control"] = "no-store"
