@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the project needs on a fresh machine of its kind (Debian, root, Go and Python
 # 3.11 present): the virtualenv with pinned dependencies, the engine toolchain built from the
-# Go module proxy (cached in ~/.cache/cameleer), and the local services on loopback.
+# Go module proxy (cached in ~/.cache/cameleer), Debian's Chromium for the browser tests, and
+# the local services on loopback.
 # Idempotent: a second run only checks.
 set -euo pipefail
 
@@ -22,4 +23,5 @@ if [[ ! -f "$stamp" ]]; then
 fi
 
 "$ROOT/scripts/toolchain.sh"
+"$ROOT/scripts/browser.sh"
 "$ROOT/scripts/services.sh" start
