@@ -48,7 +48,6 @@ from tests.integration.control_plane import (  # noqa: E402
 MAX_SIGNUPS = 20
 OPERATION_TIMEOUT = 600
 POLL_SECONDS = 0.1
-BASELINE_STACK = "shared-eu1"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -94,24 +93,6 @@ def one_signup(cp: ControlPlane, tier: str) -> dict[str, Any]:
         accepted["operation"]["id"])
     return {"slug": slug, "tenant_id": accepted["tenant"]["id"], "headers": headers, "latency": latency,
             "stack_up": float(stack_up)}
-
-
-def shared_baseline(cp: ControlPlane) -> str:
-    """Bring up the local cluster's `shared-eu1` baseline on the benchmark's backend (tenants
-    need its PriorityClasses). Returns how to leave it: "remove" (the objects were there
-    before: the demo's baseline keeps them) or "destroy"."""
-    from kubernetes import client, config
-
-    from automation.history import UpdateMetadata
-    from automation.tenants import TenantPlatform, baseline_config
-    from components.catalog import Placement, tiers_placed
-
-    scheduling = client.SchedulingV1Api(config.new_client_from_config(config_file=cp.env["KUBECONFIG"]))
-    present = {item.metadata.name for item in scheduling.list_priority_class().items}
-    existed = any(tier.priority_class_name in present for tier in tiers_placed(Placement.SHARED))
-    cp.stack_operations().up(BASELINE_STACK, UpdateMetadata("benchmark", "shared baseline"),
-                             config=baseline_config(TenantPlatform.from_env(cp.env)), create=True, refresh=True)
-    return "remove" if existed else "destroy"
 
 
 def raw_pulumi_up(cp: ControlPlane, tier: str, license_jwt: str) -> float:
@@ -193,12 +174,11 @@ def main() -> int:
     slugs: list[str] = []
     results: dict[str, Any] = {}
     total_started = time.perf_counter()
-    baseline = "destroy"
     with tempfile.TemporaryDirectory(prefix="cameleer-cp-bench-") as tmp, throwaway_tenant_database(slugs) as tenant_db:
         cp = ControlPlane(Path(tmp), tenant_db)
         try:
             cp.start()
-            baseline = shared_baseline(cp)
+            cp.bring_up_shared_baseline()
             say(f"API on {cp.base_url}; {args.n} signups per phase, tier {args.tier}")
 
             cp.start_worker()
@@ -237,8 +217,6 @@ def main() -> int:
         finally:
             slugs.extend(cp.slugs)
             say("destroying the benchmark's stacks")
-            if baseline == "remove":  # another backend's baseline owns the objects: keep them
-                cp.pulumi("stack", "rm", "--force", "--yes", "--preserve-config", "--stack", BASELINE_STACK)
             problems = cp.close(parallel=2)
             for problem in problems:
                 print(f"cleanup: {problem}", file=sys.stderr)

@@ -7,6 +7,8 @@ Pulumi file backend, data directory (the stacks' settings files) and passphrase 
 `root`; PULUMI_HOME is the project's, for its plugins. Nothing lands in the developer's
 `.cameleer/state` or the work tree; `close()` destroys and removes every stack left in the
 private backend and deletes any namespace of the tenants it signed up.
+`bring_up_shared_baseline()` puts the local cluster's baseline stack on that backend, for
+users without the engine tests' `shared_baseline` fixture (the browser tests, the benchmark).
 
 A missing tool or service raises `HarnessError`; nothing here skips.
 """
@@ -41,6 +43,7 @@ PYTHON = sys.executable
 STRONG_PASSWORD = "correct-horse-battery-staple-42"
 PASSPHRASE = "control-plane-engine-test-passphrase"
 DEV_STATE = REPO_ROOT / ".cameleer" / "state"
+BASELINE_STACK = "shared-eu1"
 
 # Variables of the developer's environment (services.env) that must not reach the private
 # set-up: the shared backend, its passphrase, and settings the harness sets itself.
@@ -131,6 +134,7 @@ class ControlPlane:
     workers: list[subprocess.Popen] = field(default_factory=list)
     slugs: list[str] = field(default_factory=list)
     _logs: list[Path] = field(default_factory=list)
+    _baseline_kept: bool = False
 
     # -- start and stop ------------------------------------------------------------
 
@@ -208,6 +212,22 @@ class ControlPlane:
         self._wait_ready()
         return self
 
+    def bring_up_shared_baseline(self) -> None:
+        """The local cluster's `shared-eu1` baseline stack on the private backend: tenants need its
+        PriorityClasses. Objects that were there before (the demo's, another session's) are kept
+        by `close()`, which then only removes the stack; otherwise it destroys them."""
+        from kubernetes import client, config
+
+        from automation.history import UpdateMetadata
+        from automation.tenants import TenantPlatform, baseline_config
+        from components.catalog import Placement, tiers_placed
+
+        scheduling = client.SchedulingV1Api(config.new_client_from_config(config_file=self.env["KUBECONFIG"]))
+        present = {item.metadata.name for item in scheduling.list_priority_class().items}
+        self._baseline_kept = any(tier.priority_class_name in present for tier in tiers_placed(Placement.SHARED))
+        self.stack_operations().up(BASELINE_STACK, UpdateMetadata("control-plane-tests", "shared baseline"),
+                                   config=baseline_config(TenantPlatform.from_env(self.env)), create=True, refresh=True)
+
     def clusters_cli(self, *args: str) -> str:
         """`cameleer-clusters <args>` against this plane's registry; its standard output."""
         done = subprocess.run([sys.executable, "-m", "api.clusters.cli", *args], env=self.env, cwd=REPO_ROOT,
@@ -279,6 +299,12 @@ class ControlPlane:
         if self.api is not None:
             self.stop(self.api, timeout=20)
             self.api = None
+        if self._baseline_kept:
+            try:
+                self.pulumi("stack", "rm", "--force", "--yes", "--preserve-config", "--stack", BASELINE_STACK)
+            except HarnessError as exc:
+                problems.append(f"removing the baseline stack that kept another's objects: {exc}")
+            self._baseline_kept = False
         if self.env:
             problems += self._destroy_leftovers(parallel)
         try:
