@@ -133,18 +133,24 @@ def screenshot_dir(tmp_dir: Path, environ: Mapping[str, str] = os.environ) -> Pa
     return SCREENSHOTS if environ.get(UPDATE_SCREENSHOTS) == "1" else tmp_dir
 
 
+def save_screenshot(page, name: str, directory: Path) -> Path:
+    """The page's viewport at 1280x800 as `directory/<name>.png`."""
+    if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
+        raise ValueError(f"screenshot name {name!r}: lower-case words joined by '-'")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    page.set_viewport_size(VIEWPORT)
+    page.screenshot(path=path, animations="disabled", caret="hide")
+    return path
+
+
 @pytest.fixture(scope="session")
 def screenshot(tmp_path_factory) -> Callable[..., Path]:
-    """`screenshot(page, name)` -> the PNG written of the page's viewport at 1280x800."""
+    """`screenshot(page, name)`: save_screenshot into docs/screenshots or the tmp directory."""
     directory = screenshot_dir(tmp_path_factory.mktemp("screenshots"))
 
     def save(page, name: str) -> Path:
-        if not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name):
-            raise ValueError(f"screenshot name {name!r}: lower-case words joined by '-'")
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{name}.png"
-        page.set_viewport_size(VIEWPORT)
-        page.screenshot(path=path, animations="disabled", caret="hide")
+        path = save_screenshot(page, name, directory)
         print(f"screenshot {name}: {path}")
         return path
 

@@ -9,7 +9,14 @@ import subprocess
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import CHROMIUM, SCREENSHOTS, UPDATE_SCREENSHOTS, VIEWER_TIMEZONE, screenshot_dir
+from tests.browser.conftest import (
+    CHROMIUM,
+    SCREENSHOTS,
+    UPDATE_SCREENSHOTS,
+    VIEWER_TIMEZONE,
+    save_screenshot,
+    screenshot_dir,
+)
 from tests.integration.control_plane import REPO_ROOT
 
 pytestmark = pytest.mark.browser
@@ -46,22 +53,19 @@ def test_a_script_in_the_page_reads_the_services_readiness_from_its_origin(page,
     assert zone == VIEWER_TIMEZONE
 
 
-def test_a_named_screenshot_is_1280_by_800_and_stays_out_of_the_work_tree(page, screenshot, monkeypatch):
-    docs_before = _git_status("docs")
+def test_a_named_screenshot_is_a_1280_by_800_png_of_the_page(page, tmp_path):
     page.set_viewport_size({"width": 800, "height": 600})
     page.goto("/healthz")
 
-    path = screenshot(page, "smoke-healthz")
+    path = save_screenshot(page, "smoke-healthz", tmp_path)
 
+    assert path == tmp_path / "smoke-healthz.png"
     assert png_size(path) == (1280, 800)
-    assert not path.is_relative_to(REPO_ROOT), path
-    assert _git_status("docs") == docs_before
     with pytest.raises(ValueError):
-        screenshot(page, "../escape")
-    monkeypatch.setenv(UPDATE_SCREENSHOTS, "1")
-    assert screenshot_dir(path.parent) == SCREENSHOTS == REPO_ROOT / "docs" / "screenshots"
+        save_screenshot(page, "../escape", tmp_path)
 
 
-def _git_status(*paths: str) -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *paths], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=True).stdout
+def test_named_screenshots_go_into_the_work_tree_only_when_asked(tmp_path):
+    assert screenshot_dir(tmp_path, {}) == tmp_path
+    assert screenshot_dir(tmp_path, {UPDATE_SCREENSHOTS: "0"}) == tmp_path
+    assert screenshot_dir(tmp_path, {UPDATE_SCREENSHOTS: "1"}) == SCREENSHOTS == REPO_ROOT / "docs" / "screenshots"
