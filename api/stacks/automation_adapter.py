@@ -268,6 +268,7 @@ class AutomationStackDriver:
             StackUpdate(
                 stack=stack, kind=entry.kind, result=entry.result, started_at=entry.started_at,
                 ended_at=entry.ended_at, message=entry.message, resource_changes=dict(entry.resource_changes),
+                version=entry.version,
             )
             for entry in self._ops.recorded_history(stack)
         ]

@@ -72,6 +72,7 @@ class StackUpdate:
     ended_at: datetime | None = None
     message: str = ""
     resource_changes: dict[str, int] = field(default_factory=dict)
+    version: int | None = None  # the stack's update number, 1 = its first
 
 
 class StackUnavailable(Exception):

@@ -30,7 +30,7 @@ def _stack_entries(ctx: TenantContext, ref: TenantRef) -> list[HistoryEntry]:
     """HOOK: the automation layer's stack history (``StackDriver.history``)."""
     return [
         HistoryEntry(at=u.started_at, source="stack", action=f"stack.{u.kind}", result=u.result,
-                     details={"stack": u.stack, "message": u.message, "resource_changes": u.resource_changes,
+                     details={"stack": u.stack, "version": u.version, "message": u.message, "resource_changes": u.resource_changes,
                               "ended_at": u.ended_at.isoformat() if u.ended_at else None})
         for u in ctx.services.driver.history(ref)
     ]

@@ -1,5 +1,5 @@
 """One router per console area."""
 
-from api.console.pages import auth, tenants
+from api.console.pages import auth, history, tenants
 
-PAGE_ROUTERS = (auth.router, tenants.router)
+PAGE_ROUTERS = (auth.router, tenants.router, history.router)
