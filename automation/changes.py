@@ -322,6 +322,13 @@ def is_encrypted(value: Any) -> bool:
     return isinstance(value, Mapping) and value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE_VALUE
 
 
+def looks_secret(resource_type: str, urn: str, path: str, value: Any) -> bool:
+    """Whether a value at `path` of a resource must not be shown: for readers of a report
+    written elsewhere (already redacted when this module wrote it)."""
+    return (value == REDACTED or _is_secret_value(value) or _looks_secret_path(path)
+            or _is_secret_resource(resource_type, urn, None, None))
+
+
 def _looks_secret_path(path: str) -> bool:
     return any(isinstance(p, str) and _SECRET_KEY.search(p) for p in parse_path(path))
 

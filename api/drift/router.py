@@ -1,4 +1,4 @@
-"""The drift watcher's findings for operators and auditors."""
+"""The drift watcher's findings for operators and auditors; an operator's correction."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.auth.dependencies import RequestContext, require_platform
-from api.auth.roles import READERS
+from api.auth.dependencies import RequestContext, TenantContext, require, require_platform
+from api.auth.roles import OPERATORS, READERS
 from api.db.models import DriftFinding
+from api.drift.correction import MAX_REASON, request_correction
 from api.problems import PROBLEM_RESPONSES
+from api.tenants.schemas import AcceptedOperation, OperationRef, TenantOut
 
 router = APIRouter(prefix="/v1/platform/drift", tags=["drift"], responses=PROBLEM_RESPONSES)
 
@@ -47,3 +49,22 @@ def list_findings(
         query = query.where(DriftFinding.tenant_id == tenant_id)
     with ctx.db.begin():
         return [DriftFindingOut.of(row) for row in ctx.db.scalars(query)]
+
+
+class CorrectionRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=MAX_REASON, pattern=r"\S",
+                        description="Why the drift is corrected; kept on the operation and in the audit record")
+
+
+@router.post("/tenants/{tenant_id}/correction", status_code=202,
+             summary="Operator: put the tenant's stack back over its cluster's drift (a drift_correction operation)")
+def correct(
+    body: CorrectionRequest,
+    response: Response,
+    ctx: Annotated[TenantContext, require(None, platform=OPERATORS)],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=200)] = None,
+) -> AcceptedOperation:
+    tenant, operation = request_correction(ctx, body.reason, idempotency_key)
+    ref = OperationRef.of(operation)
+    response.headers["Location"] = ref.url
+    return AcceptedOperation(tenant=TenantOut.of(tenant), operation=ref)

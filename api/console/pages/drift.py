@@ -1,0 +1,46 @@
+"""Drift across every stack, for operators and auditors; an operator's correction with a reason."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+
+from api.auth.roles import OPERATORS
+from api.console.access import require_operator, tenant_scope
+from api.console.deps import ConsoleViewer, CsrfChecked
+from api.console.drift_report import fleet_drift
+from api.console.session import PATH
+from api.console.templating import render
+from api.db.session import Scope
+from api.dependencies import ServicesDep
+from api.drift.correction import MAX_REASON, request_correction
+from api.problems import forbidden
+
+router = APIRouter(prefix=f"{PATH}/drift")
+
+
+@router.get("")
+def drift(request: Request, viewer: ConsoleViewer, services: ServicesDep):
+    if not viewer.sees_every_tenant:
+        raise forbidden("The drift report needs the platform role operator or auditor.")
+    with services.db.session(Scope.system()) as db, db.begin():
+        fleet = fleet_drift(db, services)
+        # One key per rendered form: posting the same form twice starts one correction.
+        keys = {s.stack: uuid.uuid4().hex for s in fleet.stacks if s.tenant is not None}
+        return render(request, viewer, "drift.html", area="drift", fleet=fleet, keys=keys,
+                      reports_dir=services.settings.drift_reports(), max_reason=MAX_REASON)
+
+
+@router.post("/{tenant_id}/correction", dependencies=[CsrfChecked])
+def correct(
+    request: Request, tenant_id: uuid.UUID, viewer: ConsoleViewer, services: ServicesDep,
+    reason: Annotated[str, Form(min_length=1, max_length=MAX_REASON)],
+    idempotency_key: Annotated[str, Form(min_length=8, max_length=200)],
+) -> RedirectResponse:
+    require_operator(viewer)
+    with tenant_scope(request, viewer, services, tenant_id, role=None, platform=OPERATORS) as ctx:
+        _, operation = request_correction(ctx, reason, f"console:{idempotency_key}")
+    return RedirectResponse(f"{PATH}/operations/{operation.id}", status_code=303)
