@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.auth.dependencies import TenantContext, require_operation
 from api.auth.roles import OPERATORS, READERS, TenantRole
 from api.db.models import Operation, StackEvent
 from api.problems import PROBLEM_RESPONSES
-from api.tenants.lifecycle import confirm_operation, retry_operation
+from api.tenants.lifecycle import cancel_operation, confirm_operation, retry_operation
 from api.tenants.schemas import OperationRef
 
 router = APIRouter(prefix="/v1/operations", tags=["operations"], responses=PROBLEM_RESPONSES)
@@ -73,6 +73,29 @@ def get_operation(
 @router.post("/{operation_id}/confirm", status_code=202, summary="Apply a previewed placement change")
 def confirm(operation_id: uuid.UUID, ctx: Annotated[TenantContext, require_operation(TenantRole.OWNER)]) -> OperationRef:
     return OperationRef.of(confirm_operation(ctx, operation_id))
+
+
+class CancelRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="Why: recorded in the operation's error and the audit log")
+
+
+CANCEL_PROBLEMS = {
+    403: "`/problems/forbidden`: needs the owner role in the tenant, or the platform role operator",
+    404: "`/problems/not-found`: no such operation, or not yours to see",
+    409: "`/problems/not-cancellable`: only an operation AWAITING_CONFIRMATION or AWAITING_CAPACITY can be cancelled",
+    422: "`/problems/validation-error`: the reason is missing or longer than 500 characters",
+}
+
+
+@router.post(
+    "/{operation_id}/cancel",
+    summary="Cancel an operation waiting for confirmation or capacity (idempotent: a cancelled one answers the same)",
+    responses={code: {**PROBLEM_RESPONSES[code], "description": text} for code, text in CANCEL_PROBLEMS.items()},
+)
+def cancel(
+    operation_id: uuid.UUID, body: CancelRequest, ctx: Annotated[TenantContext, require_operation(TenantRole.OWNER)]
+) -> OperationRef:
+    return OperationRef.of(cancel_operation(ctx, operation_id, body.reason))
 
 
 @router.post("/{operation_id}/retry", status_code=202, summary="Operator: run a FAILED operation again from the failed step")

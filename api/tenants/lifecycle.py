@@ -1,14 +1,19 @@
 """Lifecycle requests (suspend, reactivate, change tier, delete) and operation control
-(confirm, retry). The API records and enqueues; the worker does the work."""
+(confirm, cancel, retry). The API records and enqueues; the worker does the work."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from api.audit.chain import append
 from api.auth.dependencies import TenantContext
 from api.billing.stripe_api import PAYABLE_STATUSES
+from api.clusters import assign
 from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
+from api.db.session import Scope
+from api.dependencies import mark_audited
 from api.operations.service import (
     find_by_key,
     operation_in_progress,
@@ -104,6 +109,8 @@ def retry_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
         operation = ctx.db.get(Operation, operation_id, with_for_update=True)
         if operation.status != OperationStatus.FAILED:
             raise Problem(409, "not-failed", f"Operation {operation_id} is {operation.status}; only a FAILED operation can be retried.")
+        if cancelled(operation):
+            raise Problem(409, "cancelled", f"Operation {operation_id} was cancelled; request the change again instead.")
         other = unfinished_operation(ctx.db, operation.tenant_id)
         if other is not None:
             raise operation_in_progress(other)
@@ -115,3 +122,56 @@ def retry_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
         _requeue(ctx, operation)
         ctx.audit("operation.retry", f"operation:{operation_id}")
         return operation
+
+
+CANCELLABLE = (OperationStatus.AWAITING_CONFIRMATION, OperationStatus.AWAITING_CAPACITY)
+
+
+def cancelled(operation: Operation) -> dict[str, Any] | None:
+    """Who cancelled the operation, why and when; None when it was not cancelled."""
+    return operation.params.get("cancelled")
+
+
+def cancel_operation(ctx: TenantContext, operation_id: uuid.UUID, reason: str) -> Operation:
+    """End an operation that waits for confirmation or capacity: FAILED, marked cancelled (it
+    cannot be retried), the tenant's status as it was. Nothing has been applied by then; a
+    move's reserved target cluster is released. Cancelling it again answers the same."""
+    # The system scope: releasing a reserved cluster writes the registry, in the same transaction.
+    with ctx.services.db.transaction(Scope.system()) as session:
+        operation = session.get(Operation, operation_id, with_for_update=True)
+        if cancelled(operation):
+            return operation
+        if operation.status not in CANCELLABLE:
+            names = " or ".join(CANCELLABLE)
+            raise Problem(409, "not-cancellable", f"Operation {operation_id} is {operation.status}; only an operation {names} can be cancelled.")
+        was = operation.status
+        _release_reserved_target(session, operation)
+        _mark_cancelled(operation, ctx.principal.actor, reason)
+        append(session, ctx.meta, "operation.cancel", f"operation:{operation_id}", tenant_id=operation.tenant_id,
+               details={"reason": reason, "was": was})
+        mark_audited(ctx.request)
+        return operation
+
+
+def _release_reserved_target(session, operation: Operation) -> None:
+    """A move's place step reserved a dedicated cluster for the tenant; it takes the next one now."""
+    target = operation.params.get("placement")
+    tenant = session.get(Tenant, operation.tenant_id)
+    if operation.kind == OperationKind.CHANGE_TIER and target and target != tenant.placement:
+        assign.release(session, tenant.slug, target)
+
+
+def _mark_cancelled(operation: Operation, actor: str, reason: str) -> None:
+    now = datetime.now(UTC)
+    error = f"cancelled by {actor}: {reason}"
+    operation.steps = [_cancelled_step(step, now, error) if step["status"] == "waiting" else step
+                       for step in operation.steps]
+    operation.params = {**operation.params, "cancelled": {"by": actor, "reason": reason, "at": now.isoformat()}}
+    operation.status = OperationStatus.FAILED.value
+    operation.error = error
+    operation.finished_at = now
+
+
+def _cancelled_step(step: dict[str, Any], now: datetime, error: str) -> dict[str, Any]:
+    entry = {"at": now.isoformat(), "attempt": step["attempts"], "message": error}
+    return {**step, "status": "failed", "finished_at": now.isoformat(), "errors": [*step["errors"], entry]}

@@ -1,5 +1,5 @@
 """One router per console area."""
 
-from api.console.pages import auth, drift, history, tenants
+from api.console.pages import auth, drift, history, operations, tenants
 
-PAGE_ROUTERS = (auth.router, tenants.router, history.router, drift.router)
+PAGE_ROUTERS = (auth.router, tenants.router, history.router, operations.router, drift.router)

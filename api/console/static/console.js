@@ -18,3 +18,89 @@ function localizeTimes(root) {
 
 document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
 window.cameleerConsole = { localizeTimes };
+
+// Operation page: the engine's progress and the step list, live from the server's event stream.
+function badge(status) {
+  const span = document.createElement("span");
+  span.className = "badge badge-" + String(status).toLowerCase();
+  span.textContent = status;
+  return span;
+}
+
+function cell(row, text, extra) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  if (extra) td.appendChild(extra);
+  row.appendChild(td);
+  return td;
+}
+
+function appendProgress(tbody, event) {
+  if (tbody.querySelector(`tr[data-event="${event.id}"]`)) return;
+  const row = document.createElement("tr");
+  row.dataset.event = event.id;
+  row.className = "new";
+  cell(row, event.id);
+  cell(row, event.step);
+  cell(row, event.type);
+  const resourceType = event.resource_type ? document.createElement("div") : null;
+  if (resourceType) { resourceType.className = "muted small"; resourceType.textContent = event.resource_type; }
+  cell(row, event.resource, resourceType);
+  cell(row, event.op);
+  cell(row, event.message);
+  const at = document.createElement("time");
+  at.setAttribute("datetime", event.at);
+  at.title = event.at;
+  at.textContent = event.at;
+  cell(row, "", at);
+  tbody.appendChild(row);
+  localizeTimes(row);
+  const empty = document.getElementById("events-empty");
+  if (empty) empty.hidden = true;
+}
+
+function showOperation(state) {
+  document.getElementById("op-status").replaceChildren(badge(state.status));
+  document.getElementById("op-step").textContent = state.current_step || "—";
+  const error = document.getElementById("op-error");
+  error.textContent = state.error || "";
+  error.hidden = !state.error;
+  for (const step of state.steps) {
+    const row = document.getElementById("step-" + step.name);
+    if (!row) continue;
+    row.querySelector(".step-status").replaceChildren(badge(step.status));
+    row.querySelector(".step-attempts").textContent = step.attempts;
+    const detail = row.querySelector(".step-detail");
+    detail.replaceChildren();
+    if (step.note) { const note = document.createElement("div"); note.className = "muted"; note.textContent = step.note; detail.appendChild(note); }
+    if (step.error) { const err = document.createElement("div"); err.className = "error"; err.textContent = step.error; detail.appendChild(err); }
+  }
+}
+
+function followOperation(root) {
+  const url = root.dataset.events;
+  if (!url || !window.EventSource) return;
+  const tbody = root.querySelector("#events tbody");
+  const live = document.getElementById("op-live");
+  const source = new EventSource(url);
+  source.addEventListener("progress", (e) => appendProgress(tbody, JSON.parse(e.data)));
+  source.addEventListener("operation", (e) => {
+    const state = JSON.parse(e.data);
+    showOperation(state);
+    if (state.status !== root.dataset.status) {
+      // The preview and the buttons that fit the new state are rendered by the server.
+      for (const button of root.querySelectorAll("form button")) button.disabled = true;
+      if (state.status === "AWAITING_CONFIRMATION") { source.close(); window.location.reload(); }
+    }
+  });
+  source.addEventListener("end", (e) => {
+    source.close();
+    if (live) live.textContent = "Finished: " + JSON.parse(e.data).status + ".";
+  });
+  if (live) live.textContent = "Live: following the engine's progress.";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const operation = document.getElementById("operation");
+  if (operation) followOperation(operation);
+});
