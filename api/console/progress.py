@@ -87,6 +87,13 @@ def preview_of(operation: OperationOut) -> dict[str, Any] | None:
             "policy_violations": result.get("policy_violations") or []}
 
 
+DIFF_CLASSES = {"create": "diff-add", "delete": "diff-del", "update": "diff-upd", "replace": "diff-upd"}
+
+
+def diff_class(op: str) -> str:
+    return DIFF_CLASSES.get(str(op).split("-")[0], "")
+
+
 def shown_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 

@@ -109,7 +109,7 @@ def retry_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
         operation = ctx.db.get(Operation, operation_id, with_for_update=True)
         if operation.status != OperationStatus.FAILED:
             raise Problem(409, "not-failed", f"Operation {operation_id} is {operation.status}; only a FAILED operation can be retried.")
-        if cancelled(operation):
+        if cancellation(operation.params):
             raise Problem(409, "cancelled", f"Operation {operation_id} was cancelled; request the change again instead.")
         other = unfinished_operation(ctx.db, operation.tenant_id)
         if other is not None:
@@ -127,9 +127,9 @@ def retry_operation(ctx: TenantContext, operation_id: uuid.UUID) -> Operation:
 CANCELLABLE = (OperationStatus.AWAITING_CONFIRMATION, OperationStatus.AWAITING_CAPACITY)
 
 
-def cancelled(operation: Operation) -> dict[str, Any] | None:
+def cancellation(params: dict[str, Any]) -> dict[str, Any] | None:
     """Who cancelled the operation, why and when; None when it was not cancelled."""
-    return operation.params.get("cancelled")
+    return params.get("cancelled")
 
 
 def cancel_operation(ctx: TenantContext, operation_id: uuid.UUID, reason: str) -> Operation:
@@ -139,11 +139,11 @@ def cancel_operation(ctx: TenantContext, operation_id: uuid.UUID, reason: str) -
     # The system scope: releasing a reserved cluster writes the registry, in the same transaction.
     with ctx.services.db.transaction(Scope.system()) as session:
         operation = session.get(Operation, operation_id, with_for_update=True)
-        if cancelled(operation):
+        if cancellation(operation.params):
             return operation
         if operation.status not in CANCELLABLE:
-            names = " or ".join(CANCELLABLE)
-            raise Problem(409, "not-cancellable", f"Operation {operation_id} is {operation.status}; only an operation {names} can be cancelled.")
+            raise Problem(409, "not-cancellable", f"Operation {operation_id} is {operation.status}; only an operation "
+                                                  f"{' or '.join(CANCELLABLE)} can be cancelled.")
         was = operation.status
         _release_reserved_target(session, operation)
         _mark_cancelled(operation, ctx.principal.actor, reason)

@@ -25,7 +25,7 @@ from api.db.session import Scope
 from api.dependencies import ServicesDep
 from api.operations.router import get_operation
 from api.services import Services
-from api.tenants.lifecycle import CANCELLABLE, cancel_operation, cancelled, confirm_operation, retry_operation
+from api.tenants.lifecycle import CANCELLABLE, cancel_operation, cancellation, confirm_operation, retry_operation
 
 router = APIRouter(prefix=f"{PATH}/operations")
 EVENTS_ON_PAGE = 1000
@@ -55,15 +55,15 @@ def operation_page(request: Request, operation_id: uuid.UUID, viewer: ConsoleVie
         operation = get_operation(operation_id, ctx, 0, EVENTS_ON_PAGE)
         with ctx.db.begin():
             tenant = ctx.db.get(Tenant, ctx.tenant_id)
-            row = ctx.db.get(Operation, operation_id)
-            was_cancelled = cancelled(row)
+    was_cancelled = cancellation(operation.params)
     status = OperationStatus(operation.status)
     decides = may_decide(viewer, ctx.tenant_id)
     return render(
         request, viewer, "operation.html", area="tenants", operation=operation, tenant=tenant,
         steps=progress.step_rows(operation.steps), events=[progress.event_row(e) for e in operation.events],
         last_event_id=operation.events[-1].id if operation.events else 0, live=not status.finished,
-        preview=progress.preview_of(operation), shown_value=progress.shown_value, cancelled=was_cancelled,
+        preview=progress.preview_of(operation), shown_value=progress.shown_value, diff_class=progress.diff_class,
+        cancelled=was_cancelled,
         can_confirm=decides and status is OperationStatus.AWAITING_CONFIRMATION,
         can_cancel=decides and status in CANCELLABLE,
         can_retry=viewer.is_operator and status is OperationStatus.FAILED and not was_cancelled,
