@@ -12,7 +12,7 @@ from api.auth.dependencies import TenantContext
 from api.billing.stripe_api import PAYABLE_STATUSES
 from api.clusters import assign
 from api.db.models import Operation, OperationKind, OperationStatus, Tenant, TenantStatus
-from api.db.session import Scope
+from api.db.session import Scope, ScopedSession
 from api.dependencies import mark_audited
 from api.operations.service import (
     find_by_key,
@@ -153,7 +153,7 @@ def cancel_operation(ctx: TenantContext, operation_id: uuid.UUID, reason: str) -
         return operation
 
 
-def _release_reserved_target(session, operation: Operation) -> None:
+def _release_reserved_target(session: ScopedSession, operation: Operation) -> None:
     """A move's place step reserved a dedicated cluster for the tenant; it takes the next one now."""
     target = operation.params.get("placement")
     tenant = session.get(Tenant, operation.tenant_id)
