@@ -110,3 +110,9 @@ def verify_anchored(session: Session, path: Path, keys_for: KeysFor) -> ChainVer
     except CheckpointInvalid as exc:
         return ChainVerdict(False, 0, None, str(exc))
     return verify_chain(session, anchors)
+
+
+def verify_platform_chain(session: Session, services: Services) -> ChainVerdict:
+    """What ``GET /v1/platform/audit/verify`` and the console report: the chain against the
+    checkpoints this service exported."""
+    return verify_anchored(session, checkpoint_file(services.settings.data_dir), signer_keys(services.keys.signer))

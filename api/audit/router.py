@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.audit.checkpoint import checkpoint_file, signer_keys, verify_anchored
+from api.audit.checkpoint import verify_platform_chain
 from api.auth.dependencies import RequestContext, require_platform
 from api.auth.roles import READERS
 from api.db.models import AuditRecord
@@ -62,6 +62,5 @@ def list_records(
 @router.get("/verify", summary="Recompute the hash chain and check it against its signed checkpoints; "
                                "reports the first edited, missing or rewritten row, or a truncation")
 def verify(ctx: Annotated[RequestContext, require_platform(*READERS)]) -> ChainVerdictOut:
-    path, keys_for = checkpoint_file(ctx.services.settings.data_dir), signer_keys(ctx.services.keys.signer)
     with ctx.db.begin():
-        return ChainVerdictOut(**verify_anchored(ctx.db, path, keys_for).as_dict())
+        return ChainVerdictOut(**verify_platform_chain(ctx.db, ctx.services).as_dict())

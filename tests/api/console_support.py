@@ -46,3 +46,9 @@ def post_form(client: TestClient, page_url: str, action: str, data: dict | None 
     page = client.get(page_url)
     assert page.status_code == 200, page.text
     return client.post(action, data={"csrf_token": csrf_of(page.text), **(data or {})}, follow_redirects=False)
+
+
+def forged_post(client: TestClient, action: str, data: dict | None = None, *, page_url: str = "/console/tenants"):
+    """A post to ``action`` with a valid CSRF token taken from a page the viewer may open:
+    what a viewer crafting the request by hand could send."""
+    return post_form(client, page_url, action, data)
