@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.audit.chain import append
 from api.auth import links, sessions
@@ -109,7 +110,8 @@ def request_password_reset(
 
 
 def _reset_mail(services: Services, to: str, token: str, ttl: timedelta) -> Message:
-    link = f"{services.settings.public_base_url.rstrip('/')}/reset-password?token={token}"
+    # The token rides in the fragment, which browsers never send to a server: no access log holds it.
+    link = f"{services.settings.public_base_url.rstrip('/')}/console/reset-password#token={token}"
     minutes = int(ttl.total_seconds() // 60)
     return Message(to=to, subject="Choose a new Cameleer password", body=(
         "Someone (hopefully you) asked to reset the password of your Cameleer account.\n\n"
@@ -122,17 +124,23 @@ def _reset_mail(services: Services, to: str, token: str, ttl: timedelta) -> Mess
              summary="Set a new password with a reset link's token (once); every session of the user ends")
 def confirm_password_reset(body: PasswordResetConfirmation, request: Request, db: SystemDb) -> Response:
     with db.begin():
-        try:
-            link = links.redeem(db, LinkPurpose.RESET_PASSWORD, body.token)
-        except LinkInvalid as exc:
-            raise invalid_link(exc) from None
-        user = db.scalar(select(User).where(User.id == uuid.UUID(link.subject), User.scrubbed_at.is_(None)))
-        if user is None:
-            raise invalid_link(LinkInvalid("unknown"))
-        require_strong_password(body.new_password, email=user.email)
-        set_password(user, body.new_password)
-        ended = sessions.revoke_sessions_of(db, user.id, RevokedReason.PASSWORD_RESET)
-        append(db, audit_meta(request, f"user:{user.id}"), "auth.password_reset", f"user:{user.id}",
-               details={"sessions_revoked": ended})
+        reset_password(db, request, body.token, body.new_password)
     mark_audited(request)
     return Response(status_code=204)
+
+
+def reset_password(db: Session, request: Request, token: str, new_password: str) -> None:
+    """Redeem a reset link and set the new password, in the caller's transaction (the API's
+    confirmation and the console's form); a refusal (used link, weak password) changes nothing."""
+    try:
+        link = links.redeem(db, LinkPurpose.RESET_PASSWORD, token)
+    except LinkInvalid as exc:
+        raise invalid_link(exc) from None
+    user = db.scalar(select(User).where(User.id == uuid.UUID(link.subject), User.scrubbed_at.is_(None)))
+    if user is None:
+        raise invalid_link(LinkInvalid("unknown"))
+    require_strong_password(new_password, email=user.email)
+    set_password(user, new_password)
+    ended = sessions.revoke_sessions_of(db, user.id, RevokedReason.PASSWORD_RESET)
+    append(db, audit_meta(request, f"user:{user.id}"), "auth.password_reset", f"user:{user.id}",
+           details={"sessions_revoked": ended})

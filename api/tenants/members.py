@@ -158,7 +158,8 @@ def invite(ctx: TenantContext, email: str, role: TenantRole) -> Invitation:
 
 def _invitation_mail(services: Services, tenant: Tenant, email: str, role: TenantRole, token: str,
                      ttl: timedelta) -> Message:
-    link = f"{services.settings.public_base_url.rstrip('/')}/invitations/accept?token={token}"
+    # The token rides in the fragment, which browsers never send to a server: no access log holds it.
+    link = f"{services.settings.public_base_url.rstrip('/')}/console/invitations/accept#token={token}"
     return Message(to=email, subject=f"You are invited to {tenant.name} on Cameleer", body=(
         f"You are invited to join the organisation {tenant.name} on Cameleer as {role.value}.\n\n"
         f"Accept within {ttl.days or 1} day(s) here (the link works once):\n\n{link}\n\n"

@@ -10,11 +10,11 @@ from __future__ import annotations
 from api.mail import Message
 from api.settings import Settings
 
-VERIFY_PATH = "/signup/verify"
+VERIFY_PATH = "/console/signup/verify"
 
 
 def verification_link(settings: Settings, token: str) -> str:
-    """The page that confirms a signup by POSTing the token to /v1/signup/verify. The token
+    """The console page that confirms a signup (as POST /v1/signup/verify does). The token
     travels in the fragment, which browsers never send to a server, so no access log holds it."""
     return f"{settings.public_base_url.rstrip('/')}{VERIFY_PATH}#token={token}"
 

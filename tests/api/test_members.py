@@ -53,7 +53,7 @@ def test_an_invitation_creates_the_account_of_a_new_email(client, services, sett
     response = invite(client, tenant, email, "developer")
     assert response.status_code == 201 and response.json()["role"] == "developer"
     mail = last_mail_to(settings, email.lower())
-    assert "/invitations/accept?token=" in mail
+    assert "/console/invitations/accept#token=" in mail
     token = token_in(mail)
     missing = client.post("/v1/invitations/accept", json={"token": token})
     assert missing.status_code == 422 and missing.json()["type"] == "/problems/password-required"

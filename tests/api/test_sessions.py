@@ -213,7 +213,7 @@ def test_password_reset_answers_alike_for_unknown_emails_and_mails_only_real_acc
     assert known_answer.status_code == unknown_answer.status_code == 202
     assert known_answer.json() == unknown_answer.json()
     assert last_mail_to(settings, unknown) is None
-    assert "/reset-password?token=" in last_mail_to(settings, tenant.email)
+    assert "/console/reset-password#token=" in last_mail_to(settings, tenant.email)
     assert audit(services, "auth.password_reset_request", "user")[-1].result == "rejected"
 
 

@@ -104,3 +104,19 @@ document.addEventListener("DOMContentLoaded", () => {
   const operation = document.getElementById("operation");
   if (operation) followOperation(operation);
 });
+
+// Mailed links (signup, invitation, password reset): the token travels in the URL fragment,
+// which never reaches the server. Move it into the form and drop it from the address bar.
+function tokenFromFragment() {
+  const field = document.querySelector("input[data-token-from-fragment]");
+  const found = /(?:^#|&)token=([A-Za-z0-9_-]+)/.exec(window.location.hash);
+  if (!field || !found) return;
+  field.value = found[1];
+  const wrapper = document.getElementById("token-field");
+  if (wrapper) wrapper.hidden = true;
+  const note = document.getElementById("token-filled");
+  if (note) note.hidden = false;
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
+document.addEventListener("DOMContentLoaded", tokenFromFragment);
