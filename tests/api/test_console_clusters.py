@@ -13,7 +13,8 @@ from api.db.models import AuditRecord, Cluster
 from api.db.session import Scope
 from api.services import Services
 from tests.api.conftest import add_cluster
-from tests.api.console_support import console_login, forged_post, platform_viewer, post_form
+from api.console.session import ACCESS_COOKIE, REFRESH_COOKIE
+from tests.api.console_support import console_login, csrf_of, forged_post, platform_viewer, post_form
 from tests.api.test_sessions import new_organisation
 
 
@@ -81,3 +82,17 @@ def test_a_tenant_admin_cannot_open_the_clusters(client: TestClient, services: S
     assert refused.status_code == 403 and "eu1" not in refused.text
     assert forged_post(client, "/console/clusters/eu1/cordon").status_code == 403
     assert state_of(services, "eu1") == "active"
+
+
+def test_a_post_that_renewed_the_session_hands_the_new_cookies_on(client: TestClient, services: Services):
+    """The renewal used the refresh token up: without the new one the next page would be a reuse."""
+    name = a_cordoned_cluster(services)
+    platform_viewer(client, services, PlatformRole.OPERATOR)
+    token = csrf_of(client.get("/console/clusters").text)
+    client.cookies.delete(ACCESS_COOKIE)  # as when the access token has expired
+    done = client.post(f"/console/clusters/{name}/uncordon", data={"csrf_token": token}, follow_redirects=False)
+    assert done.status_code == 303
+    renewed = [v for k, v in done.headers.multi_items() if k == "set-cookie"]
+    assert any(c.startswith(ACCESS_COOKIE) for c in renewed) and any(c.startswith(REFRESH_COOKIE) for c in renewed)
+    assert client.get("/console/clusters", follow_redirects=False).status_code == 200  # still signed in
+    assert post_form(client, "/console/clusters", f"/console/clusters/{name}/cordon").status_code == 303

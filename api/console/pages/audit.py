@@ -20,6 +20,7 @@ from api.audit.checkpoint import chain_head, verify_platform_chain
 from api.console import audit_log
 from api.console.audit_log import AuditFilters
 from api.console.deps import ConsoleViewer, CsrfChecked
+from api.console.responses import see_other
 from api.console.session import PATH, Viewer, set_session_cookies
 from api.console.templating import render
 from api.db.session import Scope
@@ -79,7 +80,7 @@ def verify_now(request: Request, viewer: ConsoleViewer, services: ServicesDep) -
                result="success" if verdict.ok else "failure",
                details=audit_log.verification_details(verdict, head.id if head else 0))
     mark_audited(request)
-    return RedirectResponse(f"{PATH}/audit", status_code=303)
+    return see_other(request, viewer, f"{PATH}/audit")
 
 
 @router.get("/export.{kind}")

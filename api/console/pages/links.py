@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from api.auth.links import LinkInvalid, invalid_link
 from api.auth.password_router import reset_password
 from api.console.deps import CsrfChecked
+from api.console.responses import see_other
 from api.console.session import PATH, LoginRequired, Viewer, csrf_token, viewer_of
 from api.console.templating import render
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
@@ -62,8 +63,8 @@ def _form(request: Request, kind: str, viewer: Viewer | None = None, *, error: P
                   page=page, error=error, token=kept, **extra)
 
 
-def _done(kind: str) -> RedirectResponse:
-    return RedirectResponse(f"{PATH}/done/{kind}", status_code=303)
+def _done(request: Request, kind: str, viewer: Viewer | None = None) -> RedirectResponse:
+    return see_other(request, viewer, f"{PATH}/done/{kind}")
 
 
 @router.get("/done/{kind}")
@@ -86,7 +87,7 @@ def signup_verify(request: Request, services: ServicesDep, db: SystemDb, token: 
     except Problem as refused:
         return _form(request, "signup", error=refused)
     mark_audited(request)
-    return _done("signup")
+    return _done(request, "signup")
 
 
 @router.get("/invitations/accept")
@@ -107,7 +108,7 @@ def invitation_accept(request: Request, services: ServicesDep, db: SystemDb, tok
     except Problem as refused:
         return _form(request, "invitation", viewer, error=refused, token=token)
     mark_audited(request)
-    return _done("invitation")
+    return _done(request, "invitation", viewer)
 
 
 @router.get("/reset-password")
@@ -123,4 +124,4 @@ def reset(request: Request, db: SystemDb, token: Token, new_password: Password):
     except Problem as refused:
         return _form(request, "reset", error=refused, token=token)
     mark_audited(request)
-    return _done("reset")
+    return _done(request, "reset")
