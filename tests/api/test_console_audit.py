@@ -9,7 +9,7 @@ import io
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -129,7 +129,7 @@ def test_verify_now_records_the_verdict_that_the_page_then_shows(client: TestCli
     assert ("Chain verified" if verified.details["ok"] else "Chain broken") in state
     if verified.details["ok"]:
         assert f"up to record {verified.details['through_id']}" in shown.text
-    assert f"by user:" in shown.text and email
+    assert "by user:" in shown.text and email
 
 
 def test_exports_stream_the_filtered_records_with_their_hashes_and_are_audited(client: TestClient, services: Services):

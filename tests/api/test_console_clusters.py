@@ -41,7 +41,7 @@ def test_auditors_see_capacity_and_placement_but_no_button(client: TestClient, s
     platform_viewer(client, services, PlatformRole.AUDITOR)
     page = client.get("/console/clusters")
     assert page.status_code == 200
-    assert 'id="cluster-eu1"' in page.text and "10000000m" in page.text  # eu1's CPU capacity
+    assert 'id="cluster-eu1"' in page.text and " / 10000 (" in page.text  # eu1's CPU capacity, 10000 cores
     assert f'href="/console/tenants/{tenant.tenant_id}">{tenant.slug}</a>' in page.text
     assert 'href="/console/tenants?cluster=eu1"' in page.text
     assert "cordon" not in page.text.lower().replace("badge-cordoned", "")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from fastapi.responses import RedirectResponse
+from sqlalchemy import select
 
 from api.auth.dependencies import RequestContext
 from api.clusters import registry
@@ -26,6 +26,8 @@ from api.db.session import Scope
 from api.dependencies import ServicesDep
 from api.problems import forbidden, not_found
 from api.services import Services
+from components.catalog import cpu as cpu_quantity
+from components.catalog import memory as memory_quantity
 
 router = APIRouter(prefix=f"{PATH}/clusters")
 
@@ -43,7 +45,17 @@ def clusters(request: Request, viewer: ConsoleViewer, services: ServicesDep):
     with services.db.session(Scope.system()) as db, db.begin():
         listed = described(db, registry.all_clusters(db))
         placed = _tenants_by_cluster(db)
-    return render(request, viewer, "clusters.html", area="clusters", clusters=listed, placed=placed)
+    return render(request, viewer, "clusters.html", area="clusters", clusters=listed, placed=placed,
+                  cpu=_cpu, memory=_memory)
+
+
+def _cpu(millicores: int) -> str:
+    """As cameleer-clusters prints it: ``64``, ``500m`` (a negative free amount shows as 0)."""
+    return cpu_quantity(max(millicores, 0))
+
+
+def _memory(mebibytes: int) -> str:
+    return memory_quantity(max(mebibytes, 0))
 
 
 def _tenants_by_cluster(db) -> dict[str, list]:
