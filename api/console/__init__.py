@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.console.errors import ConsoleError, render_error
 from api.console.pages import PAGE_ROUTERS
-from api.console.session import PATH, CsrfRefused, LoginRequired
+from api.console.session import PATH, CsrfRefused, LoginRequired, renewed_on, set_session_cookies
 from api.problems import Problem
 
 CONTENT_SECURITY_POLICY = (
@@ -49,6 +49,9 @@ def install_console(app: FastAPI) -> None:
         started = time.perf_counter()
         response = await call_next(request)
         if is_console(request):
+            renewed = renewed_on(request)
+            if renewed is not None:
+                set_session_cookies(response, request, renewed)
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             response.headers.update(SECURITY_HEADERS)
             if not request.url.path.startswith(f"{PATH}/static/"):

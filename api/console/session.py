@@ -35,6 +35,7 @@ ACCESS_COOKIE = "cameleer_console_access"
 REFRESH_COOKIE = "cameleer_console_refresh"
 CSRF_COOKIE = "cameleer_console_csrf"
 CSRF_FIELD = "csrf_token"
+RENEWED_SCOPE_KEY = "cameleer.console.renewed"
 
 
 class LoginRequired(Exception):
@@ -135,7 +136,16 @@ def viewer_of(request: Request, services: Services) -> Viewer:
         email = _email_of(db, principal)
     if email is None:
         raise LoginRequired(next_url)
+    if renewed is not None:
+        request.scope[RENEWED_SCOPE_KEY] = renewed
     return Viewer(principal, email, csrf_token(request), renewed)
+
+
+def renewed_on(request: Request) -> SignedIn | None:
+    """The session renewed while serving this request: its response, whatever it is (a page, a
+    redirect, an error), must carry the new cookies, or the browser's next request would
+    present the used refresh token, which ends the session as a reuse."""
+    return request.scope.get(RENEWED_SCOPE_KEY)
 
 
 def _principal_from_access_cookie(request: Request, services: Services, db) -> Principal | None:

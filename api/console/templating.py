@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from api.console.session import Viewer, remember_csrf, set_session_cookies
+from api.console.session import Viewer, remember_csrf
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -38,12 +38,10 @@ TEMPLATES.env.globals["now"] = lambda: datetime.now(UTC)
 
 
 def render(request: Request, viewer: Viewer | None, template: str, *, status_code: int = 200, **context: Any):
-    """The page, with the viewer's renewed session cookies and CSRF cookie when they are new."""
+    """The page, with the browser's CSRF cookie when it is new."""
     csrf = viewer.csrf_token if viewer else context.pop("csrf_token")
     response = TEMPLATES.TemplateResponse(
         request, template, {"viewer": viewer, "csrf_token": csrf, **context}, status_code=status_code
     )
     remember_csrf(response, request, csrf)
-    if viewer and viewer.renewed:
-        set_session_cookies(response, request, viewer.renewed)
     return response

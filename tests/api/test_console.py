@@ -130,3 +130,14 @@ def test_pagination_keeps_the_filters(client: TestClient, services: Services):
     if "Next →" in page.text:
         assert "tier=low" in page.text.split('rel="next"')[1].split(">")[0]
     assert client.get("/console/tenants", params={"page": 0}).status_code == 422
+
+
+def test_a_session_renewed_on_an_error_page_keeps_working(client: TestClient, services: Services):
+    """The renewal used the refresh token up: any answer, an error page too, must hand the new one on."""
+    platform_viewer(client, services, PlatformRole.OPERATOR)
+    client.cookies.set("cameleer_console_access", "expired-or-garbage", path="/console")
+    missing = client.get(f"/console/tenants/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    renewed = [v for k, v in missing.headers.multi_items() if k == "set-cookie"]
+    assert any(c.startswith("cameleer_console_refresh=") for c in renewed)
+    assert client.get("/console/tenants").status_code == 200

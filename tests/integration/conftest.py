@@ -18,15 +18,10 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pytest
 
+from tests.conftest import require_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).parent / "programs"
-
-
-def _require_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is not set: run the suite through scripts/test.sh, which starts the local services")
-    return value
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +30,6 @@ def pulumi_bin() -> Path:
     if not found:
         pytest.fail("the pulumi CLI is not on PATH: scripts/toolchain.sh builds it into .venv/bin")
     return Path(found)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig() -> str:
-    path = _require_env("KUBECONFIG")
-    if not Path(path).exists():
-        pytest.fail(f"KUBECONFIG {path} does not exist: scripts/services.sh start writes it")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -55,24 +42,11 @@ def cluster_kubeconfigs(kubeconfig) -> dict[str, str]:
 
     files = {}
     for cluster in os.environ.get("CAMELEER_LOCAL_CLUSTERS", DEFAULT_LOCAL_CLUSTER).split():
-        path = kubeconfig if cluster == DEFAULT_LOCAL_CLUSTER else _require_env(kubeconfig_variable(cluster))
+        path = kubeconfig if cluster == DEFAULT_LOCAL_CLUSTER else require_env(kubeconfig_variable(cluster))
         if not Path(path).exists():
             pytest.fail(f"the kubeconfig {path} of cluster {cluster} does not exist: scripts/services.sh start writes it")
         files[cluster] = path
     return files
-
-
-@pytest.fixture(scope="session")
-def kubectl(kubeconfig):
-    """`kubectl(*args)` against the local cluster; returns stdout, fails the test on an error."""
-    def run(*args: str) -> str:
-        done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], capture_output=True, text=True,
-                              timeout=120)
-        if done.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed: {done.stderr}")
-        return done.stdout
-
-    return run
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +58,7 @@ def kube_core(kubeconfig):
 
 @pytest.fixture(scope="session")
 def state_postgres_url() -> str:
-    return _require_env("CAMELEER_STATE_POSTGRES_URL")
+    return require_env("CAMELEER_STATE_POSTGRES_URL")
 
 
 @pytest.fixture
@@ -96,7 +70,7 @@ def unique_name() -> str:
 def pulumi_home() -> str:
     """The project's PULUMI_HOME: the one scripts/toolchain.sh installed the kubernetes
     provider plugin into (tests keep their own backends and passphrases)."""
-    path = _require_env("PULUMI_HOME")
+    path = require_env("PULUMI_HOME")
     if not list(Path(path).glob("plugins/resource-kubernetes-v*")):
         pytest.fail(f"no kubernetes provider plugin in PULUMI_HOME {path}: scripts/toolchain.sh installs it")
     return path
@@ -119,7 +93,7 @@ def engine_env(tmp_path, kubeconfig, pulumi_bin, pulumi_home) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def postgres_admin_dsn() -> str:
-    return _require_env("CAMELEER_POSTGRES_ADMIN_DSN")
+    return require_env("CAMELEER_POSTGRES_ADMIN_DSN")
 
 
 @pytest.fixture(scope="session")

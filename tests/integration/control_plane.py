@@ -399,8 +399,8 @@ class ControlPlane:
             rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1", (pattern,))
             return [name for (name,) in rows]
 
-    def platform_user(self, role: str) -> dict[str, str]:
-        """Headers of a new platform user (auditor, operator)."""
+    def platform_account(self, role: str) -> str:
+        """A new platform user (auditor, operator); answers its email (the password is STRONG_PASSWORD)."""
         from api.auth.roles import PlatformRole
         from api.auth.users import create_user
         from api.db.session import Database, Scope
@@ -412,7 +412,11 @@ class ControlPlane:
                 create_user(session, email, STRONG_PASSWORD, platform_role=PlatformRole(role))
         finally:
             database.dispose()
-        return self.login(email)
+        return email
+
+    def platform_user(self, role: str) -> dict[str, str]:
+        """Headers of a new platform user (auditor, operator)."""
+        return self.login(self.platform_account(role))
 
     # -- the HTTP API -------------------------------------------------------------------
 

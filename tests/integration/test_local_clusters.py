@@ -20,7 +20,8 @@ from stacks.clusters import (
     kubeconfig_reference_variable,
     kubeconfig_variable,
 )
-from tests.integration.conftest import _require_env, kube_missing
+from tests.conftest import require_env
+from tests.integration.conftest import kube_missing
 
 NODES = Path(__file__).resolve().parents[2] / "tools" / "kwok" / "nodes.yaml"
 KV_MOUNT = "platform"
@@ -52,7 +53,7 @@ def clusters(cluster_kubeconfigs) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def vault() -> hvac.Client:
-    return hvac.Client(url=_require_env("VAULT_ADDR"), token=_require_env("VAULT_TOKEN"))
+    return hvac.Client(url=require_env("VAULT_ADDR"), token=require_env("VAULT_TOKEN"))
 
 
 def test_each_cluster_answers_on_its_own_port_with_its_own_kubeconfig(clusters):

@@ -10,12 +10,12 @@ import pytest
 
 from automation.errors import ErrorKind, OperationError
 from automation.transit import TransitKeys, key_name
-from tests.integration.conftest import _require_env
+from tests.conftest import require_env
 
 
 @pytest.fixture(scope="module")
 def transit() -> TransitKeys:
-    return TransitKeys(_require_env("VAULT_ADDR"), _require_env("VAULT_TOKEN"))
+    return TransitKeys(require_env("VAULT_ADDR"), require_env("VAULT_TOKEN"))
 
 
 def test_a_stack_key_is_created_once_encrypts_and_is_destroyed_for_good(transit):
@@ -49,7 +49,7 @@ def test_the_tenant_databases_admin_is_read_from_openbao_and_is_no_superuser(tra
 
     from automation.tenants import TenantPlatform
 
-    reference = _require_env("CAMELEER_TENANT_DATABASE_ADMIN_SECRET")
+    reference = require_env("CAMELEER_TENANT_DATABASE_ADMIN_SECRET")
     env = {"CAMELEER_TENANT_DATABASE_ADMIN_SECRET": reference, "CAMELEER_TENANT_DATABASE_ENDPOINT": "127.0.0.1:1",
            "VAULT_ADDR": transit.address, "VAULT_TOKEN": transit.token}
     url = TenantPlatform.from_env(env).database_admin_url

@@ -20,8 +20,7 @@ from api.audit.checkpoint import chain_head, verify_platform_chain
 from api.console import audit_log
 from api.console.audit_log import AuditFilters
 from api.console.deps import ConsoleViewer, CsrfChecked
-from api.console.responses import see_other
-from api.console.session import PATH, Viewer, set_session_cookies
+from api.console.session import PATH, Viewer
 from api.console.templating import render
 from api.db.session import Scope
 from api.dependencies import ServicesDep, audit_meta, mark_audited
@@ -80,7 +79,7 @@ def verify_now(request: Request, viewer: ConsoleViewer, services: ServicesDep) -
                result="success" if verdict.ok else "failure",
                details=audit_log.verification_details(verdict, head.id if head else 0))
     mark_audited(request)
-    return see_other(request, viewer, f"{PATH}/audit")
+    return RedirectResponse(f"{PATH}/audit", status_code=303)
 
 
 @router.get("/export.{kind}")
@@ -94,11 +93,8 @@ def export(request: Request, kind: str, viewer: ConsoleViewer, services: Service
                details={"format": kind, "filters": filters.as_dict(), "through_id": through})
     mark_audited(request)
     name = f"cameleer-audit-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.{kind}"
-    response = StreamingResponse(_streamed(services, filters, through, kind), media_type=EXPORT_TYPES[kind],
+    return StreamingResponse(_streamed(services, filters, through, kind), media_type=EXPORT_TYPES[kind],
                                  headers={"Content-Disposition": f'attachment; filename="{name}"'})
-    if viewer.renewed:
-        set_session_cookies(response, request, viewer.renewed)
-    return response
 
 
 def _streamed(services: Services, filters: AuditFilters, through: int, kind: str) -> Iterator[str]:

@@ -18,7 +18,6 @@ from api.clusters.assign import placed_cluster
 from api.clusters.schemas import described
 from api.console.access import require_operator
 from api.console.deps import ConsoleViewer, CsrfChecked
-from api.console.responses import see_other
 from api.console.session import PATH, Viewer
 from api.console.templating import render
 from api.db.models import ClusterState, Tenant, TenantStatus
@@ -76,7 +75,7 @@ def change_state(request: Request, name: str, change: str, viewer: ConsoleViewer
         raise not_found(f"Cluster action {change!r}")  # drain and removal stay in the API and the CLI
     require_operator(viewer)
     _set_state(request, viewer, services, name, STATE_CHANGES[change])
-    return see_other(request, viewer, f"{PATH}/clusters#cluster-{name}")
+    return RedirectResponse(f"{PATH}/clusters#cluster-{name}", status_code=303)
 
 
 def _set_state(request: Request, viewer: Viewer, services: Services, name: str, state: ClusterState) -> None:

@@ -16,7 +16,6 @@ from fastapi.responses import RedirectResponse
 from api.auth.links import LinkInvalid, invalid_link
 from api.auth.password_router import reset_password
 from api.console.deps import CsrfChecked
-from api.console.responses import see_other
 from api.console.session import PATH, LoginRequired, Viewer, csrf_token, viewer_of
 from api.console.templating import render
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
@@ -63,8 +62,8 @@ def _form(request: Request, kind: str, viewer: Viewer | None = None, *, error: P
                   page=page, error=error, token=kept, **extra)
 
 
-def _done(request: Request, kind: str, viewer: Viewer | None = None) -> RedirectResponse:
-    return see_other(request, viewer, f"{PATH}/done/{kind}")
+def _done(kind: str) -> RedirectResponse:
+    return RedirectResponse(f"{PATH}/done/{kind}", status_code=303)
 
 
 @router.get("/done/{kind}")
@@ -87,7 +86,7 @@ def signup_verify(request: Request, services: ServicesDep, db: SystemDb, token: 
     except Problem as refused:
         return _form(request, "signup", error=refused)
     mark_audited(request)
-    return _done(request, "signup")
+    return _done("signup")
 
 
 @router.get("/invitations/accept")
@@ -108,7 +107,7 @@ def invitation_accept(request: Request, services: ServicesDep, db: SystemDb, tok
     except Problem as refused:
         return _form(request, "invitation", viewer, error=refused, token=token)
     mark_audited(request)
-    return _done(request, "invitation", viewer)
+    return _done("invitation")
 
 
 @router.get("/reset-password")
@@ -124,4 +123,4 @@ def reset(request: Request, db: SystemDb, token: Token, new_password: Password):
     except Problem as refused:
         return _form(request, "reset", error=refused, token=token)
     mark_audited(request)
-    return _done(request, "reset")
+    return _done("reset")
