@@ -98,6 +98,8 @@ def test_operators_see_every_tenant_and_filter_them(client: TestClient, services
     assert listed(active, second)
     for refused in ({"last": "failed"}, {"drift": "drifted"}, {"status": "SUSPENDED"}, {"cluster": "nowhere"}):
         assert not listed(client.get("/console/tenants", params={"q": second.slug, **refused}), second), refused
+    any_choice = {"status": "", "tier": "", "cluster": "", "drift": "", "last": ""}  # the form's "any"
+    assert listed(client.get("/console/tenants", params={"q": second.slug, **any_choice}), second)
     assert client.get("/console/tenants", params={"status": "NOPE"}).status_code == 422
 
 

@@ -18,6 +18,8 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
+from components.naming import namespace_name
+from components.tenant_server import SERVER_NAME
 from tests.integration.control_plane import REPO_ROOT, STRONG_PASSWORD, ControlPlane
 
 pytestmark = pytest.mark.browser
@@ -88,20 +90,19 @@ def test_the_tenants_list_shows_local_times_with_utc_on_hover(page: Page, contro
 
 def test_a_drift_found_after_a_kubectl_edit_is_corrected_with_a_reason(page: Page, control_plane, active_tenant, kubectl,
                                                                      screenshot):
-    namespace = f"tenant-{active_tenant['slug']}-dev"
-    kubectl("-n", namespace, "label", "deployment", "--all", "cameleer.io/edited-by-hand=yes", "--overwrite")
+    namespace = namespace_name(active_tenant["slug"], "prod")
+    kubectl("-n", namespace, "scale", "deployment", SERVER_NAME, "--replicas=3")
     report_drift(control_plane)
     sign_in(page, control_plane.platform_account("operator"))
     page.get_by_role("link", name="Drift").click()
     stack = page.locator(f"section#stack-tenant-{active_tenant['slug']}")
-    expect(stack.locator("table.drift-properties")).to_contain_text("edited-by-hand")
+    expect(stack.locator("table.drift-properties")).to_contain_text("spec.replicas")
     screenshot(page, "drift")
 
     stack.get_by_label(f"Reason for correcting tenant-{active_tenant['slug']}").fill("hand edit found in review")
     stack.get_by_role("button", name="Correct drift").click()
     expect(page.locator("#op-status")).to_have_text("SUCCEEDED", timeout=SIGNUP_TIMEOUT_MS)
-    labels = json.loads(kubectl("-n", namespace, "get", "deployment", "-o", "json"))["items"][0]["metadata"]["labels"]
-    assert "cameleer.io/edited-by-hand" not in labels
+    assert json.loads(kubectl("-n", namespace, "get", "deployment", SERVER_NAME, "-o", "json"))["spec"]["replicas"] == 1
 
     page.get_by_role("link", name="Audit").click()
     page.get_by_label("Action").fill("drift.")
@@ -161,5 +162,5 @@ def test_a_tenant_admin_sees_their_tenant_and_not_another(page: Page, control_pl
     expect(page.get_by_role("link", name="Audit")).to_have_count(0)
     answer = page.goto(f"/console/tenants/{created['tenant']['id']}")
     assert answer.status == 404
-    expect(page.get_by_role("heading", level=1)).to_contain_text("not found")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not Found")
     assert other not in page.content()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import timedelta
 from typing import Annotated
@@ -22,6 +23,7 @@ from api.db.session import Scope
 from api.dependencies import ServicesDep
 from api.licensing.issue import current_license
 from api.licensing.verify import license_period
+from api.problems import Problem
 from components.catalog import TIERS
 
 router = APIRouter(prefix=f"{PATH}/tenants")
@@ -31,14 +33,16 @@ router = APIRouter(prefix=f"{PATH}/tenants")
 def tenants(
     request: Request, viewer: ConsoleViewer, services: ServicesDep,
     q: Annotated[str, Query(max_length=100)] = "",
-    status: Annotated[TenantStatus | None, Query()] = None,
-    tier: Annotated[str | None, Query(max_length=32)] = None,
-    cluster: Annotated[str | None, Query(max_length=63)] = None,
-    drift: Annotated[DriftState | None, Query()] = None,
-    last: Annotated[LastResult | None, Query()] = None,
+    status: Annotated[str, Query(max_length=16)] = "",
+    tier: Annotated[str, Query(max_length=32)] = "",
+    cluster: Annotated[str, Query(max_length=63)] = "",
+    drift: Annotated[str, Query(max_length=16)] = "",
+    last: Annotated[str, Query(max_length=16)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ):
-    filters = TenantFilters(q.strip(), status.value if status else None, tier or None, cluster or None, drift, last, page)
+    """A filter form's empty choice ("any") arrives as an empty parameter: no filter."""
+    filters = TenantFilters(q.strip(), _choice(TenantStatus, status), tier or None, cluster or None,
+                            _choice(DriftState, drift), _choice(LastResult, last), page)
     visible = None if viewer.sees_every_tenant else viewer.administers()
     with services.db.session(Scope.system()) as db, db.begin():
         listing = tenant_page(db, filters, visible)
@@ -63,6 +67,15 @@ def tenant(request: Request, tenant_id: uuid.UUID, viewer: ConsoleViewer, servic
                   license=_license_view(services, license_row), billing=billing, drift=drift,
                   environments=TIERS[found.tier].standard_environments if found.tier in TIERS else (),
                   quota=_quota_view(found))
+
+
+def _choice(options: type[enum.StrEnum], value: str):
+    if not value:
+        return None
+    try:
+        return options(value)
+    except ValueError:
+        raise Problem(422, "validation-error", f"{value!r} is not one of {', '.join(o.value for o in options)}.") from None
 
 
 def _license_view(services, row) -> dict | None:
