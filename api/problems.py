@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -102,11 +103,25 @@ async def _problem(request: Request, exc: Problem) -> JSONResponse:
     return problem_response(request, exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extensions)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method of the request's path, for a 405's ``Allow``. Starlette's router lists only
+    those of the first route matching the path, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-    return problem_response(request, exc.status_code, code, title, detail, getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(request, exc.status_code, code, title, detail, headers or None)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,9 +3,23 @@ problem details instead of ``CatalogError``. No tier data lives here."""
 
 from __future__ import annotations
 
-from components.catalog import CatalogError, Tier, get_tier, validate_slug
+from typing import Annotated
+
+from pydantic import Field
+
+from components.catalog import MAX_SLUG_LENGTH, SLUG_PATTERN, TIERS, CatalogError, Tier, get_tier, validate_slug
 
 from api.problems import Problem
+
+# The schema states the catalog's rules; the handlers check them and answer the clearer
+# `/problems/invalid-slug` and `/problems/unknown-tier` (pydantic bounds only the size).
+SlugField = Annotated[str, Field(
+    min_length=1, max_length=63, json_schema_extra={"maxLength": MAX_SLUG_LENGTH, "pattern": SLUG_PATTERN},
+    description="A DNS-1123 label (lowercase letters, digits, '-') of at most "
+                f"{MAX_SLUG_LENGTH} characters; else 422 `/problems/invalid-slug`")]
+TierName = Annotated[str, Field(
+    max_length=64, json_schema_extra={"enum": list(TIERS)},
+    description="A tier of the catalog; else 422 `/problems/unknown-tier`")]
 
 
 def tier_named(name: str) -> Tier:

@@ -35,7 +35,9 @@ MAX_ENVIRONMENT_LENGTH = 12
 # `tenant-<slug>-<env>` must stay a valid namespace name for the longest environment.
 MAX_SLUG_LENGTH = KUBERNETES_NAME_LIMIT - len(NAMESPACE_PREFIX) - len("-") - MAX_ENVIRONMENT_LENGTH
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A DNS-1123 label; the API states it in its OpenAPI document too.
+SLUG_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS_LABEL = re.compile(SLUG_PATTERN)
 # Environment names also become PostgreSQL identifiers and URL path segments: keep them
 # to letters and digits, starting with a letter.
 _ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]*$")
@@ -51,7 +53,7 @@ def validate_slug(slug: str) -> str:
             f"so that namespace names '{NAMESPACE_PREFIX}<slug>-<environment>' stay within "
             f"{KUBERNETES_NAME_LIMIT} characters"
         )
-    if not _DNS_LABEL.match(slug):
+    if not _DNS_LABEL.fullmatch(slug):
         raise CatalogError(
             f"tenant slug {slug!r} is not a DNS-1123 label: use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"

@@ -187,4 +187,9 @@ def authenticated() -> Any:
 
 
 def maybe_authenticated() -> Any:
+    """Pair with ``openapi_extra=OPTIONAL_BEARER`` on the route: the document then says the token may be left out."""
     return Depends(optional_principal)
+
+
+# Appended to the route's security requirements: the empty one means "no credentials" is accepted too.
+OPTIONAL_BEARER: dict[str, Any] = {"security": [{}]}

@@ -20,7 +20,7 @@ from api.audit.chain import append
 from api.auth import links, sessions
 from api.auth.dependencies import authenticated
 from api.auth.links import LinkInvalid, LinkPurpose, invalid_link
-from api.auth.passwords import require_strong_password, verify_password
+from api.auth.passwords import ExistingPassword, NewPassword, require_strong_password, verify_password
 from api.auth.sessions import RevokedReason
 from api.auth.throttle import LoginThrottle, client_address
 from api.auth.tokens import Principal
@@ -37,8 +37,8 @@ RESET_ACCEPTED = "If an account has this email, a link to choose a new password 
 
 
 class PasswordChangeRequest(BaseModel):
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    current_password: ExistingPassword
+    new_password: NewPassword
 
 
 class PasswordResetRequest(BaseModel):
@@ -47,7 +47,7 @@ class PasswordResetRequest(BaseModel):
 
 class PasswordResetConfirmation(BaseModel):
     token: str = Field(min_length=1, max_length=200, description="From the mailed link")
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: NewPassword
 
 
 class ResetRequested(BaseModel):

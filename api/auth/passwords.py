@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from pydantic import Field
 
 from api.problems import Problem
 
 MIN_LENGTH = 12
 _COMMON = {"password1234", "123456789012", "qwertyuiop12", "letmein12345", "changeme1234", "passwordpassword"}
+MAX_LENGTH = 1024
+RULES = (f"At least {MIN_LENGTH} characters, at least 5 of them different; not a commonly used password; not "
+         "containing the local part of the account's email or the organisation's slug (when 4 characters or "
+         "longer). A password that breaks a rule is a 422 `/problems/weak-password` listing `reasons`.")
+# A password the server checks with `require_strong_password`: the schema states the rules, the
+# check itself answers the clearer `/problems/weak-password` (a length below the minimum included).
+NewPassword = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, description=RULES,
+                                   json_schema_extra={"minLength": MIN_LENGTH})]
+# A password checked against a stored hash only (login, the current one): accounts made before
+# the policy keep signing in.
+ExistingPassword = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal which emails exist.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-0000")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from api.audit.chain import append
 from api.auth import sessions
 from api.auth.dependencies import RequestContext, authenticated, require_platform
+from api.auth.passwords import ExistingPassword
 from api.auth.roles import PlatformRole
 from api.auth.sessions import RefreshRefused, RefreshReused, RevokedReason, SignedIn
 from api.auth.tokens import Principal
@@ -24,7 +25,7 @@ router = APIRouter(responses=PROBLEM_RESPONSES)
 
 class LoginRequest(BaseModel):
     email: EmailStr
-    password: str = Field(min_length=1, max_length=1024)
+    password: ExistingPassword
 
 
 class RefreshRequest(BaseModel):

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 
-from api.auth.dependencies import TenantContext, maybe_authenticated, require
+from api.auth.dependencies import OPTIONAL_BEARER, TenantContext, maybe_authenticated, require
 from api.auth.links import LinkInvalid, invalid_link
+from api.auth.passwords import RULES, NewPassword
 from api.auth.roles import TenantRole
 from api.auth.tokens import Principal
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
@@ -35,8 +36,8 @@ class InvitationOut(BaseModel):
 
 class AcceptRequest(BaseModel):
     token: str = Field(min_length=1, max_length=200, description="From the mailed link")
-    password: str | None = Field(default=None, min_length=1, max_length=1024,
-                                 description="Only when the email has no account yet: the new account's password")
+    password: NewPassword | None = Field(
+        default=None, description=f"Only when the email has no account yet: the new account's password. {RULES}")
 
 
 class JoinedOut(BaseModel):
@@ -63,7 +64,7 @@ def invite(body: InvitationRequest, background: BackgroundTasks,
 
 
 @router.post("/v1/invitations/accept", summary="Join a tenant with an invitation's token "
-             "(signed in for an existing account; with a password to create a new one)")
+             "(signed in for an existing account; with a password to create a new one)", openapi_extra=OPTIONAL_BEARER)
 def accept(body: AcceptRequest, request: Request, db: SystemDb,
            caller: Annotated[Principal | None, maybe_authenticated()]) -> JoinedOut:
     with db.begin():

@@ -37,10 +37,13 @@ from api.tenants.signup_limits import LIMIT_PROBLEMS
 
 router = APIRouter(tags=["tenants"], responses=PROBLEM_RESPONSES)
 
-IdempotencyKey = Annotated[
-    str, Header(alias="Idempotency-Key", min_length=8, max_length=200, description="Unique per intended signup; retries reuse it")
-]
-OptionalIdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=200)]
+IDEMPOTENCY = ("8 to 200 characters, unique per intended request; a retry reuses it and gets the first answer. "
+               "Reused with another body: 422 `/problems/idempotency-key-reused`")
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200, description=IDEMPOTENCY)]
+# Typed `str` with a None default (not `str | None`): a header is never null, and the document
+# then states the key's own constraints instead of an `anyOf` with null.
+OptionalIdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200,
+                                               description=f"Optional. {IDEMPOTENCY}")]
 
 
 def _accepted(response: Response, tenant: Tenant, operation: Operation) -> AcceptedOperation:

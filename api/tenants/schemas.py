@@ -8,15 +8,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
+from api.auth.passwords import NewPassword
 from api.db.models import Operation, Tenant
+from api.tiers import SlugField, TierName
 
 
 class SignupRequest(BaseModel):
     organization_name: str = Field(min_length=1, max_length=200, examples=["Acme Corp"])
-    slug: str = Field(min_length=1, max_length=63, examples=["acme"])
+    slug: SlugField = Field(examples=["acme"])
     owner_email: EmailStr
-    owner_password: str = Field(min_length=1, max_length=1024)
-    tier: str = Field(examples=["low", "mid", "high", "business"])
+    owner_password: NewPassword
+    tier: TierName = Field(examples=["low"])
 
 
 class SignupVerification(BaseModel):
@@ -25,8 +27,8 @@ class SignupVerification(BaseModel):
 
 class OrganizationRequest(BaseModel):
     organization_name: str = Field(min_length=1, max_length=200, examples=["Acme Labs"])
-    slug: str = Field(min_length=1, max_length=63, examples=["acme-labs"])
-    tier: str = Field(examples=["low", "mid", "high", "business"])
+    slug: SlugField = Field(examples=["acme-labs"])
+    tier: TierName = Field(examples=["low"])
 
 
 SIGNUP_MAILED = "A mail is on its way to the owner's address; follow its link to create the organisation."
@@ -40,7 +42,7 @@ class SignupAccepted(BaseModel):
 
 
 class ChangeTierRequest(BaseModel):
-    tier: str
+    tier: TierName
 
 
 class TenantOut(BaseModel):
