@@ -27,7 +27,7 @@ from api.auth.jws import TokenInvalid
 from api.auth.roles import OPERATORS, PlatformRole, TenantRole
 from api.auth.sessions import access_token_revoked
 from api.auth.tokens import Principal, principal_from_token
-from api.db.models import Operation
+from api.db.models import Operation, Tenant
 from api.db.session import Scope, ScopedSession
 from api.dependencies import ServicesDep, audit_meta, mark_audited
 from api.middleware import request_state
@@ -130,6 +130,11 @@ class TenantAccess:
     ) -> Iterator[TenantContext]:
         check_tenant_access(principal, tenant_id, self.role, self.platform)
         with services.db.session(Scope.tenant(tenant_id)) as session:
+            # A platform role passes the check for any id: the handlers may rely on the tenant's row.
+            # (Its id only: a loaded row would stay in the session, unrefreshed by later reads.)
+            with session.begin():
+                if session.scalar(select(Tenant.id).where(Tenant.id == tenant_id)) is None:
+                    raise not_found("Tenant")
             yield TenantContext(request, principal, services, session, tenant_id)
 
 
