@@ -23,6 +23,7 @@ from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypass
 from api.licensing.router import router as license_router
 from api.logs import configure_logging
 from api.middleware import install_middleware
+from api.openapi import install_openapi
 from api.operations.router import router as operations_router
 from api.problems import install_problem_handlers, problem_response
 from api.server_credential.router import router as server_credential_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                    server_credential_router, drift_router, clusters_router):
         app.include_router(router)
     install_console(app)
+    install_openapi(app)
     return app
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from api.db.schema_state import MIGRATE_HINT, schema_state
 from api.dependencies import ServicesDep
-from api.problems import problem_response
+from api.problems import problem_response, problems
 
 router = APIRouter(tags=["service"])
 
@@ -19,7 +19,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable and migrated, the secrets server unsealed")
+@router.get("/readyz", summary="Readiness: the database is reachable and migrated, the secrets server unsealed",
+            responses={200: {"description": "Ready: the schema's revisions and the secrets server's state"},
+                       **problems({503: "`/problems/not-ready`: `detail` says what is missing"})})
 def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     try:
         with services.db.engine.connect() as connection:

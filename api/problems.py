@@ -29,20 +29,24 @@ class ProblemDetails(BaseModel):
     instance: str | None = None
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(code).phrase}
-    for code in (400, 401, 402, 403, 404, 409, 422, 503)
-}
+# A 429 always says when to try again; a 503 does when it knows (the secrets server, the signup pause).
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
-# Declared only on the routes that throttle (login): a 429 always says when to try again.
-THROTTLED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    429: {
-        "model": ProblemDetails,
-        "content": {PROBLEM_JSON: {}},
-        "description": HTTPStatus(429).phrase,
-        "headers": {"Retry-After": {"description": "Seconds until the lockout ends", "schema": {"type": "integer"}}},
-    }
-}
+
+def documented_problem(code: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI response of one problem status; ``description`` names its problem types."""
+    response: dict[str, Any] = {"model": ProblemDetails, "content": {PROBLEM_JSON: {}},
+                                "description": description or HTTPStatus(code).phrase}
+    if code in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    return response
+
+
+def problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's own problem responses, by status. Those that follow from how the route is built
+    (401, 403, 404 of its access check, 422 of its parameters, 503 of token keys) are added to
+    the document by ``api.openapi``."""
+    return {code: documented_problem(code, text) for code, text in described.items()}
 
 
 class Problem(Exception):

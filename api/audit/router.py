@@ -14,9 +14,8 @@ from api.audit.checkpoint import verify_platform_chain
 from api.auth.dependencies import RequestContext, require_platform
 from api.auth.roles import READERS
 from api.db.models import AuditRecord
-from api.problems import PROBLEM_RESPONSES
 
-router = APIRouter(prefix="/v1/platform/audit", tags=["audit"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/platform/audit", tags=["audit"])
 
 
 class AuditRecordOut(BaseModel):

@@ -28,10 +28,12 @@ from api.auth.users import find_user, set_password
 from api.db.models import User
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
 from api.mail import Message
-from api.problems import PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, too_many_requests, unauthorized
+from api.problems import Problem, problems, too_many_requests, unauthorized
 from api.services import Services
 
-router = APIRouter(tags=["auth"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["auth"])
+
+WEAK_PASSWORD = "`/problems/weak-password` (`reasons` lists the rules broken); `/problems/validation-error`"
 
 RESET_ACCEPTED = "If an account has this email, a link to choose a new password has been sent to it."
 
@@ -54,8 +56,13 @@ class ResetRequested(BaseModel):
     detail: str = RESET_ACCEPTED
 
 
-@router.post("/v1/auth/password", status_code=204, responses=THROTTLED_RESPONSES,
-             summary="Change the password (the current one is required); the user's other sessions end")
+@router.post("/v1/auth/password", status_code=204,
+             summary="Change the password (the current one is required); the user's other sessions end",
+             responses=problems({
+                 403: "`/problems/wrong-password`: the current password is wrong (counts toward the login lockout)",
+                 422: WEAK_PASSWORD,
+                 429: "`/problems/too-many-login-attempts`: the account or the client address is locked out",
+             }))
 def change_password(
     body: PasswordChangeRequest, request: Request, services: ServicesDep, db: SystemDb,
     principal: Annotated[Principal, authenticated()],
@@ -121,7 +128,11 @@ def _reset_mail(services: Services, to: str, token: str, ttl: timedelta) -> Mess
 
 
 @router.post("/v1/auth/password-reset/confirm", status_code=204,
-             summary="Set a new password with a reset link's token (once); every session of the user ends")
+             summary="Set a new password with a reset link's token (once); every session of the user ends",
+             responses=problems({
+                 400: "`/problems/invalid-link`: the token is unknown, expired or used; `/problems/bad-request`",
+                 422: WEAK_PASSWORD,
+             }))
 def confirm_password_reset(body: PasswordResetConfirmation, request: Request, db: SystemDb) -> Response:
     with db.begin():
         reset_password(db, request, body.token, body.new_password)

@@ -18,9 +18,13 @@ from api.auth.tokens import Principal
 from api.auth.login import password_login, revoke_reused
 from api.db.models import KeyPurpose
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
-from api.problems import PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, not_found, too_many_requests
+from api.problems import Problem, not_found, problems, too_many_requests
+from api.services import Services
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter()
+
+SIGNING_UNAVAILABLE = "`/problems/secrets-unavailable`: the secrets server cannot sign or publish keys now"
+KEYS_UNAVAILABLE = problems({503: SIGNING_UNAVAILABLE})
 
 
 class LoginRequest(BaseModel):
@@ -62,7 +66,11 @@ class RotateRequest(BaseModel):
 
 
 @router.post("/v1/auth/login", tags=["auth"], summary="Exchange email and password for an access token",
-             responses=THROTTLED_RESPONSES)
+             responses=problems({
+                 401: "`/problems/invalid-credentials`: no account with this email and password",
+                 429: "`/problems/too-many-login-attempts`: the account or the client address is locked out",
+                 503: SIGNING_UNAVAILABLE,
+             }))
 def login(body: LoginRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
     outcome = password_login(db, request, services, body.email, body.password)
     if outcome.retry_after:
@@ -73,7 +81,12 @@ def login(body: LoginRequest, request: Request, services: ServicesDep, db: Syste
 
 
 @router.post("/v1/auth/refresh", tags=["auth"],
-             summary="Exchange a refresh token (once) for a new access and refresh token of the same session")
+             summary="Exchange a refresh token (once) for a new access and refresh token of the same session",
+             responses=problems({
+                 401: "`/problems/invalid-refresh-token`: unknown, expired, revoked or used before (a reuse ends "
+                      "the session)",
+                 503: SIGNING_UNAVAILABLE,
+             }))
 def refresh(body: RefreshRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
     refused = None
     with db.begin():
@@ -119,12 +132,13 @@ def _jwks(response: Response, services: ServicesDep, db: SystemDb, purpose: KeyP
         return services.keys.jwks(db, purpose)
 
 
-@router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys of access tokens")
+@router.get("/.well-known/jwks.json", tags=["auth"], summary="Public keys of access tokens", responses=KEYS_UNAVAILABLE)
 def access_jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
     return _jwks(response, services, db, KeyPurpose.ACCESS)
 
 
-@router.get("/.well-known/license-jwks.json", tags=["licensing"], summary="Public keys of licenses")
+@router.get("/.well-known/license-jwks.json", tags=["licensing"], summary="Public keys of licenses",
+            responses=KEYS_UNAVAILABLE)
 def license_jwks(response: Response, services: ServicesDep, db: SystemDb) -> dict:
     return _jwks(response, services, db, KeyPurpose.LICENSE)
 
@@ -144,7 +158,8 @@ def rotate_key(body: RotateRequest, ctx: Annotated[RequestContext, require_platf
 
 
 @router.post("/v1/platform/signing-keys/{kid}/retire", tags=["platform"],
-             summary="Stop verifying with a retiring key (and the older versions of its transit key)")
+             summary="Stop verifying with a retiring key (and the older versions of its transit key)",
+             responses=problems({404: "`/problems/not-found`: no retiring key has this kid"}))
 def retire_key(kid: str, ctx: Annotated[RequestContext, require_platform(PlatformRole.OPERATOR)]) -> SigningKeyOut:
     with ctx.db.begin():
         key = ctx.services.keys.retire(ctx.db, kid)

@@ -20,10 +20,14 @@ from api.billing.stripe_api import BillingRefused, BillingUnavailable, InvoiceSu
 from api.db.models import Tenant, UsageHour
 from api.dependencies import ServicesDep, mark_audited
 from api.metrics import BILLING_WEBHOOKS
-from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.problems import Problem, not_found, problems
 from api.tiers import tier_named
 
-router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["billing"])
+
+STRIPE = {409: "`/problems/billing-refused`: Stripe refused the request",
+          503: "`/problems/billing-unavailable`: Stripe cannot be reached now"}
+NO_SUBSCRIPTION = {404: "`/problems/not-found`: no such tenant for the caller, or it has no subscription"}
 
 
 class WebhookReceipt(BaseModel):
@@ -32,7 +36,11 @@ class WebhookReceipt(BaseModel):
     outcome: str
 
 
-@router.post("/v1/billing/webhook", summary="Stripe webhook endpoint (signed with the endpoint's secret)")
+@router.post("/v1/billing/webhook", summary="Stripe webhook endpoint (signed with the endpoint's secret)",
+             responses=problems({
+                 400: "`/problems/invalid-webhook`: the signature does not verify, or the payload is no event",
+                 503: "`/problems/billing-not-configured`: no webhook secret is set",
+             }))
 async def stripe_webhook(
     request: Request,
     services: ServicesDep,
@@ -125,7 +133,8 @@ def _billing_call(call):
         raise Problem(409, "billing-refused", str(exc)) from None
 
 
-@router.get("/v1/tenants/{tenant_id}/billing/payment", summary="The client secret the payment page confirms the first invoice with")
+@router.get("/v1/tenants/{tenant_id}/billing/payment", summary="The client secret the payment page confirms the first invoice with",
+            responses=problems({**STRIPE, **NO_SUBSCRIPTION}))
 def payment(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> PaymentOut:
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
@@ -138,7 +147,8 @@ def payment(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> Payment
                       client_secret=secret)
 
 
-@router.get("/v1/tenants/{tenant_id}/billing/invoices", summary="The customer's invoices, newest first")
+@router.get("/v1/tenants/{tenant_id}/billing/invoices", summary="The customer's invoices, newest first",
+            responses=problems(STRIPE))
 def invoices(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> list[InvoiceSummary]:
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)
@@ -148,7 +158,8 @@ def invoices(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=RE
     return _billing_call(lambda: ctx.services.billing.invoices(customer_id))
 
 
-@router.post("/v1/tenants/{tenant_id}/billing/cancel", summary="Cancel at period end; the tenant is deleted when the period ends")
+@router.post("/v1/tenants/{tenant_id}/billing/cancel", summary="Cancel at period end; the tenant is deleted when the period ends",
+             responses=problems({**STRIPE, **NO_SUBSCRIPTION}))
 def cancel(ctx: Annotated[TenantContext, require(TenantRole.OWNER)]) -> BillingSummary:
     with ctx.db.begin():
         tenant = ctx.db.get(Tenant, ctx.tenant_id)

@@ -15,13 +15,13 @@ from api.billing import usage_reports
 from api.billing.metering import record_report
 from api.db.session import Scope
 from api.dependencies import ServicesDep, mark_audited
-from api.problems import PROBLEM_RESPONSES, Problem
+from api.problems import Problem, problems
 from api.server_credential import router as server_credential_router
 from api.server_credential import store as server_credential
 from api.server_credential.router import ServerCredentialOut
 from api.services import Services
 
-router = APIRouter(tags=["billing"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["billing"])
 
 
 @router.post("/v1/tenants/{tenant_id}/billing/usage-credential", status_code=201, deprecated=True,
@@ -50,7 +50,12 @@ def _record(services: Services, key_id: str | None, signature: str | None, body:
 
 
 @router.post("/v1/billing/usage-reports",
-             summary="A tenant server's report of ingested bytes, signed with the tenant server's credential")
+             summary="A tenant server's report of ingested bytes, signed with the tenant server's credential",
+             responses=problems({
+                 401: "`/problems/usage-report-unauthorized`: unknown key id, or a signature that does not verify",
+                 422: "`/problems/invalid-usage-report`: not a usage report, or `at` not within the last 35 days",
+                 503: "`/problems/secrets-unavailable`: the credential's secret cannot be read now",
+             }))
 async def usage_report(
     request: Request,
     services: ServicesDep,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Response, status
 
@@ -11,17 +11,12 @@ from api.auth.roles import OPERATORS, READERS
 from api.clusters import registry
 from api.clusters.schemas import ClusterOut, DrainOut, RegisterCluster, TenantOnCluster, UpdateCluster, described
 from api.db.models import Cluster, ClusterState
-from api.problems import PROBLEM_RESPONSES
+from api.problems import problems
 
-router = APIRouter(prefix="/v1/clusters", tags=["clusters"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
 Operator = Annotated[RequestContext, require_platform(*OPERATORS)]
 Reader = Annotated[RequestContext, require_platform(*READERS)]
-
-
-def _problems(described: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """The route's problem types, by status, in its OpenAPI description."""
-    return {code: {**PROBLEM_RESPONSES[code], "description": text} for code, text in described.items()}
 
 
 NOT_FOUND = "`/problems/not-found`: no cluster of that name"
@@ -35,13 +30,13 @@ def _out(ctx: RequestContext, cluster: Cluster) -> ClusterOut:
     return out
 
 
-@router.get("", summary="Every registered cluster", responses=_problems({403: FORBIDDEN_READ}))
+@router.get("", summary="Every registered cluster", responses=problems({403: FORBIDDEN_READ}))
 def list_clusters(ctx: Reader) -> list[ClusterOut]:
     with ctx.db.begin():
         return described(ctx.db, registry.all_clusters(ctx.db))
 
 
-@router.get("/{name}", summary="One cluster", responses=_problems({403: FORBIDDEN_READ, 404: NOT_FOUND}))
+@router.get("/{name}", summary="One cluster", responses=problems({403: FORBIDDEN_READ, 404: NOT_FOUND}))
 def show_cluster(name: str, ctx: Reader) -> ClusterOut:
     with ctx.db.begin():
         return _out(ctx, registry.get(ctx.db, name))
@@ -52,7 +47,7 @@ def show_cluster(name: str, ctx: Reader) -> ClusterOut:
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": ClusterOut, "description": "Registered already with these values (the kubeconfig "
                      "rewritten if it changed: a credential rotation)"},
-               **_problems({
+               **problems({
                    403: FORBIDDEN_WRITE,
                    409: "`/problems/cluster-conflict`: registered with another kind, region or capacity",
                    422: f"{INVALID}; `/problems/invalid-kubeconfig`; `/problems/cluster-unreachable` (verify: the "
@@ -71,7 +66,7 @@ def register_cluster(body: RegisterCluster, response: Response, ctx: Operator) -
 
 
 @router.patch("/{name}", summary="Change a cluster's region or capacity",
-              responses=_problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND, 422: INVALID}))
+              responses=problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND, 422: INVALID}))
 def update_cluster(name: str, body: UpdateCluster, ctx: Operator) -> ClusterOut:
     with ctx.db.begin():
         cluster = registry.update(ctx.db, ctx.audit, name, region=body.region, cpu=body.cpu, memory=body.memory,
@@ -80,21 +75,21 @@ def update_cluster(name: str, body: UpdateCluster, ctx: Operator) -> ClusterOut:
 
 
 @router.post("/{name}/cordon", summary="Cordon: the cluster receives no new tenant",
-             responses=_problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
+             responses=problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
 def cordon_cluster(name: str, ctx: Operator) -> ClusterOut:
     with ctx.db.begin():
         return _out(ctx, registry.set_state(ctx.db, ctx.audit, name, ClusterState.CORDONED))
 
 
 @router.post("/{name}/uncordon", summary="Uncordon: the cluster receives tenants again",
-             responses=_problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
+             responses=problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
 def uncordon_cluster(name: str, ctx: Operator) -> ClusterOut:
     with ctx.db.begin():
         return _out(ctx, registry.set_state(ctx.db, ctx.audit, name, ClusterState.ACTIVE))
 
 
 @router.post("/{name}/drain", summary="Drain: no new tenant; lists the tenants still there, to be moved",
-             responses=_problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
+             responses=problems({403: FORBIDDEN_WRITE, 404: NOT_FOUND}))
 def drain_cluster(name: str, ctx: Operator) -> DrainOut:
     with ctx.db.begin():
         cluster = registry.set_state(ctx.db, ctx.audit, name, ClusterState.DRAINING)
@@ -104,7 +99,7 @@ def drain_cluster(name: str, ctx: Operator) -> DrainOut:
 
 @router.delete("/{name}", summary="Remove a cluster and its kubeconfig; refused while tenants live there",
                status_code=status.HTTP_204_NO_CONTENT,
-               responses=_problems({
+               responses=problems({
                    403: FORBIDDEN_WRITE, 404: NOT_FOUND,
                    409: "`/problems/cluster-not-empty`: tenants still live there (`tenants`: how many)",
                    503: "`/problems/secrets-unavailable`: OpenBao cannot delete the kubeconfig now",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -14,10 +14,11 @@ from api.auth.dependencies import RequestContext, TenantContext, require, requir
 from api.auth.roles import OPERATORS, READERS
 from api.db.models import DriftFinding
 from api.drift.correction import MAX_REASON, request_correction
-from api.problems import PROBLEM_RESPONSES
+from api.problems import problems
+from api.tenants.router import OptionalIdempotencyKey
 from api.tenants.schemas import AcceptedOperation, OperationRef, TenantOut
 
-router = APIRouter(prefix="/v1/platform/drift", tags=["drift"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/platform/drift", tags=["drift"])
 
 
 class DriftFindingOut(BaseModel):
@@ -57,12 +58,14 @@ class CorrectionRequest(BaseModel):
 
 
 @router.post("/tenants/{tenant_id}/correction", status_code=202,
-             summary="Operator: put the tenant's stack back over its cluster's drift (a drift_correction operation)")
+             summary="Operator: put the tenant's stack back over its cluster's drift (a drift_correction operation)",
+             responses=problems({409: "`/problems/invalid-state`: the tenant is not ACTIVE; "
+                                      "`/problems/operation-in-progress`: another of its operations is unfinished"}))
 def correct(
     body: CorrectionRequest,
     response: Response,
     ctx: Annotated[TenantContext, require(None, platform=OPERATORS)],
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=8, max_length=200)] = None,
+    idempotency_key: OptionalIdempotencyKey = None,
 ) -> AcceptedOperation:
     tenant, operation = request_correction(ctx, body.reason, idempotency_key)
     ref = OperationRef.of(operation)

@@ -25,11 +25,12 @@ from api.dependencies import ServicesDep
 from api.licensing.issue import current_license
 from api.licensing.verify import LicensePeriod, license_period
 from api.middleware import request_state
-from api.problems import PROBLEM_RESPONSES, Problem, not_found
+from api.problems import Problem, not_found, problems
 from api.server_credential import store as server_credential
 from api.services import Services
 
-router = APIRouter(prefix="/api/license", tags=["licensing"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/api/license", tags=["licensing"])
+NO_LICENSE = "`/problems/not-found`: no such tenant for the caller, or it has no license yet"
 CACHE_CONTROL = "private, max-age=300, must-revalidate"
 
 
@@ -106,7 +107,11 @@ def _matches(request: Request, etag: str) -> bool:
     summary="The tenant's current license with its grace periods (conditional GET with ETag); "
             "for a member's access token or the tenant server's credential",
     response_model=LicenseOut,
-    responses={304: {"description": "Not modified"}},
+    responses={304: {"description": "Not modified"}, **problems({
+        401: "`/problems/unauthorized` (access token); `/problems/server-credential-unauthorized` (the server's "
+             "key id or signature)",
+        404: NO_LICENSE,
+    })},
 )
 def get_license(
     request: Request, response: Response, services: ServicesDep, tenant_id: Annotated[uuid.UUID, Depends(LicenseReaderAccess(TenantRole.VIEWER))]
@@ -127,7 +132,8 @@ def get_license(
     )
 
 
-@router.get("/{tenant_id}/download", summary="The current license as a file", response_class=Response)
+@router.get("/{tenant_id}/download", summary="The current license as a file", response_class=Response,
+            responses=problems({404: NO_LICENSE}))
 def download_license(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platform=READERS)]) -> Response:
     row = _current(ctx.services, ctx.tenant_id)
     with ctx.db.begin():

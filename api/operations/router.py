@@ -13,11 +13,13 @@ from sqlalchemy import select
 from api.auth.dependencies import TenantContext, require_operation
 from api.auth.roles import OPERATORS, READERS, TenantRole
 from api.db.models import Operation, StackEvent
-from api.problems import PROBLEM_RESPONSES
+from api.problems import problems
 from api.tenants.lifecycle import cancel_operation, confirm_operation, retry_operation
 from api.tenants.schemas import OperationRef
 
-router = APIRouter(prefix="/v1/operations", tags=["operations"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/operations", tags=["operations"])
+
+BIGINT_MAX = 2**63 - 1  # event ids are PostgreSQL bigints
 
 
 class StackEventOut(BaseModel):
@@ -57,7 +59,7 @@ def _events(ctx: TenantContext, operation_id: uuid.UUID, after: int, limit: int)
 def get_operation(
     operation_id: uuid.UUID,
     ctx: Annotated[TenantContext, require_operation(TenantRole.VIEWER, platform=READERS)],
-    events_after: Annotated[int, Query(ge=0, description="Only engine events with a larger id")] = 0,
+    events_after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="Only engine events with a larger id")] = 0,
     events_limit: Annotated[int, Query(ge=0, le=1000)] = 200,
 ) -> OperationOut:
     with ctx.db.begin():
@@ -70,7 +72,8 @@ def get_operation(
         )
 
 
-@router.post("/{operation_id}/confirm", status_code=202, summary="Apply a previewed placement change")
+@router.post("/{operation_id}/confirm", status_code=202, summary="Apply a previewed placement change",
+             responses=problems({409: "`/problems/not-awaiting-confirmation`: the operation awaits no confirmation"}))
 def confirm(operation_id: uuid.UUID, ctx: Annotated[TenantContext, require_operation(TenantRole.OWNER)]) -> OperationRef:
     return OperationRef.of(confirm_operation(ctx, operation_id))
 
@@ -79,18 +82,11 @@ class CancelRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=500, description="Why: recorded in the operation's error and the audit log")
 
 
-CANCEL_PROBLEMS = {
-    403: "`/problems/forbidden`: needs the owner role in the tenant, or the platform role operator",
-    404: "`/problems/not-found`: no such operation, or not yours to see",
-    409: "`/problems/not-cancellable`: only an operation AWAITING_CONFIRMATION or AWAITING_CAPACITY can be cancelled",
-    422: "`/problems/validation-error`: the reason is missing or longer than 500 characters",
-}
-
-
 @router.post(
     "/{operation_id}/cancel",
     summary="Cancel an operation waiting for confirmation or capacity (idempotent: a cancelled one answers the same)",
-    responses={code: {**PROBLEM_RESPONSES[code], "description": text} for code, text in CANCEL_PROBLEMS.items()},
+    responses=problems({409: "`/problems/not-cancellable`: only an operation AWAITING_CONFIRMATION or "
+                                  "AWAITING_CAPACITY can be cancelled"}),
 )
 def cancel(
     operation_id: uuid.UUID, body: CancelRequest, ctx: Annotated[TenantContext, require_operation(TenantRole.OWNER)]
@@ -98,6 +94,7 @@ def cancel(
     return OperationRef.of(cancel_operation(ctx, operation_id, body.reason))
 
 
-@router.post("/{operation_id}/retry", status_code=202, summary="Operator: run a FAILED operation again from the failed step")
+@router.post("/{operation_id}/retry", status_code=202, summary="Operator: run a FAILED operation again from the failed step",
+             responses=problems({409: "`/problems/not-failed`: only a FAILED operation can be retried"}))
 def retry(operation_id: uuid.UUID, ctx: Annotated[TenantContext, require_operation(None, platform=OPERATORS)]) -> OperationRef:
     return OperationRef.of(retry_operation(ctx, operation_id))

@@ -10,10 +10,9 @@ from pydantic import BaseModel
 from api.auth.dependencies import TenantContext, require
 from api.auth.roles import TenantRole
 from api.db.models import Tenant
-from api.problems import PROBLEM_RESPONSES
 from api.server_credential import store
 
-router = APIRouter(tags=["tenant servers"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["tenant servers"])
 ROTATE_SUMMARY = ("Issue or rotate the credential the tenant's servers fetch their license and sign usage "
                   "reports with (shown once; the old one stops working at once)")
 

@@ -15,11 +15,14 @@ from api.auth.passwords import RULES, NewPassword
 from api.auth.roles import TenantRole
 from api.auth.tokens import Principal
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
-from api.problems import PROBLEM_RESPONSES
+from api.problems import problems
 from api.tenants import members
 from api.tenants.schemas import MemberOut
 
-router = APIRouter(tags=["members"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["members"])
+
+FORBIDDEN_ROLE = "`/problems/forbidden`: the role is higher than the caller's, or the member outranks the caller"
+LAST_OWNER = "`/problems/last-owner`: the tenant's last owner can be neither demoted nor removed"
 
 
 class InvitationRequest(BaseModel):
@@ -53,7 +56,11 @@ class RoleChange(BaseModel):
 
 
 @router.post("/v1/tenants/{tenant_id}/invitations", status_code=status.HTTP_201_CREATED,
-             summary="Invite an email to join as a role (mails a single-use link; owner or admin)")
+             summary="Invite an email to join as a role (mails a single-use link; owner or admin)",
+             responses=problems({
+                 403: FORBIDDEN_ROLE,
+                 409: "`/problems/already-member`; `/problems/tenant-closed`: the tenant is being deleted",
+             }))
 def invite(body: InvitationRequest, background: BackgroundTasks,
            ctx: Annotated[TenantContext, require(TenantRole.ADMIN)]) -> InvitationOut:
     with ctx.db.begin():
@@ -64,7 +71,16 @@ def invite(body: InvitationRequest, background: BackgroundTasks,
 
 
 @router.post("/v1/invitations/accept", summary="Join a tenant with an invitation's token "
-             "(signed in for an existing account; with a password to create a new one)", openapi_extra=OPTIONAL_BEARER)
+             "(signed in for an existing account; with a password to create a new one)", openapi_extra=OPTIONAL_BEARER,
+             responses=problems({
+                 400: "`/problems/invalid-link`: the token is unknown, expired or used; `/problems/bad-request`",
+                 401: "`/problems/sign-in-required`: the email has an account, sign in as it; "
+                      "`/problems/unauthorized`: the access token given is not valid",
+                 403: "`/problems/forbidden`: the invitation is for another account than the one signed in",
+                 409: "`/problems/already-member`; `/problems/tenant-closed`",
+                 422: "`/problems/password-required`: no account has this email yet; `/problems/weak-password`; "
+                      "`/problems/validation-error`",
+             }))
 def accept(body: AcceptRequest, request: Request, db: SystemDb,
            caller: Annotated[Principal | None, maybe_authenticated()]) -> JoinedOut:
     with db.begin():
@@ -79,7 +95,8 @@ def accept(body: AcceptRequest, request: Request, db: SystemDb,
 
 
 @router.patch("/v1/tenants/{tenant_id}/members/{user_id}",
-              summary="Change a member's role; their access tokens are revoked at once (owner or admin)")
+              summary="Change a member's role; their access tokens are revoked at once (owner or admin)",
+              responses=problems({403: FORBIDDEN_ROLE, 409: LAST_OWNER}))
 def change_role(user_id: uuid.UUID, body: RoleChange,
                 ctx: Annotated[TenantContext, require(TenantRole.ADMIN)]) -> MemberOut:
     with ctx.db.begin():
@@ -89,7 +106,8 @@ def change_role(user_id: uuid.UUID, body: RoleChange,
 
 
 @router.delete("/v1/tenants/{tenant_id}/members/{user_id}", status_code=204,
-               summary="Remove a member; their access tokens are revoked at once (owner or admin)")
+               summary="Remove a member; their access tokens are revoked at once (owner or admin)",
+               responses=problems({403: FORBIDDEN_ROLE, 409: LAST_OWNER}))
 def remove(user_id: uuid.UUID, ctx: Annotated[TenantContext, require(TenantRole.ADMIN)]) -> Response:
     with ctx.db.begin():
         members.remove(ctx, user_id)

@@ -16,7 +16,7 @@ from api.auth.roles import READERS, TenantRole
 from api.auth.tokens import Principal
 from api.db.models import Membership, Operation, OperationKind, Tenant, User
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
-from api.problems import PROBLEM_JSON, PROBLEM_RESPONSES, THROTTLED_RESPONSES, Problem, ProblemDetails, not_found
+from api.problems import Problem, not_found, problems
 from api.tenants.history import tenant_history
 from api.tenants.lifecycle import request_operation
 from api.tenants.schemas import (
@@ -35,7 +35,7 @@ from api.tenants.organizations import create_for_user
 from api.tenants.signup import request_signup, verify_signup
 from api.tenants.signup_limits import LIMIT_PROBLEMS
 
-router = APIRouter(tags=["tenants"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["tenants"])
 
 IDEMPOTENCY = ("8 to 200 characters, unique per intended request; a retry reuses it and gets the first answer. "
                "Reused with another body: 422 `/problems/idempotency-key-reused`")
@@ -64,14 +64,24 @@ def _limits_audited_once(request: Request) -> Iterator[None]:
         raise
 
 
-GONE_RESPONSE: dict[int | str, dict] = {
-    410: {"model": ProblemDetails, "content": {PROBLEM_JSON: {}},
-          "description": "The link is unknown, expired or already used (`reason` says which)"}
-}
+INVALID_NEW_TENANT = ("`/problems/invalid-slug`, `/problems/unknown-tier`, `/problems/idempotency-key-reused`, "
+                      "`/problems/validation-error`")
+SLUG_TAKEN = "`/problems/duplicate-slug`: another tenant has this slug"
+SIGNUP_LIMITED = "`/problems/too-many-signups`: the client address, the email domain or the user signed up too often"
+LIFECYCLE = problems({
+    409: "`/problems/invalid-state`: the tenant's status does not allow this; `/problems/operation-in-progress`",
+    422: "`/problems/idempotency-key-reused`; `/problems/validation-error`",
+})
 
 
 @router.post(
-    "/v1/signup", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED_RESPONSES,
+    "/v1/signup", status_code=status.HTTP_202_ACCEPTED,
+    responses=problems({
+        409: SLUG_TAKEN,
+        422: f"`/problems/weak-password` (`reasons`); {INVALID_NEW_TENANT}",
+        429: f"{SIGNUP_LIMITED}; `/problems/too-many-pending-signups`: too many of the domain await verification",
+        503: "`/problems/signups-paused`: too many signups await verification; `/problems/mail-unavailable`",
+    }),
     summary="Sign up an organisation: mails the owner a link; nothing is created until it is followed",
     description="The answer is the same for an email that already has an account (that address is mailed a "
     "note instead of a link). 429 when the client address or the email domain signed up too often, or too many "
@@ -87,7 +97,12 @@ def post_signup(
 
 
 @router.post(
-    "/v1/signup/verify", status_code=status.HTTP_202_ACCEPTED, responses=GONE_RESPONSE,
+    "/v1/signup/verify", status_code=status.HTTP_202_ACCEPTED,
+    responses=problems({
+        409: "`/problems/duplicate-slug`: the slug or the email was taken since the signup; "
+             "`/problems/email-registered`",
+        410: "`/problems/verification-link-invalid`: the link is unknown, expired or already used (`reason`)",
+    }),
     summary="Follow a signup's mailed link: creates the organisation and starts its provisioning",
 )
 def post_signup_verify(
@@ -99,7 +114,8 @@ def post_signup_verify(
 
 
 @router.post(
-    "/v1/organizations", status_code=status.HTTP_202_ACCEPTED, responses=THROTTLED_RESPONSES,
+    "/v1/organizations", status_code=status.HTTP_202_ACCEPTED,
+    responses=problems({409: SLUG_TAKEN, 422: INVALID_NEW_TENANT, 429: SIGNUP_LIMITED}),
     summary="Another organisation, owned by the signed-in caller; provisioning runs in the background",
 )
 def post_organization(
@@ -146,14 +162,17 @@ def list_members(ctx: Annotated[TenantContext, require(TenantRole.ADMIN, platfor
         return [MemberOut(user_id=u.id, email=u.email, role=m.role) for m, u in ctx.db.execute(query)]
 
 
-@router.post("/v1/tenants/{tenant_id}/suspend", status_code=202, summary="Scale workloads to zero and suspend the license")
+@router.post("/v1/tenants/{tenant_id}/suspend", status_code=202, summary="Scale workloads to zero and suspend the license",
+             responses=LIFECYCLE)
 def suspend(
     response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
 ) -> AcceptedOperation:
     return _accepted(response, *request_operation(ctx, OperationKind.SUSPEND, idempotency_key))
 
 
-@router.post("/v1/tenants/{tenant_id}/reactivate", status_code=202, summary="Undo a suspension")
+@router.post("/v1/tenants/{tenant_id}/reactivate", status_code=202, summary="Undo a suspension",
+             responses={**LIFECYCLE, **problems({
+                 402: "`/problems/payment-required`: suspended for non-payment; paying the open invoice reactivates"})})
 def reactivate(
     response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
 ) -> AcceptedOperation:
@@ -164,6 +183,11 @@ def reactivate(
     "/v1/tenants/{tenant_id}/tier",
     status_code=202,
     summary="Change tier; a shared<->dedicated move is previewed and waits for POST /v1/operations/{id}/confirm",
+    responses={**LIFECYCLE, **problems({
+        402: "`/problems/payment-required`: the subscription is neither active nor trialing",
+        422: "`/problems/same-tier`, `/problems/unknown-tier`, `/problems/idempotency-key-reused`, "
+             "`/problems/validation-error`",
+    })},
 )
 def change_tier(
     body: ChangeTierRequest,
@@ -174,7 +198,8 @@ def change_tier(
     return _accepted(response, *request_operation(ctx, OperationKind.CHANGE_TIER, idempotency_key, body.model_dump()))
 
 
-@router.delete("/v1/tenants/{tenant_id}", status_code=202, summary="Destroy the stack and scrub personal data (audit kept)")
+@router.delete("/v1/tenants/{tenant_id}", status_code=202, summary="Destroy the stack and scrub personal data (audit kept)",
+               responses=LIFECYCLE)
 def delete_tenant(
     response: Response, ctx: Annotated[TenantContext, require(TenantRole.OWNER)], idempotency_key: OptionalIdempotencyKey = None
 ) -> AcceptedOperation:

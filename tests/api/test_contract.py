@@ -31,7 +31,7 @@ REAL_CLUSTERS = frozenset((os.environ.get("CAMELEER_LOCAL_CLUSTERS") or "eu1 eu2
 # shows again on the next run. The coverage phase adds its boundary cases (a value one shorter
 # than a minimum, a missing required header, an undocumented method, ...) to the fuzzed ones.
 CONFIG = schemathesis.Config.from_dict({
-    "generation": {"max-examples": 6, "deterministic": True},
+    "generation": {"max-examples": 5, "deterministic": True},
     "checks": {
         # Every other check runs. This one expects any schema-valid request to succeed, but the
         # server also applies rules no JSON Schema can state, each answered with its own problem
