@@ -12,6 +12,7 @@ import json
 import uuid
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 RUN_OPERATION_TASK = "run_operation"
@@ -25,6 +26,22 @@ _DEFER = text(
 
 def tenant_lock(tenant_id: uuid.UUID) -> str:
     return f"tenant:{tenant_id}"
+
+
+class AlreadyQueued(Exception):
+    """A job with the same queueing lock is waiting already."""
+
+
+def enqueue_task(session: Session, task: str, args: dict, *, queue: str, lock: str) -> int:
+    """A job of ``task``, at most one waiting per ``lock`` (:class:`AlreadyQueued` otherwise)."""
+    try:
+        with session.begin_nested():
+            return session.execute(_DEFER, {"queue": queue, "task": task, "lock": lock, "queueing_lock": lock,
+                                            "args": json.dumps(args)}).scalar_one()
+    except IntegrityError as exc:
+        if "queueing_lock" in str(exc.orig):
+            raise AlreadyQueued(lock) from None
+        raise
 
 
 def enqueue_operation(session: Session, operation_id: uuid.UUID, tenant_id: uuid.UUID, *, queue: str) -> int:

@@ -1,6 +1,6 @@
 """The worker's tasks: run an operation, recover jobs of workers that died, signing-key
 maintenance, audit checkpoints, license renewal, the hourly purge of expired rows
-(api.jobs.housekeeping), and billing's periodic work."""
+(api.jobs.housekeeping), on-demand drift checks, and billing's periodic work."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import uuid
 import procrastinate
 from procrastinate import JobContext, RetryStrategy
 
+from api.drift.on_demand import CHECK_TASK as DRIFT_CHECK_TASK
+from api.drift.on_demand import run_check as run_drift_check
 from api.jobs.enqueue import RUN_OPERATION_TASK
 from api.operations.runner import OperationFailed, OperationRunner
 from api.settings import Settings
@@ -87,6 +89,10 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
         from api.licensing.renewal import renew_due_licenses
 
         renew_due_licenses(context.additional_context["services"])
+
+    @app.task(name=DRIFT_CHECK_TASK, queue=settings.job_queue, pass_context=True)
+    def drift_check(context: JobContext) -> None:
+        run_drift_check(context.additional_context["services"])
 
     register_billing_tasks(app, settings, periodic=periodic)
 

@@ -259,6 +259,11 @@ class AutomationStackDriver:
             on_event=_relay(on_event),
         ).shredded_key
 
+    def check_drift(self) -> dict[str, Any]:
+        from automation.drift import run_drift
+
+        return run_drift(self._ops, self._ops.stack_names()).to_dict()
+
     def history(self, tenant: TenantRef) -> list[StackUpdate]:
         """Read from the state backend: the API process, which serves it, never runs the engine."""
         from automation.tenants import stack_name_for

@@ -39,6 +39,7 @@ class FakeStackDriver:
     calls: list[tuple[str, uuid.UUID, str]] = field(default_factory=list)
     stacks: dict[tuple[uuid.UUID, str], dict] = field(default_factory=dict)
     ready: bool = True
+    drift_report: dict = field(default_factory=lambda: {"schema": "cameleer.drift/v1", "stacks": [], "summary": {}})
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _enter(self, method: str, tenant: TenantRef) -> None:
@@ -93,6 +94,13 @@ class FakeStackDriver:
         self._enter("history", tenant)
         return [StackUpdate(stack=f"tenant-{tenant.slug}", kind="update", result="succeeded",
                             started_at=datetime.now(UTC), message="fake")]
+
+
+    def check_drift(self) -> dict:
+        """The report a test put in ``drift_report``, as the drift job would write it."""
+        with self._lock:
+            self.calls.append(("check_drift", uuid.UUID(int=0), ""))
+        return self.drift_report
 
 
 class BlockingStackDriver(FakeStackDriver):

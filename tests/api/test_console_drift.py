@@ -15,7 +15,7 @@ from api.auth.roles import PlatformRole
 from api.db.models import AuditRecord, DriftFinding, Operation
 from api.db.session import Scope
 from api.services import Services
-from tests.api.conftest import sign_up
+from tests.api.conftest import run_queue, sign_up
 from tests.api.console_support import console_login, csrf_of, platform_viewer, post_form
 
 SECRET_VALUES = ("hunter2-expected-password", "live-token-value-9f8e")
@@ -147,3 +147,35 @@ def test_the_api_starts_the_same_correction_for_operators_only(
     assert replay.json()["operation"]["id"] == first.json()["operation"]["id"]
     assert client.post(path, json={"reason": "other"}, headers={**operator_headers, **key}).status_code == 422
     assert len(corrections(services, drifted)) == 1
+
+
+def test_an_operator_checks_every_stack_on_demand_and_the_page_shows_the_workers_report(
+        client: TestClient, services: Services, driver, tmp_path, monkeypatch):
+    tenant = sign_up(client, services)
+    monkeypatch.setattr(services.settings, "drift_reports_dir", tmp_path / "reports")
+    driver.drift_report = report_for(f"tenant-{tenant.slug}")
+    platform_viewer(client, services, PlatformRole.OPERATOR)
+    asked = post_form(client, "/console/drift", "/console/drift/check")
+    assert asked.status_code == 303 and asked.headers["location"] == "/console/drift?check=queued"
+    again = post_form(client, "/console/drift", "/console/drift/check")
+    assert again.headers["location"] == "/console/drift?check=waiting"  # one check waits at a time
+
+    run_queue(services)
+    assert [m for m, *_ in driver.calls].count("check_drift") == 1
+    kept = list((tmp_path / "reports").glob("on-demand-*.json"))
+    assert len(kept) == 1
+    page = client.get("/console/drift")
+    section = page.text.split(f'id="stack-tenant-{tenant.slug}"')[1].split("</section>")[0]
+    assert "spec.replicas" in section and "<code>7</code>" in section
+    assert not any(value in page.text for value in SECRET_VALUES)
+    with services.db.transaction(Scope.system()) as session:
+        actions = list(session.scalars(select(AuditRecord.action).where(AuditRecord.action.like("drift.check%"))))
+    assert actions.count("drift.check_requested") == 1 and actions.count("drift.checked") >= 1
+
+
+def test_an_auditor_gets_no_check_button_and_a_forged_check_is_refused(client: TestClient, services: Services):
+    platform_viewer(client, services, PlatformRole.AUDITOR)
+    page = client.get("/console/drift")
+    assert "check-now" not in page.text
+    forged = client.post("/console/drift/check", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
+    assert forged.status_code == 403
