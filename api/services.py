@@ -15,6 +15,7 @@ from api.clusters.credentials import ClusterCredentials
 from api.db.session import Database
 from api.mail import Mailer, mailer_from_settings
 from api.operations.fingerprints import RequestFingerprints
+from api.server_credential.store import SecretCache
 from api.settings import Settings
 from api.stacks.driver import StackDriver
 from api.tenant_secrets import TenantSecrets
@@ -44,6 +45,8 @@ class Services:
     _driver: StackDriver | None = field(default=None, repr=False)
     # The time as license answers and the license renewal see it (tests freeze it).
     clock: Callable[[], datetime] = utc_now
+    # The tenant servers' credential secrets read from OpenBao lately (api.server_credential.store).
+    server_secrets: SecretCache = field(default_factory=SecretCache)
 
     @property
     def driver(self) -> StackDriver:

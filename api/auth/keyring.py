@@ -8,6 +8,8 @@ the purpose's overlap has passed since the move. The JWKS of a purpose lists bot
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth.jws import jwk
-from api.auth.signing import KeyPolicy, SignedToken, TransitSigner
+from api.auth.signing import CACHE_SECONDS, KeyPolicy, SignedToken, TransitSigner
 from api.db.models import KeyPurpose, KeyStatus, SigningKey
 
 
@@ -45,9 +47,17 @@ def _public_key(pem: str) -> Ed25519PublicKey:
 
 
 class KeyRing:
-    def __init__(self, signer: TransitSigner, policies: Mapping[KeyPurpose, KeyPolicy]) -> None:
+    def __init__(self, signer: TransitSigner, policies: Mapping[KeyPurpose, KeyPolicy],
+                 *, cache_seconds: float = CACHE_SECONDS) -> None:
         self.signer = signer
         self._policies = dict(policies)
+        # Legacy public keys per purpose, read for verification at most every cache_seconds
+        # (every request verifies a token) and whenever a token names a kid not among them.
+        # A retirement here clears them; one by another process is seen within cache_seconds,
+        # as the transit keys' retirements are (api.auth.signing).
+        self._cache_seconds = cache_seconds
+        self._legacy_keys: dict[KeyPurpose, tuple[float, dict[str, Ed25519PublicKey]]] = {}
+        self._lock = threading.Lock()
 
     def sign(self, purpose: KeyPurpose, claims: Mapping[str, Any], *, typ: str = "JWT") -> SignedToken:
         return self.signer.sign(purpose, claims, typ=typ)
@@ -55,10 +65,28 @@ class KeyRing:
     def verification_keys(
         self, session: Session, purpose: KeyPurpose, *, kid: str | None = None
     ) -> dict[str, Ed25519PublicKey]:
-        legacy = {row.kid: _public_key(row.public_key_pem) for row in self._legacy(session, purpose)}
+        legacy = self._legacy_verification_keys(session, purpose)
         if kid is not None and kid in legacy:
             return legacy
-        return {**legacy, **self.signer.verification_keys(purpose, kid=kid)}
+        transit = self.signer.verification_keys(purpose, kid=kid)
+        if kid is not None and kid not in transit:  # not among the cached keys: the table's present rows
+            legacy = self._legacy_verification_keys(session, purpose, fresh=True)
+        return {**legacy, **transit}
+
+    def _legacy_verification_keys(self, session: Session, purpose: KeyPurpose, *,
+                                  fresh: bool = False) -> dict[str, Ed25519PublicKey]:
+        with self._lock:
+            cached = self._legacy_keys.get(purpose)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
+            return cached[1]
+        keys = {row.kid: _public_key(row.public_key_pem) for row in self._legacy(session, purpose)}
+        with self._lock:
+            self._legacy_keys[purpose] = (time.monotonic(), keys)
+        return keys
+
+    def _forget_legacy_keys(self) -> None:
+        with self._lock:
+            self._legacy_keys.clear()
 
     def jwks(self, session: Session, purpose: KeyPurpose) -> dict[str, list[dict[str, str]]]:
         legacy = [{**jwk(row.kid, _public_key(row.public_key_pem)), "alg": row.algorithm}
@@ -81,6 +109,7 @@ class KeyRing:
         row = session.get(SigningKey, kid, with_for_update=True)
         if row is not None and row.status == KeyStatus.RETIRING:
             row.status, row.retired_at = KeyStatus.RETIRED.value, datetime.now(UTC)
+            self._forget_legacy_keys()
             return PublishedKey(kid, KeyPurpose(row.purpose), row.status)
         retired = self.signer.retire(kid)
         return None if retired is None else PublishedKey(kid, retired.purpose, KeyStatus.RETIRED.value)
@@ -95,6 +124,8 @@ class KeyRing:
             if row.retiring_at is not None and now - row.retiring_at >= overlap:
                 row.status, row.retired_at = KeyStatus.RETIRED.value, now
                 retired.append(row.kid)
+        if retired:
+            self._forget_legacy_keys()
         return Maintained(purpose, done.rotated.kid if done.rotated else None, retired)
 
     @staticmethod

@@ -40,13 +40,14 @@ class UsageReport(BaseModel):
 
 
 def verify(session: ScopedSession, vault: TenantSecrets, key_id: str | None, signature: str | None,
-           body: bytes, now: datetime | None = None) -> tuple[uuid.UUID, UsageReport]:
+           body: bytes, now: datetime | None = None,
+           secrets_cache: server_credential.SecretCache | None = None) -> tuple[uuid.UUID, UsageReport]:
     """The tenant the report is from and the report; InvalidReport for anything else.
 
     Runs in a system-scoped session: the key id is what names the tenant."""
     now = now or datetime.now(UTC)
     try:
-        tenant_id = server_credential.authenticate(session, vault, key_id, signature, body, now)
+        tenant_id = server_credential.authenticate(session, vault, key_id, signature, body, now, secrets_cache)
     except server_credential.CredentialRefused as exc:
         raise InvalidReport(str(exc)) from None
     try:

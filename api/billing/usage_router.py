@@ -38,7 +38,8 @@ class UsageReceipt(BaseModel):
 def _record(services: Services, key_id: str | None, signature: str | None, body: bytes,
             source_ip: str | None) -> UsageReceipt:
     with services.db.transaction(Scope.system()) as session:
-        tenant_id, report = usage_reports.verify(session, services.tenant_secrets, key_id, signature, body)
+        tenant_id, report = usage_reports.verify(session, services.tenant_secrets, key_id, signature, body,
+                                                   secrets_cache=services.server_secrets)
     with services.db.transaction(Scope.tenant(tenant_id)) as session:
         recorded = record_report(session, tenant_id, report_id=report.report_id,
                                  ingested_bytes=report.ingested_bytes, at=report.at)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.auth.keyring import KeyRing
-from api.db.models import KeyPurpose, License, LicenseStatus, Tenant
+from api.db.models import KeyPurpose, License, LicenseStatus, Tenant, UsageCredential
 from api.tiers import tier_named
 
 AUDIENCE = "cameleer-server"
@@ -45,6 +45,28 @@ def current_license(session: Session, tenant_id: uuid.UUID) -> License | None:
         .limit(1)
     )
     return session.scalars(query).first()
+
+
+# Built once: a statement's construction costs more CPU than its round trip on this path.
+_LICENSE_BY_SERVER_KEY = (
+    select(UsageCredential.tenant_id.label("owner"), Tenant.slug, License.id.label("license_id"),
+           License.tenant_id, License.tier, License.status, License.kid, License.token, License.issued_at,
+           License.expires_at)
+    .join(Tenant, Tenant.id == UsageCredential.tenant_id)
+    .outerjoin(License, and_(License.tenant_id == UsageCredential.tenant_id, License.superseded_at.is_(None)))
+    .where(UsageCredential.key_id == bindparam("key_id"))
+    .order_by(License.issued_at.desc())
+    .limit(1)
+)
+
+
+def license_by_server_key(connection: Connection, key_id: str) -> Row | None:
+    """The tenant a server key id belongs to (``owner``), its ``slug`` and its current license
+    (``license_id`` and the columns a license answer shows, all None when it has none), in one
+    statement: a tenant server's license fetch is one round trip. None when no tenant has that
+    key id (unknown or rotated). A system-scope read: the key id is what names the tenant, and
+    the statement reads that tenant's license only."""
+    return connection.execute(_LICENSE_BY_SERVER_KEY, {"key_id": key_id}).first()
 
 
 def license_for_operation(session: Session, operation_id: uuid.UUID) -> License | None:

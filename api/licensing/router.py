@@ -8,12 +8,14 @@ credential (api.server_credential.store), which reads its own tenant's license a
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
+from sqlalchemy import Row
 
 from api.auth.dependencies import (
     TenantAccess, TenantContext, bearer, check_tenant_access, current_principal, require,
@@ -22,7 +24,7 @@ from api.auth.roles import READERS, TenantRole
 from api.db.models import License, Tenant
 from api.db.session import Scope
 from api.dependencies import ServicesDep
-from api.licensing.issue import current_license
+from api.licensing.issue import current_license, license_by_server_key
 from api.licensing.verify import LicensePeriod, license_period
 from api.middleware import request_state
 from api.problems import Problem, not_found, problems
@@ -49,9 +51,18 @@ class LicenseOut(BaseModel):
     token: str
 
 
+@dataclass(frozen=True)
+class LicenseReader:
+    """Whose license the caller may read; the license itself when authenticating the caller
+    already read it (the tenant server's request)."""
+
+    tenant_id: uuid.UUID
+    license: License | Row | None = None  # a Row with License's columns
+
+
 class LicenseReaderAccess(TenantAccess):
     """A member (the role given, or a platform reader) with an access token, or the tenant's
-    own server with its credential; the handler gets the tenant's id."""
+    own server with its credential."""
 
     def __init__(self, role: TenantRole) -> None:
         super().__init__(role, READERS)
@@ -66,25 +77,36 @@ class LicenseReaderAccess(TenantAccess):
                                              description="The tenant server's key id (instead of a bearer token)")] = None,
         signature: Annotated[str | None, Header(alias=server_credential.SIGNATURE_HEADER,
                                                 description='t=<unix time>,v1=<HMAC-SHA256(secret, "<t>.GET <path>")>')] = None,
-    ) -> uuid.UUID:
+    ) -> LicenseReader:
         if key_id is None:
             principal = current_principal(request, services, credentials)
             check_tenant_access(principal, tenant_id, self.role, self.platform)
-            return tenant_id
-        message = server_credential.get_message(request.url.path)
-        with services.db.transaction(Scope.system()) as session:
-            try:
-                owner = server_credential.authenticate(session, services.tenant_secrets, key_id, signature, message,
-                                                       services.clock())
-            except server_credential.CredentialRefused as exc:
-                raise Problem(401, "server-credential-unauthorized", str(exc)) from None
-        request_state(request)["actor"] = f"server-key:{key_id}"
-        if owner != tenant_id:
-            raise not_found("License")
-        return tenant_id
+            return LicenseReader(tenant_id)
+        return _as_tenant_server(request, services, tenant_id, key_id, signature)
 
 
-def _etag(row: License, state: LicensePeriod) -> str:
+def _as_tenant_server(request: Request, services: Services, tenant_id: uuid.UUID, key_id: str,
+                      signature: str | None) -> LicenseReader:
+    """One statement finds the key id's tenant and that tenant's license (system scope: the key
+    id names the tenant; the statement reads no other tenant's license); the secret comes from
+    the process's cache of recent OpenBao reads."""
+    try:
+        signed = server_credential.parse(key_id, signature)
+        with services.db.system_read() as connection:
+            found = license_by_server_key(connection, signed.key_id)
+        if found is None:
+            raise server_credential.CredentialRefused(server_credential.UNKNOWN_KEY)
+        server_credential.check(signed, found.slug, server_credential.get_message(request.url.path),
+                                services.clock(), services.tenant_secrets, services.server_secrets)
+    except server_credential.CredentialRefused as exc:
+        raise Problem(401, "server-credential-unauthorized", str(exc)) from None
+    request_state(request)["actor"] = f"server-key:{key_id}"
+    if found.owner != tenant_id or found.license_id is None:
+        raise not_found("License")
+    return LicenseReader(tenant_id, found)
+
+
+def _etag(row: License | Row, state: LicensePeriod) -> str:
     return '"' + hashlib.sha256(f"{row.token}:{state.value}".encode()).hexdigest()[:32] + '"'
 
 
@@ -114,9 +136,11 @@ def _matches(request: Request, etag: str) -> bool:
     })},
 )
 def get_license(
-    request: Request, response: Response, services: ServicesDep, tenant_id: Annotated[uuid.UUID, Depends(LicenseReaderAccess(TenantRole.VIEWER))]
+    request: Request, response: Response, services: ServicesDep,
+    reader: Annotated[LicenseReader, Depends(LicenseReaderAccess(TenantRole.VIEWER))],
 ) -> Response | LicenseOut:
-    row, now, settings = _current(services, tenant_id), services.clock(), services.settings
+    row = reader.license or _current(services, reader.tenant_id)
+    now, settings = services.clock(), services.settings
     grace = timedelta(days=settings.license_expiry_grace_days)
     state = license_period(row.expires_at, now, grace)
     etag = _etag(row, state)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,9 @@ KEY_HEADER = "Cameleer-Server-Key"
 LEGACY_KEY_HEADER = "Cameleer-Usage-Key"  # still accepted on usage reports
 SIGNATURE_HEADER = "Cameleer-Signature"
 TOLERANCE_SECONDS = 300
+SECRET_CACHE_SECONDS = 60.0
+SECRET_CACHE_ENTRIES = 100_000
+UNKNOWN_KEY = "unknown or rotated server key"
 
 
 class CredentialRefused(ValueError):
@@ -84,26 +89,96 @@ def revoke(session: ScopedSession, tenant_id: uuid.UUID) -> None:
 
 
 def authenticate(session: ScopedSession, vault: TenantSecrets, key_id: str | None, signature: str | None,
-                 message: bytes, now: datetime) -> uuid.UUID:
+                 message: bytes, now: datetime, secrets_cache: SecretCache | None = None) -> uuid.UUID:
     """The tenant whose credential signed ``message``; CredentialRefused for anything else.
 
     Runs in a system-scoped session: the key id is what names the tenant."""
+    signed = parse(key_id, signature)
+    row = session.execute(select(UsageCredential.tenant_id, Tenant.slug).join(Tenant, Tenant.id == UsageCredential.tenant_id)
+                          .where(UsageCredential.key_id == signed.key_id)).first()
+    if row is None:
+        raise CredentialRefused(UNKNOWN_KEY)
+    check(signed, row.slug, message, now, vault, secrets_cache)
+    return row.tenant_id
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    key_id: str
+    timestamp: int
+    digests: list[str]
+
+
+def parse(key_id: str | None, signature: str | None) -> SignedRequest:
+    """The request's key id and signature, before anything is looked up."""
     if not key_id or not signature:
         raise CredentialRefused(f"the request needs the {KEY_HEADER} and {SIGNATURE_HEADER} headers")
     try:
         timestamp, digests = parse_signature_header(signature)
     except ValueError:
         raise CredentialRefused(f"the {SIGNATURE_HEADER} header is not t=<time>,v1=<hmac>") from None
-    credential = session.scalar(select(UsageCredential).where(UsageCredential.key_id == key_id))
-    stored = None if credential is None else vault.read(session.get(Tenant, credential.tenant_id).slug, USAGE_CREDENTIAL)
-    if stored is None or not hmac.compare_digest(stored["key_id"], key_id):
-        raise CredentialRefused("unknown or rotated server key")
-    expected = digest(stored["secret"], timestamp, message)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in digests):
+    return SignedRequest(key_id, timestamp, digests)
+
+
+def check(signed: SignedRequest, slug: str, message: bytes, now: datetime, vault: TenantSecrets,
+          secrets_cache: SecretCache | None = None) -> None:
+    """Verify the signature of a request whose key id the database maps to the tenant ``slug``
+    (the caller looked it up: a rotated key id is no longer there)."""
+    secret = _secret(signed.key_id, slug, vault, secrets_cache)
+    if secret is None:
+        raise CredentialRefused(UNKNOWN_KEY)
+    expected = digest(secret, signed.timestamp, message)
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signed.digests):
         raise CredentialRefused("the signature does not match the request")
-    if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
+    if abs(now.timestamp() - signed.timestamp) > TOLERANCE_SECONDS:
         raise CredentialRefused(f"the signature's timestamp is more than {TOLERANCE_SECONDS} s from now")
-    return credential.tenant_id
+
+
+def _secret(key_id: str, slug: str, vault: TenantSecrets, secrets_cache: SecretCache | None) -> str | None:
+    cached = secrets_cache.get(key_id) if secrets_cache is not None else None
+    if cached is not None:
+        return cached
+    stored = vault.read(slug, USAGE_CREDENTIAL)
+    if stored is None or not hmac.compare_digest(stored.get("key_id", ""), key_id):
+        return None
+    if secrets_cache is not None:
+        secrets_cache.put(key_id, stored["secret"])
+    return stored["secret"]
+
+
+class SecretCache:
+    """The secrets of key ids read from OpenBao in the last ``ttl`` seconds, so that a tenant
+    server's every request does not read its KV path.
+
+    A key id names one secret for its whole life (issuing or rotating makes a new key id), and
+    the caller looks the key id up in the database on every request first: a rotated or revoked
+    key id is refused at once, cached or not. The time limit bounds only the case where a
+    rotation wrote the new secret but failed to commit its key id."""
+
+    def __init__(self, ttl: float = SECRET_CACHE_SECONDS, max_entries: int = SECRET_CACHE_ENTRIES) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key_id)
+            if entry is None or time.monotonic() - entry[0] >= self._ttl:
+                return None
+            return entry[1]
+
+    def put(self, key_id: str, secret: str) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                now = time.monotonic()
+                self._entries = {k: e for k, e in self._entries.items() if now - e[0] < self._ttl}
+                if len(self._entries) >= self._max_entries:
+                    self._entries.clear()
+            self._entries[key_id] = (time.monotonic(), secret)
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"SecretCache({len(self._entries)} key ids)"
 
 
 def get_message(path: str) -> bytes:
