@@ -22,13 +22,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.audit.chain import AuditMeta, append
 from api.auth.throttle import Limit, count_failure, locked_row, purge_counters
 from api.auth.users import normalize_email
-from api.db.models import PendingSignup, SignupLimitKind
+from api.db.models import LoginAttempt, PendingSignup, SignupLimitKind
 from api.problems import Problem, too_many_requests
 from api.settings import Settings
 
@@ -66,6 +66,19 @@ class SignupLimits:
     settings: Settings
     meta: AuditMeta
     now: datetime
+
+    def refusal_before_work(self, session: Session, keys: dict[SignupLimitKind, str], domain: str) -> Problem | None:
+        """The answer a request will get whatever it holds (a key locked, too many pending),
+        read before the request's expensive work (the password's hash): a flood from a locked
+        address or domain then costs a read per request, not a hash. Counts nothing; ``admit``
+        and ``pending_refusal`` decide again when the request is counted."""
+        wanted = [(kind.value, key) for kind, key in keys.items()]
+        ends = session.scalars(select(LoginAttempt.locked_until).where(
+            tuple_(LoginAttempt.kind, LoginAttempt.key).in_(wanted), LoginAttempt.locked_until > self.now)).all()
+        if ends:
+            return too_many_requests("too-many-signups", "Too many signups from this address, email domain or "
+                                     "account; try again later.", _seconds_until(max(ends), self.now))
+        return self.pending_refusal(session, domain)
 
     def admit(self, session: Session, keys: dict[SignupLimitKind, str]) -> Problem | None:
         """Count this signup on each key, or the 429 to answer when a key is locked."""
