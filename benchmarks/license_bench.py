@@ -76,6 +76,13 @@ class PhaseResult:
     errors: Counter
     wall: float
     late_sends: int
+    server_cpu: float = 0.0  # seconds of the API process's CPU (user + system) during the phase
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (Linux /proc): what a request costs, whatever the load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -181,10 +188,12 @@ def report(name: str, result: PhaseResult, rate: float) -> None:
           f"p50 {1000 * percentile(lat, 0.5):6.2f} ms  p95 {1000 * percentile(lat, 0.95):6.2f} ms  "
           f"p99 {1000 * percentile(lat, 0.99):6.2f} ms  max {1000 * max(lat):7.2f} ms  "
           f"[{statuses}] errors {errors}{' ' + str(dict(result.errors)) if errors else ''}"
-          f"  late sends {result.late_sends}", flush=True)
+          f"  late sends {result.late_sends}  server CPU {1000 * result.server_cpu / len(lat):.2f} ms/request",
+          flush=True)
 
 
-def run_phases(base: str, tenancy: Tenancy, rate: float, seconds: float, connections: int) -> dict[str, PhaseResult]:
+def run_phases(base: str, pid: int, tenancy: Tenancy, rate: float, seconds: float,
+               connections: int) -> dict[str, PhaseResult]:
     path = f"/api/license/{tenancy.tenant_id}"
     signed: dict[int, dict[str, str]] = {}
 
@@ -209,7 +218,9 @@ def run_phases(base: str, tenancy: Tenancy, rate: float, seconds: float, connect
     }
     results = {}
     for name, (target, headers_for, expected) in phases.items():
+        before = cpu_seconds(pid)
         results[name] = asyncio.run(open_loop(base, target, headers_for, expected, rate, seconds, connections))
+        results[name].server_cpu = cpu_seconds(pid) - before
         report(name, results[name], rate)
     return results
 
@@ -249,7 +260,7 @@ def main() -> int:
         print(f"license benchmark: one API process on {base}, {os.cpu_count()} cores, "
               f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
               f"{args.rate:g} req/s for {args.seconds:g} s per phase, {args.connections} connections, open loop")
-        run_phases(base, tenancy, args.rate, args.seconds, args.connections)
+        run_phases(base, api.pid, tenancy, args.rate, args.seconds, args.connections)
         load = os.getloadavg()
         print(f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         return 0
