@@ -207,11 +207,11 @@ def main() -> int:
             most, domains = most_per_key(signups, 202, lambda a: a.email.rpartition("@")[2])
             check(f"accepted signups of one domain (of {domains})", most, settings.signup_domain_max, broken)
             most, accounts = most_per_key(logins, 401, lambda a: a.email)
-            check(f"password checks answered 401 of one account (of {accounts})", most, settings.login_account_max_failures,
-                  broken)
+            check(f"password checks answered 401 of one account (of {accounts})", most,
+                  settings.login_account_max_failures, broken)
             most, sources = most_per_key(logins, 401, lambda a: a.address)
-            check(f"password checks answered 401 of one address (of {sources})", most, settings.login_address_max_failures,
-                  broken)
+            check(f"password checks answered 401 of one address (of {sources})", most,
+                  settings.login_address_max_failures, broken)
             login_failures = sum(1 for a in logins if a.status == 401)
             check("locked accounts (each needs its max failures counted)", locked.get("account", 0),
                   login_failures // settings.login_account_max_failures, broken)

@@ -94,7 +94,8 @@ def authenticate(session: ScopedSession, vault: TenantSecrets, key_id: str | Non
 
     Runs in a system-scoped session: the key id is what names the tenant."""
     signed = parse(key_id, signature)
-    row = session.execute(select(UsageCredential.tenant_id, Tenant.slug).join(Tenant, Tenant.id == UsageCredential.tenant_id)
+    row = session.execute(select(UsageCredential.tenant_id, Tenant.slug)
+                          .join(Tenant, Tenant.id == UsageCredential.tenant_id)
                           .where(UsageCredential.key_id == signed.key_id)).first()
     if row is None:
         raise CredentialRefused(UNKNOWN_KEY)

@@ -62,7 +62,8 @@ def _problem(response) -> str:
 
 def test_a_flood_of_signups_and_failed_logins_stays_within_the_limits(services, flood, monkeypatch):
     hashes = []
-    monkeypatch.setattr(signup_module, "hash_password", lambda password: hashes.append(1) or passwords.hash_password(password))
+    monkeypatch.setattr(signup_module, "hash_password",
+                        lambda password: hashes.append(1) or passwords.hash_password(password))
     settings, started = flood.settings, datetime.now(UTC)
     with services.db.transaction(Scope.system()) as session:
         tenants_before = session.scalar(select(func.count()).select_from(Tenant))
