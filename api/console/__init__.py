@@ -8,7 +8,6 @@ Reading works without JavaScript; ``static/console.js`` adds local times and liv
 from __future__ import annotations
 
 from http import HTTPStatus
-import time
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -18,20 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.console.errors import ConsoleError, render_error
+from api.console.middleware import ConsoleResponseMiddleware, is_console_path
 from api.console.pages import PAGE_ROUTERS
-from api.console.session import PATH, CsrfRefused, LoginRequired, renewed_on, set_session_cookies
+from api.console.session import PATH, CsrfRefused, LoginRequired
 from api.problems import Problem
-
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
 
 
 def install_console(app: FastAPI) -> None:
@@ -43,31 +32,14 @@ def install_console(app: FastAPI) -> None:
     app.add_exception_handler(ConsoleError, _console_error)
     for kind in (Problem, StarletteHTTPException, RequestValidationError):
         app.add_exception_handler(kind, _as_page_on_console(app.exception_handlers[kind]))
-
-    @app.middleware("http")
-    async def console_headers(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        if is_console(request):
-            renewed = renewed_on(request)
-            if renewed is not None:
-                set_session_cookies(response, request, renewed)
-            response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
-            response.headers.update(SECURITY_HEADERS)
-            if not request.url.path.startswith(f"{PATH}/static/"):
-                response.headers["Cache-Control"] = "no-store"
-        return response
-
-
-def is_console(request: Request) -> bool:
-    return request.url.path == PATH or request.url.path.startswith(PATH + "/")
+    app.add_middleware(ConsoleResponseMiddleware)
 
 
 def _as_page_on_console(api_handler):
     """The API's handler answers problem documents; on a console path the same error is a page."""
 
     async def handler(request: Request, exc: Exception):
-        if not is_console(request):
+        if not is_console_path(request.url.path):
             return await api_handler(request, exc)
         if isinstance(exc, Problem):
             return render_error(request, exc.status, exc.title, exc.detail or exc.title)
