@@ -155,13 +155,17 @@ def test_an_auditor_reads_and_exports_the_audit_log_and_can_change_nothing(page:
     assert cordon.status == 403
 
 
-def test_a_tenant_admin_sees_their_tenant_and_not_another(page: Page, control_plane, active_tenant):
+def test_a_tenant_admin_sees_their_tenant_and_not_another(page: Page, control_plane, active_tenant, screenshot):
     other = control_plane.unique_slug("other")
     created = signed_up(control_plane, other)
     sign_in(page, active_tenant["email"])
     expect(page.get_by_role("link", name=active_tenant["slug"])).to_be_visible()
     expect(page.get_by_role("link", name=other)).to_have_count(0)
     expect(page.get_by_role("link", name="Audit")).to_have_count(0)
+    page.get_by_role("link", name=active_tenant["slug"]).click()
+    page.get_by_role("link", name="Stack history").click()
+    expect(page.locator("#stack-updates tbody tr").first).to_contain_text("succeeded")
+    screenshot(page, "history")
     answer = page.goto(f"/console/tenants/{created['tenant']['id']}")
     assert answer.status == 404
     expect(page.get_by_role("heading", level=1)).to_have_text("Not Found")
