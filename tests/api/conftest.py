@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from api.app import create_app
 from api.auth.roles import PlatformRole
@@ -115,9 +116,13 @@ def shared_cluster(database: TestDatabase, settings: Settings) -> str:
 
 
 @pytest.fixture
-def dedicated_cluster(services: Services) -> str:
-    """A fresh dedicated cluster for this test's high or business tenant."""
-    return add_cluster(services, f"dc-{secrets.token_hex(4)}", kind="dedicated")
+def dedicated_cluster(services: Services) -> Iterator[str]:
+    """A fresh dedicated cluster for this test's high or business tenant; cordoned afterwards,
+    so that a later test's tenant is never placed on one an earlier test freed."""
+    name = add_cluster(services, f"dc-{secrets.token_hex(4)}", kind="dedicated")
+    yield name
+    with services.db.transaction(Scope.system()) as session:
+        session.execute(update(Cluster).where(Cluster.name == name).values(state="cordoned"))
 
 
 def add_cluster(services: Services, name: str, *, kind: str, cpu_m: int = 64_000, memory_mi: int = 262_144,
