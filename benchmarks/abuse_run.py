@@ -54,9 +54,9 @@ from api.db.session import Scope  # noqa: E402
 from api.migrate import upgrade  # noqa: E402
 from api.services import Services  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from benchmarks.license_bench import start_api  # noqa: E402
 from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.vault_support import destroy_transit_keys  # noqa: E402
+from benchmarks.support import start_api  # noqa: E402
 
 PASSWORD = "correct-horse-battery-staple-42"
 WRONG = "not-the-password-1"

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
 import uuid
@@ -47,15 +46,12 @@ from api.services import Services  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.stripe_support import event, signed  # noqa: E402
-from tests.integration.control_plane import free_port  # noqa: E402
+from benchmarks.support import percentile, start_api  # noqa: E402
 
 SLOT = timedelta(minutes=5)
 SAMPLES_PER_SLOT = 2  # CPU cores and RAM GiB per tenant
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(-(-len(ordered) * fraction // 1)) - 1)]
 
 
 def timed(function, *args, **kwargs) -> tuple[float, object]:
@@ -112,22 +108,6 @@ def bench_aggregation(services: Services, start: datetime, end: datetime) -> dic
 # --------------------------------------------------------------------------- 2. webhooks
 
 
-def start_api(db_env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, **db_env, "CAMELEER_HTTP_HOST": "127.0.0.1", "CAMELEER_HTTP_PORT": str(port),
-           "CAMELEER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "api"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the API did not become ready within 60 s")
 
 
 def drive(base: str, requests: list[tuple[str, bytes | None, dict[str, str]]], threads: int) -> dict[str, float]:

@@ -42,8 +42,8 @@ from api.db.session import Scope  # noqa: E402
 from api.migrate import upgrade  # noqa: E402
 from api.services import Services  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from benchmarks.billing_bench import percentile, start_api  # noqa: E402
 from tests.api.database import create_database, drop_database  # noqa: E402
+from benchmarks.support import percentile, start_api  # noqa: E402
 
 PASSWORD = "bench-password-that-is-long-enough"
 SERVER_TIMING = re.compile(r"app;dur=([0-9.]+)")

@@ -44,17 +44,13 @@ from tests.integration.control_plane import (  # noqa: E402
     pulumi_root,
     throwaway_tenant_database,
 )
+from benchmarks.support import percentile  # noqa: E402
 
 MAX_SIGNUPS = 20
 OPERATION_TIMEOUT = 600
 POLL_SECONDS = 0.1
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (p50 of [1, 2, 3, 4] is 2, p95 of 3 values is the largest)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil
-    return ordered[int(rank) - 1]
 
 
 def summary(values: list[float]) -> str:

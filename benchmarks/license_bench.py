@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -53,7 +52,7 @@ from api.services import Services  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.vault_support import destroy_transit_keys, remove_tenant_secrets  # noqa: E402
-from tests.integration.control_plane import free_port  # noqa: E402
+from benchmarks.support import percentile, start_api  # noqa: E402
 
 PASSWORD = "correct-horse-battery-staple-42"
 MAX_SECONDS = 120
@@ -85,10 +84,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest rank (p50 of [1, 2, 3, 4] is 2)."""
-    ordered = sorted(values)
-    return ordered[max(0, int(-(-len(ordered) * fraction // 1)) - 1)]
 
 
 # --------------------------------------------------------------------------- set-up
@@ -113,23 +108,6 @@ def make_tenant(services: Services) -> Tenancy:
     return Tenancy(tenant_id, slug, credential.key_id, credential.secret, email)
 
 
-def start_api(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, **env, "CAMELEER_HTTP_HOST": "127.0.0.1", "CAMELEER_HTTP_PORT": str(port),
-           "CAMELEER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "api"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the API did not become ready within 60 s")
 
 
 # --------------------------------------------------------------------------- load

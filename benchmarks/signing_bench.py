@@ -38,11 +38,9 @@ from api.db.models import KeyPurpose  # noqa: E402
 from api.settings import Settings  # noqa: E402
 from api.vault import VaultConnection  # noqa: E402
 from tests.api.vault_support import destroy_transit_keys  # noqa: E402
+from benchmarks.support import percentile  # noqa: E402
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, int(-(-len(ordered) * fraction // 1)) - 1)]
 
 
 def license_claims() -> dict:

@@ -35,8 +35,9 @@ class AuditMeta:
     request_id: str | None = None
 
 
-def _canonical(record: AuditRecord) -> bytes:
-    fields = {
+def hashed_fields(record: AuditRecord) -> dict[str, Any]:
+    """What a record's hash covers (``occurred_at`` in UTC ISO form): all but its id and own hash."""
+    return {
         "occurred_at": record.occurred_at.astimezone(UTC).isoformat(),
         "actor": record.actor,
         "tenant_id": str(record.tenant_id) if record.tenant_id else None,
@@ -48,7 +49,11 @@ def _canonical(record: AuditRecord) -> bytes:
         "details": record.details,
         "prev_hash": record.prev_hash,
     }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def _canonical(record: AuditRecord) -> bytes:
+    return json.dumps(hashed_fields(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
 
 
 def record_hash(record: AuditRecord) -> str:

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, EmailStr, Field
-from sqlalchemy.orm import Session
 
 from api.audit.chain import append
 from api.auth import sessions

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from sqlalchemy import ColumnElement, exists, false, func, select
 from sqlalchemy.orm import Session
 
-from api.audit.chain import ChainVerdict
+from api.audit.chain import ChainVerdict, hashed_fields
 from api.db.models import AuditRecord, Tenant
 
 PAGE_SIZE = 50
@@ -141,21 +141,8 @@ def export_records(db: Session, filters: AuditFilters, through_id: int) -> Itera
 
 
 def exported_fields(record: AuditRecord) -> dict[str, Any]:
-    """A record's fields as the chain hashes them (``occurred_at`` in UTC ISO form), with its id and hash."""
-    return {
-        "id": record.id,
-        "occurred_at": record.occurred_at.astimezone(UTC).isoformat(),
-        "actor": record.actor,
-        "tenant_id": str(record.tenant_id) if record.tenant_id else None,
-        "action": record.action,
-        "resource": record.resource,
-        "source_ip": record.source_ip,
-        "result": record.result,
-        "request_id": record.request_id,
-        "details": record.details,
-        "prev_hash": record.prev_hash,
-        "hash": record.hash,
-    }
+    """A record's fields as the chain hashes them, with its id and hash."""
+    return {"id": record.id, **hashed_fields(record), "hash": record.hash}
 
 
 def jsonl_lines(records: Iterator[AuditRecord]) -> Iterator[str]:

@@ -14,7 +14,7 @@ from api.auth.links import LinkInvalid, invalid_link
 from api.auth.passwords import RULES, NewPassword
 from api.auth.roles import TenantRole
 from api.auth.tokens import Principal
-from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
+from api.dependencies import SystemDb, audit_meta, mark_audited
 from api.problems import problems
 from api.tenants import members
 from api.tenants.schemas import MemberOut

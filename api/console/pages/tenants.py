@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from api.auth.roles import READERS, TenantRole
 from api.billing.router import billing_summary
 from api.console.access import tenant_scope
 from api.console.deps import ConsoleViewer
