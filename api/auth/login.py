@@ -13,9 +13,10 @@ from fastapi import Request
 
 from api.audit.chain import append
 from api.auth import sessions
+from api.auth.passwords import verify_password
 from api.auth.sessions import RefreshReused, RevokedReason, SignedIn
 from api.auth.throttle import LoginThrottle, client_address
-from api.auth.users import authenticate
+from api.auth.users import find_user
 from api.db.session import ScopedSession
 from api.dependencies import audit_meta, mark_audited
 from api.services import Services
@@ -31,18 +32,22 @@ def password_login(
     db: ScopedSession, request: Request, services: Services, email: str, password: str, *, via: str = "api"
 ) -> LoginOutcome:
     throttle = LoginThrottle.of(services.settings, email, client_address(request), datetime.now(UTC))
-    with db.begin():
-        retry_after = throttle.retry_after(db)
-        user = None if retry_after else authenticate(db, email, password)
-        if retry_after:
+    with db.begin():  # short: the counters' row locks are held only while counting
+        attempt = throttle.count_attempt(db)
+        if attempt.retry_after:
             append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "locked out"})
-            outcome = LoginOutcome(retry_after=retry_after)
-        elif user is None:
-            throttle.record_failure_audited(db, audit_meta(request))
+        user = None if attempt.retry_after else find_user(db, email)
+    if attempt.retry_after:
+        mark_audited(request)
+        return LoginOutcome(retry_after=attempt.retry_after)
+    correct = verify_password(user.password_hash if user else None, password)
+    with db.begin():
+        if not correct:
+            throttle.audit_lockouts(db, audit_meta(request), attempt.lockouts)
             append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
             outcome = LoginOutcome()
         else:
-            throttle.clear_account(db)
+            throttle.take_back(db, attempt)
             signed_in = sessions.start(db, services, user)
             details = {"session_id": str(signed_in.session_id)} | ({"via": via} if via != "api" else {})
             append(db, audit_meta(request, signed_in.principal.actor), "auth.login", f"user:{user.id}", details=details)

@@ -4,9 +4,13 @@ PostgreSQL so that every API process shares the counts, and temporary lockouts.
 The account key is the normalized email whether or not such a user exists, so a locked or
 throttled answer never tells which accounts exist. Counting takes the row's lock
 (``SELECT ... FOR UPDATE`` after an insert that ignores an existing row), so concurrent
-failures are all counted and a lockout is decided, and audited, once. The lockout check
-before a login reads without locks: logins from one address are never serialized; at
-worst a login already past the check when a concurrent failure locks the key still runs.
+failures are all counted and a lockout is decided, and audited, once.
+
+A login counts its attempt before its password is checked (``count_attempt``, a short
+transaction of its own), so concurrent logins see each other's attempts and one key gets at
+most its maximum of password checks per window; the check itself runs outside the rows'
+locks (logins from one address are not serialized behind a password hash). A successful
+login takes its attempt back (``take_back``): only failures count.
 
 The counting (``locked_row``, ``count_failure``, ``purge_counters``) is not specific to
 logins: the signup limits (api.tenants.signup_limits) count their keys in the same table.
@@ -57,6 +61,29 @@ class Lockout:
         return f"{self.kind.value}:{self.key}"
 
 
+@dataclass(frozen=True)
+class Counted:
+    """One login attempt counted on one key before its password was checked: the window it
+    was counted in and the lock it set, what taking it back needs."""
+
+    kind: LoginAttemptKind
+    key: str
+    window_started_at: datetime
+    lockout: Lockout | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt as counted: refused (``retry_after`` seconds) or counted on each key."""
+
+    counted: tuple[Counted, ...] = ()
+    retry_after: int | None = None
+
+    @property
+    def lockouts(self) -> list[Lockout]:
+        return [counted.lockout for counted in self.counted if counted.lockout]
+
+
 def limits(settings: Settings) -> dict[LoginAttemptKind, Limit]:
     return {
         LoginAttemptKind.ACCOUNT: Limit(settings.login_account_max_failures,
@@ -94,6 +121,54 @@ class LoginThrottle:
             return None
         return max(1, math.ceil((max(ends) - self.now).total_seconds()))
 
+    def count_attempt(self, session: Session) -> Attempt:
+        """Count a login attempt on both keys before its password is checked, under the rows'
+        locks (account first); refused, counting nothing, while either key is locked. The
+        attempt that reaches a maximum locks the key; its lockout is audited when its password
+        turns out wrong (``audit_lockouts``) and undone when right (``take_back``)."""
+        rows = {kind: locked_row(session, kind, key, self.now) for kind, key in self.keys.items()}
+        ends = [row.locked_until for row in rows.values() if row.locked_until and row.locked_until > self.now]
+        if ends:
+            return Attempt(retry_after=max(1, math.ceil((max(ends) - self.now).total_seconds())))
+        counted = []
+        for kind, row in rows.items():
+            limit = self.limits[kind]
+            window = row.window_started_at if row.window_started_at > self.now - limit.window else self.now
+            locks = count_failure(row, limit, self.now)
+            counted.append(Counted(kind, row.key, window, Lockout(kind, row.key, row.locked_until) if locks else None))
+        session.flush()
+        return Attempt(tuple(counted))
+
+    def take_back(self, session: Session, attempt: Attempt) -> None:
+        """The attempt's password was right: forget the account's failures (never a lock set
+        meanwhile by another attempt) and refund the attempt on the address, whose count holds
+        failures only."""
+        for counted in attempt.counted:
+            row = session.scalars(select(LoginAttempt).where(
+                LoginAttempt.kind == counted.kind.value, LoginAttempt.key == counted.key)
+                .with_for_update().execution_options(populate_existing=True)).one_or_none()
+            if row is None:
+                continue
+            own_lock = counted.lockout is not None and row.locked_until == counted.lockout.locked_until
+            if not own_lock and row.locked_until is not None and row.locked_until > self.now:
+                continue  # another attempt's lock stands, and counts what it counted
+            if counted.kind is LoginAttemptKind.ACCOUNT:
+                session.delete(row)
+            elif own_lock:
+                row.locked_until = None
+                row.failures = self.limits[counted.kind].max_failures - 1
+                row.window_started_at = counted.window_started_at
+            elif row.window_started_at == counted.window_started_at and row.failures > 0:
+                row.failures -= 1
+        session.flush()
+
+    @staticmethod
+    def audit_lockouts(session: Session, meta: AuditMeta, lockouts: list[Lockout]) -> None:
+        """Audit each lockout a failure caused (never the password)."""
+        for lockout in lockouts:
+            append(session, meta, "auth.lockout", lockout.resource,
+                   details={"kind": lockout.kind.value, "locked_until": lockout.locked_until.isoformat()})
+
     def record_failure(self, session: Session) -> list[Lockout]:
         """Count a failed login on both keys (account first: one lock order for everyone)."""
         locked = []
@@ -106,16 +181,7 @@ class LoginThrottle:
 
     def record_failure_audited(self, session: Session, meta: AuditMeta) -> None:
         """Count a failure and audit each lockout it causes (never the password)."""
-        for lockout in self.record_failure(session):
-            append(session, meta, "auth.lockout", lockout.resource,
-                   details={"kind": lockout.kind.value, "locked_until": lockout.locked_until.isoformat()})
-
-    def clear_account(self, session: Session) -> None:
-        """A successful login forgets the account's failures (never a lock set meanwhile)."""
-        session.execute(delete(LoginAttempt).where(
-            LoginAttempt.kind == LoginAttemptKind.ACCOUNT.value,
-            LoginAttempt.key == self.keys[LoginAttemptKind.ACCOUNT],
-            or_(LoginAttempt.locked_until.is_(None), LoginAttempt.locked_until <= self.now)))
+        self.audit_lockouts(session, meta, self.record_failure(session))
 
 
 def locked_row(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> LoginAttempt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth.passwords import hash_password, verify_password
+from api.auth.passwords import hash_password
 from api.auth.roles import PlatformRole
 from api.db.models import User
 
@@ -51,9 +51,3 @@ def add_user(
 
 def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
-
-
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    user = find_user(session, email)
-    ok = verify_password(user.password_hash if user else None, password)
-    return user if ok else None

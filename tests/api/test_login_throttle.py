@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -182,6 +183,41 @@ def test_concurrent_failures_are_all_counted_and_lock_once(services):
         account = session.get(LoginAttempt, ("account", key))
     assert address.failures == 24
     assert account.locked_until == now + strict.lockout and account.failures == 0
+
+
+def test_concurrent_logins_get_at_most_the_maximum_of_password_checks(services, settings, from_address, monkeypatch):
+    client = from_address()
+    tenant = sign_up(client, services)
+    spy = VerifySpy(passwords._hasher)
+    monkeypatch.setattr(passwords, "_hasher", spy)
+    at_once = 12
+    start = threading.Barrier(at_once)
+
+    def attempt(_: int) -> int:
+        start.wait()
+        return _login(client, tenant.email, WRONG).status_code
+
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        statuses = sorted(pool.map(attempt, range(at_once)))
+    limit = settings.login_account_max_failures
+    assert statuses == [401] * limit + [429] * (at_once - limit)
+    assert len(spy.hashes) == limit
+    assert len(_audited(services, "auth.lockout", f"account:{tenant.email}")) == 1
+
+
+def test_a_successful_login_takes_back_its_attempt_on_the_address(services, from_address, monkeypatch):
+    address = new_address()
+    client = from_address(address)
+    tenant = sign_up(client, services)
+    monkeypatch.setattr(services.settings, "login_address_max_failures", 3)
+    unknown = [f"nobody-{uuid.uuid4().hex[:8]}@example.com" for _ in range(3)]
+    assert [_login(client, email, WRONG).status_code for email in unknown[:2]] == [401, 401]
+    # the third attempt reaches the address's maximum each time, and is taken back when right
+    assert [_login(client, tenant.email, STRONG_PASSWORD).status_code for _ in range(3)] == [200] * 3
+    assert _audited(services, "auth.lockout", f"address:{address}") == []
+    assert _login(client, unknown[2], WRONG).status_code == 401
+    _assert_locked(_login(client, tenant.email, STRONG_PASSWORD))
+    assert len(_audited(services, "auth.lockout", f"address:{address}")) == 1
 
 
 def test_the_purge_deletes_only_rows_that_no_longer_count_or_lock(services, settings):
