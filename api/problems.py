@@ -29,7 +29,7 @@ class ProblemDetails(BaseModel):
     instance: str | None = None
 
 
-# A 429 always says when to try again; a 503 does when it knows (the secrets server, the signup pause).
+# A 429 always says when to try again; a 503 does when it knows (the secrets server, the mail relay).
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
 

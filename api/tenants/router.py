@@ -79,13 +79,14 @@ LIFECYCLE = problems({
     responses=problems({
         409: SLUG_TAKEN,
         422: f"`/problems/weak-password` (`reasons`); {INVALID_NEW_TENANT}",
-        429: f"{SIGNUP_LIMITED}; `/problems/too-many-pending-signups`: too many of the domain await verification",
-        503: "`/problems/signups-paused`: too many signups await verification; `/problems/mail-unavailable`",
+        429: f"{SIGNUP_LIMITED}; `/problems/too-many-pending-signups`: too many of the domain await verification; "
+             "`/problems/signups-paused`: too many signups await verification in all",
+        503: "`/problems/mail-unavailable`: the confirmation mail could not be sent",
     }),
     summary="Sign up an organisation: mails the owner a link; nothing is created until it is followed",
     description="The answer is the same for an email that already has an account (that address is mailed a "
     "note instead of a link). 429 when the client address or the email domain signed up too often, or too many "
-    "signups of the domain await verification; 503 while too many signups await verification in all.",
+    "signups of the domain, or in all, await verification.",
 )
 def post_signup(
     body: SignupRequest, request: Request, services: ServicesDep, db: SystemDb, idempotency_key: IdempotencyKey

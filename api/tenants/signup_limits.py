@@ -104,9 +104,8 @@ class SignupLimits:
                                      "verification; try again later.", self._until_one_expires(session, domain_filter))
         if self._count(session, unverified) >= self.settings.signup_pending_max:
             self._audit_pending(session, "all")
-            retry_after = str(self._until_one_expires(session, unverified))
-            return Problem(503, "signups-paused", "Too many signups await verification; new signups are paused, "
-                           "try again later.", headers={"Retry-After": retry_after})
+            return too_many_requests("signups-paused", "Too many signups await verification; new signups are "
+                                     "paused, try again later.", self._until_one_expires(session, unverified))
         return None
 
     @staticmethod

@@ -265,6 +265,7 @@ def test_openapi_documents_the_signup_problems(client):
     paths = client.get("/openapi.json").json()["paths"]
     signup = paths["/v1/signup"]["post"]["responses"]
     assert {"202", "409", "422", "429", "503"} <= set(signup) and "Retry-After" in signup["429"]["headers"]
+    assert "/problems/signups-paused" in signup["429"]["description"]
     assert "410" in paths["/v1/signup/verify"]["post"]["responses"]
     assert {"202", "401", "409", "429"} <= set(paths["/v1/organizations"]["post"]["responses"])
 

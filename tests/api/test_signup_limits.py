@@ -133,7 +133,7 @@ def test_too_many_pending_signups_in_all_pause_signups(services, limited):
     app = limited(new_address(), signup_pending_max=waiting + 1)
     assert _signup(app).status_code == 202
     paused = _signup(app)
-    assert paused.status_code == 503 and paused.json()["type"] == "/problems/signups-paused"
+    assert paused.status_code == 429 and paused.json()["type"] == "/problems/signups-paused"
     assert int(paused.headers["retry-after"]) > 0
 
 
