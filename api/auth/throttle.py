@@ -144,9 +144,7 @@ class LoginThrottle:
         meanwhile by another attempt) and refund the attempt on the address, whose count holds
         failures only."""
         for counted in attempt.counted:
-            row = session.scalars(select(LoginAttempt).where(
-                LoginAttempt.kind == counted.kind.value, LoginAttempt.key == counted.key)
-                .with_for_update().execution_options(populate_existing=True)).one_or_none()
+            row = session.scalars(_row_for_update(counted.kind, counted.key)).one_or_none()
             if row is None:
                 continue
             own_lock = counted.lockout is not None and row.locked_until == counted.lockout.locked_until
@@ -186,10 +184,26 @@ class LoginThrottle:
 
 def locked_row(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> LoginAttempt:
     """The counter of ``kind``/``key``, created when missing, under its row lock."""
+    _create_row(session, kind, key, now)
+    return session.scalars(_row_for_update(kind, key)).one()
+
+
+def row_unless_locked(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> LoginAttempt | None:
+    """Like ``locked_row``, but None instead of waiting while another transaction holds the
+    row's lock: for a transaction that may already hold the audit chain's lock, which the
+    holder of the row's lock may be waiting for."""
+    _create_row(session, kind, key, now)
+    return session.scalars(_row_for_update(kind, key, skip_locked=True)).one_or_none()
+
+
+def _create_row(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> None:
     session.execute(insert(LoginAttempt).values(kind=kind.value, key=key, failures=0, window_started_at=now)
                     .on_conflict_do_nothing(index_elements=["kind", "key"]))
-    return session.scalars(select(LoginAttempt).where(LoginAttempt.kind == kind.value, LoginAttempt.key == key)
-                           .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def _row_for_update(kind: enum.StrEnum, key: str, *, skip_locked: bool = False):
+    return (select(LoginAttempt).where(LoginAttempt.kind == kind.value, LoginAttempt.key == key)
+            .with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True))
 
 
 def count_failure(row: LoginAttempt, limit: Limit, now: datetime) -> bool:

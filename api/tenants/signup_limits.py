@@ -26,7 +26,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.audit.chain import AuditMeta, append
-from api.auth.throttle import Limit, count_failure, locked_row, purge_counters
+from api.auth.throttle import Limit, count_failure, locked_row, purge_counters, row_unless_locked
 from api.auth.users import normalize_email
 from api.db.models import LoginAttempt, PendingSignup, SignupLimitKind
 from api.problems import Problem, too_many_requests
@@ -117,8 +117,10 @@ class SignupLimits:
         return _seconds_until(oldest, self.now) if oldest else 1
 
     def _audit_pending(self, session: Session, key: str) -> None:
-        row = locked_row(session, SignupLimitKind.PENDING, key, self.now)
-        if count_failure(row, limits(self.settings)[SignupLimitKind.PENDING], self.now):
+        # Skipped while another request holds the row: that one decides the hour's audit, and
+        # waiting could deadlock (this transaction may hold the audit chain's lock already).
+        row = row_unless_locked(session, SignupLimitKind.PENDING, key, self.now)
+        if row is not None and count_failure(row, limits(self.settings)[SignupLimitKind.PENDING], self.now):
             self._audit(session, f"{SignupLimitKind.PENDING.value}:{key}", SignupLimitKind.PENDING, row.locked_until)
 
     def _audit(self, session: Session, resource: str, kind: SignupLimitKind, until: datetime) -> None:
