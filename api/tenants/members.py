@@ -30,7 +30,7 @@ from sqlalchemy import select
 from api.audit.chain import AuditMeta, append
 from api.auth import links, sessions
 from api.auth.dependencies import TenantContext
-from api.auth.links import LinkPurpose
+from api.auth.links import LinkInvalid, LinkPurpose, invalid_link
 from api.auth.passwords import require_strong_password
 from api.auth.roles import OPERATORS, TenantRole
 from api.auth.tokens import Principal
@@ -169,8 +169,12 @@ def _invitation_mail(services: Services, tenant: Tenant, email: str, role: Tenan
 
 def accept(db: ScopedSession, token: str, password: str | None, caller: Principal | None, meta: AuditMeta) -> Joined:
     """Join the invitation's tenant: a new account needs a password; an existing one needs
-    its owner signed in (a password here would be a login that no throttle counts)."""
-    link = links.redeem(db, LinkPurpose.INVITE, token)
+    its owner signed in (a password here would be a login that no throttle counts). A used,
+    expired or unknown link is the problem ``invalid-link``."""
+    try:
+        link = links.redeem(db, LinkPurpose.INVITE, token)
+    except LinkInvalid as exc:
+        raise invalid_link(exc) from None
     email, role = link.payload["email"], TenantRole(link.payload["role"])
     tenant = db.get(Tenant, link.tenant_id) if link.tenant_id else None
     if tenant is None or tenant.status in CLOSED_STATUSES:

@@ -10,7 +10,6 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 from pydantic import BaseModel, EmailStr, Field
 
 from api.auth.dependencies import OPTIONAL_BEARER, TenantContext, maybe_authenticated, require
-from api.auth.links import LinkInvalid, invalid_link
 from api.auth.passwords import RULES, NewPassword
 from api.auth.roles import TenantRole
 from api.auth.tokens import Principal
@@ -84,10 +83,7 @@ def invite(body: InvitationRequest, background: BackgroundTasks,
 def accept(body: AcceptRequest, request: Request, db: SystemDb,
            caller: Annotated[Principal | None, maybe_authenticated()]) -> JoinedOut:
     with db.begin():
-        try:
-            joined = members.accept(db, body.token, body.password, caller, audit_meta(request))
-        except LinkInvalid as exc:
-            raise invalid_link(exc) from None
+        joined = members.accept(db, body.token, body.password, caller, audit_meta(request))
     mark_audited(request)
     membership = joined.membership
     return JoinedOut(tenant_id=membership.tenant_id, user_id=membership.user_id, role=TenantRole(membership.role),

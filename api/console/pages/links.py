@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
-from api.auth.links import LinkInvalid, invalid_link
 from api.auth.password_router import reset_password
 from api.console.deps import CsrfChecked
 from api.console.session import PATH, LoginRequired, Viewer, csrf_token, viewer_of
@@ -100,10 +99,7 @@ def invitation_accept(request: Request, services: ServicesDep, db: SystemDb, tok
     caller = viewer.principal if viewer else None
     try:
         with db.begin():
-            try:
-                members.accept(db, token.strip(), password or None, caller, audit_meta(request))
-            except LinkInvalid as exc:
-                raise invalid_link(exc) from None
+            members.accept(db, token.strip(), password or None, caller, audit_meta(request))
     except Problem as refused:
         return _form(request, "invitation", viewer, error=refused, token=token)
     mark_audited(request)
