@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import func, select, text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,12 +50,9 @@ sys.path.insert(0, str(REPO))
 from api.auth.users import create_user  # noqa: E402
 from api.db.models import PendingSignup, Tenant  # noqa: E402
 from api.db.session import Scope  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.services import Services  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.vault_support import destroy_transit_keys  # noqa: E402
-from benchmarks.support import start_api  # noqa: E402
+from benchmarks.support import database_env, database_settings, start_api, throwaway_database  # noqa: E402
 
 PASSWORD = "correct-horse-battery-staple-42"
 WRONG = "not-the-password-1"
@@ -160,71 +156,66 @@ def main() -> int:
     keys = {"access_signing_key": f"abuse-{secrets.token_hex(4)}-access",
             "license_signing_key": f"abuse-{secrets.token_hex(4)}-license",
             "audit_signing_key": f"abuse-{secrets.token_hex(4)}-audit"}
-    db = create_database("cameleer_abuse")
-    api = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="cameleer-abuse-") as data_dir:
-            upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
-            env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-                   "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_DATABASE_SYSTEM_URL": db.url(db.system),
-                   "CAMELEER_DATABASE_SYSTEM_ROLE": db.system_role, "CAMELEER_DATA_DIR": data_dir,
-                   **{f"CAMELEER_{name.upper()}": value for name, value in keys.items()}}
-            os.environ.update(env)  # the settings below read the same limits the API process does
-            settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                                database_system_url=SecretStr(db.url(db.system)))
-            services = Services.build(settings)
-            known = [f"member{i}@known.abuse.example" for i in range(KNOWN_ACCOUNTS)]
-            with services.db.transaction(Scope.system()) as session:
-                for email in known:
-                    create_user(session, email, PASSWORD)
-            api, base = start_api(env)
-            load = os.getloadavg()
-            print(f"abuse run: one API process on {base}, no worker, {os.cpu_count()} cores, "
-                  f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {args.threads} client threads")
+    with throwaway_database("cameleer_abuse") as db:
+        api = None
+        try:
+            with tempfile.TemporaryDirectory(prefix="cameleer-abuse-") as data_dir:
+                env = {**database_env(db), "CAMELEER_DATA_DIR": data_dir,
+                       **{f"CAMELEER_{name.upper()}": value for name, value in keys.items()}}
+                os.environ.update(env)  # the settings below read the same limits the API process does
+                settings = database_settings(db)
+                services = Services.build(settings)
+                known = [f"member{i}@known.abuse.example" for i in range(KNOWN_ACCOUNTS)]
+                with services.db.transaction(Scope.system()) as session:
+                    for email in known:
+                        create_user(session, email, PASSWORD)
+                api, base = start_api(env)
+                load = os.getloadavg()
+                print(f"abuse run: one API process on {base}, no worker, {os.cpu_count()} cores, "
+                      f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {args.threads} client threads")
 
-            signups, signup_wall = run(base, signup_plan(args.signups, settings.signup_address_max), "signup",
-                                       args.threads)
-            logins, login_wall = run(base, login_plan(args.logins, known), "login", args.threads)
-            unexpected = print_answers("signups", signups, signup_wall) + print_answers("failed logins", logins,
-                                                                                       login_wall)
-            with services.db.transaction(Scope.system()) as session:
-                pending = session.scalar(select(func.count()).select_from(PendingSignup).where(
-                    PendingSignup.verified_at.is_(None), PendingSignup.expires_at > func.now()))
-                tenants = session.scalar(select(func.count()).select_from(Tenant))
-                locked = dict(session.execute(text("SELECT kind, count(*) FROM login_attempts"
-                                                   " WHERE locked_until > now() GROUP BY kind")).all())
-            services.db.dispose()
+                signups, signup_wall = run(base, signup_plan(args.signups, settings.signup_address_max), "signup",
+                                           args.threads)
+                logins, login_wall = run(base, login_plan(args.logins, known), "login", args.threads)
+                unexpected = print_answers("signups", signups, signup_wall) + print_answers("failed logins", logins,
+                                                                                           login_wall)
+                with services.db.transaction(Scope.system()) as session:
+                    pending = session.scalar(select(func.count()).select_from(PendingSignup).where(
+                        PendingSignup.verified_at.is_(None), PendingSignup.expires_at > func.now()))
+                    tenants = session.scalar(select(func.count()).select_from(Tenant))
+                    locked = dict(session.execute(text("SELECT kind, count(*) FROM login_attempts"
+                                                       " WHERE locked_until > now() GROUP BY kind")).all())
+                services.db.dispose()
 
-            broken: list[str] = []
-            print("\nbounds")
-            check("5xx answers", unexpected, 0, broken)
-            check("pending signups in the database (CAMELEER_SIGNUP_PENDING_MAX)", pending,
-                  settings.signup_pending_max, broken)
-            check("tenants in the database (nothing before a link is followed)", tenants, 0, broken)
-            most, addresses = most_per_key(signups, 202, lambda a: a.address)
-            check(f"accepted signups of one address (of {addresses})", most, settings.signup_address_max, broken)
-            most, domains = most_per_key(signups, 202, lambda a: a.email.rpartition("@")[2])
-            check(f"accepted signups of one domain (of {domains})", most, settings.signup_domain_max, broken)
-            most, accounts = most_per_key(logins, 401, lambda a: a.email)
-            check(f"password checks answered 401 of one account (of {accounts})", most,
-                  settings.login_account_max_failures, broken)
-            most, sources = most_per_key(logins, 401, lambda a: a.address)
-            check(f"password checks answered 401 of one address (of {sources})", most,
-                  settings.login_address_max_failures, broken)
-            login_failures = sum(1 for a in logins if a.status == 401)
-            check("locked accounts (each needs its max failures counted)", locked.get("account", 0),
-                  login_failures // settings.login_account_max_failures, broken)
-            check("locked addresses (each needs its max failures counted)", locked.get("address", 0),
-                  login_failures // settings.login_address_max_failures, broken)
-            print(f"  locks by kind: {dict(sorted(locked.items()))}")
-            print("all bounds held" if not broken else f"BROKEN: {', '.join(broken)}")
-            return 1 if broken else 0
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=20)
-        destroy_transit_keys(keys.values())
-        drop_database(db)
+                broken: list[str] = []
+                print("\nbounds")
+                check("5xx answers", unexpected, 0, broken)
+                check("pending signups in the database (CAMELEER_SIGNUP_PENDING_MAX)", pending,
+                      settings.signup_pending_max, broken)
+                check("tenants in the database (nothing before a link is followed)", tenants, 0, broken)
+                most, addresses = most_per_key(signups, 202, lambda a: a.address)
+                check(f"accepted signups of one address (of {addresses})", most, settings.signup_address_max, broken)
+                most, domains = most_per_key(signups, 202, lambda a: a.email.rpartition("@")[2])
+                check(f"accepted signups of one domain (of {domains})", most, settings.signup_domain_max, broken)
+                most, accounts = most_per_key(logins, 401, lambda a: a.email)
+                check(f"password checks answered 401 of one account (of {accounts})", most,
+                      settings.login_account_max_failures, broken)
+                most, sources = most_per_key(logins, 401, lambda a: a.address)
+                check(f"password checks answered 401 of one address (of {sources})", most,
+                      settings.login_address_max_failures, broken)
+                login_failures = sum(1 for a in logins if a.status == 401)
+                check("locked accounts (each needs its max failures counted)", locked.get("account", 0),
+                      login_failures // settings.login_account_max_failures, broken)
+                check("locked addresses (each needs its max failures counted)", locked.get("address", 0),
+                      login_failures // settings.login_address_max_failures, broken)
+                print(f"  locks by kind: {dict(sorted(locked.items()))}")
+                print("all bounds held" if not broken else f"BROKEN: {', '.join(broken)}")
+                return 1 if broken else 0
+        finally:
+            if api is not None:
+                api.terminate()
+                api.wait(timeout=20)
+            destroy_transit_keys(keys.values())
 
 
 if __name__ == "__main__":

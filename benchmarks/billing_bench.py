@@ -41,12 +41,9 @@ from api.billing import metering  # noqa: E402
 from api.billing.metering import Reservation, hour_of  # noqa: E402
 from api.db.models import Tenant, TenantStatus  # noqa: E402
 from api.db.session import Scope  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.services import Services  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.stripe_support import event, signed  # noqa: E402
-from benchmarks.support import percentile, start_api  # noqa: E402
+from benchmarks.support import database_env, database_settings, percentile, start_api, throwaway_database  # noqa: E402
 
 SLOT = timedelta(minutes=5)
 SAMPLES_PER_SLOT = 2  # CPU cores and RAM GiB per tenant
@@ -161,49 +158,42 @@ def main() -> int:
     if not (1 <= args.tenants <= 100_000 and 1 <= args.samples <= 10_000_000 and 1 <= args.events <= 100_000):
         parser.error("tenants 1..100000, samples 1..10000000, events 1..100000")
 
-    db = create_database("cameleer_bench")
-    api = None
-    try:
-        upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
-        webhook_secret = os.environ.get("CAMELEER_STRIPE_WEBHOOK_SECRET") or f"whsec_{secrets.token_hex(16)}"
-        db_env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_DATABASE_SYSTEM_URL": db.url(db.system),
-                  "CAMELEER_DATABASE_SYSTEM_ROLE": db.system_role, "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret}
-        settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                            database_app_role=db.app_role, database_system_url=SecretStr(db.url(db.system)),
-                            database_system_role=db.system_role,
-                            stripe_webhook_secret=SecretStr(webhook_secret))
-        services = Services.build(settings)
-        tenants = make_tenants(services, args.tenants)
-        end = hour_of(datetime.now(UTC))
-        written, write_s, start = write_samples(services, [t.id for t in tenants], args.samples, end)
-        print(f"samples: {written:,} for {args.tenants:,} tenants over {(end - start) / timedelta(hours=1):.1f} h, "
-              f"written by the collector's path in {write_s:.1f} s ({written / write_s:,.0f} rows/s)")
-        aggregation = bench_aggregation(services, start, end)
-        print(f"aggregation: {aggregation['hour_rows']:,} tenant-hours; first run {aggregation['aggregate_first_s']:.2f} s "
-              f"({aggregation['written']:,} rows written), re-run {aggregation['aggregate_rerun_s']:.2f} s "
-              f"({aggregation['changed_on_rerun']} changed); bare GROUP BY {aggregation['bare_group_by_s']:.2f} s "
-              f"(ratio {aggregation['aggregate_first_s'] / aggregation['bare_group_by_s']:.2f})")
+    with throwaway_database("cameleer_bench") as db:
+        api = None
+        try:
+            webhook_secret = os.environ.get("CAMELEER_STRIPE_WEBHOOK_SECRET") or f"whsec_{secrets.token_hex(16)}"
+            db_env = {**database_env(db), "CAMELEER_STRIPE_WEBHOOK_SECRET": webhook_secret}
+            settings = database_settings(db, stripe_webhook_secret=SecretStr(webhook_secret))
+            services = Services.build(settings)
+            tenants = make_tenants(services, args.tenants)
+            end = hour_of(datetime.now(UTC))
+            written, write_s, start = write_samples(services, [t.id for t in tenants], args.samples, end)
+            print(f"samples: {written:,} for {args.tenants:,} tenants over {(end - start) / timedelta(hours=1):.1f} h, "
+                  f"written by the collector's path in {write_s:.1f} s ({written / write_s:,.0f} rows/s)")
+            aggregation = bench_aggregation(services, start, end)
+            print(f"aggregation: {aggregation['hour_rows']:,} tenant-hours; first run {aggregation['aggregate_first_s']:.2f} s "
+                  f"({aggregation['written']:,} rows written), re-run {aggregation['aggregate_rerun_s']:.2f} s "
+                  f"({aggregation['changed_on_rerun']} changed); bare GROUP BY {aggregation['bare_group_by_s']:.2f} s "
+                  f"(ratio {aggregation['aggregate_first_s'] / aggregation['bare_group_by_s']:.2f})")
 
-        api, base = start_api(db_env)
-        webhooks = bench_webhooks(services, base, [t.billing_customer_id for t in tenants], args.events, args.threads)
-        print(f"webhooks: {args.events:,} requests over {args.threads} threads, one API process")
-        for name, figures in webhooks.items():
-            print(f"  {name:40s} {figures['per_s']:8.1f}/s  p50 {figures['p50_ms']:6.1f} ms  "
-                  f"p99 {figures['p99_ms']:6.1f} ms  non-200: {figures['non_200']}")
-        with services.db.transaction(Scope.system()) as session:
-            recorded = session.scalar(text("SELECT count(*) FROM billing_events"))
-        print(f"billing_events rows after both rounds: {recorded:,} (one per event id)")
-        if args.json:
-            args.json.write_text(json.dumps({"samples": written, "write_s": write_s, "aggregation": aggregation,
-                                             "webhooks": webhooks, "billing_events": recorded}, indent=2))
-        services.db.dispose()
-        return 0
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=20)
-        drop_database(db)
+            api, base = start_api(db_env)
+            webhooks = bench_webhooks(services, base, [t.billing_customer_id for t in tenants], args.events, args.threads)
+            print(f"webhooks: {args.events:,} requests over {args.threads} threads, one API process")
+            for name, figures in webhooks.items():
+                print(f"  {name:40s} {figures['per_s']:8.1f}/s  p50 {figures['p50_ms']:6.1f} ms  "
+                      f"p99 {figures['p99_ms']:6.1f} ms  non-200: {figures['non_200']}")
+            with services.db.transaction(Scope.system()) as session:
+                recorded = session.scalar(text("SELECT count(*) FROM billing_events"))
+            print(f"billing_events rows after both rounds: {recorded:,} (one per event id)")
+            if args.json:
+                args.json.write_text(json.dumps({"samples": written, "write_s": write_s, "aggregation": aggregation,
+                                                 "webhooks": webhooks, "billing_events": recorded}, indent=2))
+            services.db.dispose()
+            return 0
+        finally:
+            if api is not None:
+                api.terminate()
+                api.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,11 +38,8 @@ from api.auth.roles import PlatformRole  # noqa: E402
 from api.auth.users import create_user  # noqa: E402
 from api.db.models import DriftFinding, Operation, OperationStatus, Tenant, TenantStatus  # noqa: E402
 from api.db.session import Scope  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.services import Services  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from tests.api.database import create_database, drop_database  # noqa: E402
-from benchmarks.support import percentile, start_api  # noqa: E402
+from benchmarks.support import database_env, database_settings, percentile, start_api, throwaway_database  # noqa: E402
 
 PASSWORD = "bench-password-that-is-long-enough"
 SERVER_TIMING = re.compile(r"app;dur=([0-9.]+)")
@@ -110,38 +106,31 @@ def main() -> int:
     args = parser.parse_args()
     if not (50 <= args.tenants <= 100_000 and 1 <= args.requests <= 10_000):
         parser.error("tenants 50..100000, requests 1..10000")
-    db = create_database("cameleer_bench")
-    api = None
-    try:
-        upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
-        db_env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-                  "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_DATABASE_SYSTEM_URL": db.url(db.system),
-                  "CAMELEER_DATABASE_SYSTEM_ROLE": db.system_role}
-        settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                            database_app_role=db.app_role, database_system_url=SecretStr(db.url(db.system)),
-                            database_system_role=db.system_role)
-        services = Services.build(settings)
+    with throwaway_database("cameleer_bench") as db:
+        services = Services.build(database_settings(db))
         make_fleet(services, args.tenants)
         services.db.dispose()
-        api, base = start_api(db_env)
-        console = console_client(base)
-        token = httpx.post(f"{base}/v1/auth/login", json={"email": "operator@bench.example.com", "password": PASSWORD}).json()
-        bearer = {"Authorization": f"Bearer {token['access_token']}"}
-        last_page = -(-args.tenants // 50)
-        print(f"{args.tenants:,} tenants, {args.requests} sequential requests per line, one API process")
-        show("console /tenants (page 1)", measure(console, "/console/tenants", args.requests))
-        show("console /tenants?q=bench-0042", measure(console, "/console/tenants?q=bench-0042", args.requests))
-        show("console /tenants?last=failed", measure(console, "/console/tenants?last=failed", args.requests))
-        show(f"console /tenants?page={last_page} (last)", measure(console, f"/console/tenants?page={last_page}", args.requests))
-        show("floor: GET /healthz", measure(console, "/healthz", args.requests))
-        show(f"floor: GET /v1/tenants (JSON, all {args.tenants:,})", measure(console, "/v1/tenants", args.requests, bearer))
-        return 0
-    finally:
-        if api is not None:
+        api, base = start_api(database_env(db))
+        try:
+            report(base, args.tenants, args.requests)
+        finally:
             api.terminate()
             api.wait(timeout=20)
-        drop_database(db)
+    return 0
 
+
+def report(base: str, tenants: int, requests: int) -> None:
+    console = console_client(base)
+    token = httpx.post(f"{base}/v1/auth/login", json={"email": "operator@bench.example.com", "password": PASSWORD}).json()
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    last_page = -(-tenants // 50)
+    print(f"{tenants:,} tenants, {requests} sequential requests per line, one API process")
+    show("console /tenants (page 1)", measure(console, "/console/tenants", requests))
+    show("console /tenants?q=bench-0042", measure(console, "/console/tenants?q=bench-0042", requests))
+    show("console /tenants?last=failed", measure(console, "/console/tenants?last=failed", requests))
+    show(f"console /tenants?page={last_page} (last)", measure(console, f"/console/tenants?page={last_page}", requests))
+    show("floor: GET /healthz", measure(console, "/healthz", requests))
+    show(f"floor: GET /v1/tenants (JSON, all {tenants:,})", measure(console, "/v1/tenants", requests, bearer))
 
 if __name__ == "__main__":
     sys.exit(main())

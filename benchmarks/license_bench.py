@@ -35,7 +35,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,13 +45,10 @@ from api.billing.signatures import signature_header  # noqa: E402
 from api.db.models import LicenseStatus, Membership, Tenant, TenantStatus  # noqa: E402
 from api.db.session import Scope  # noqa: E402
 from api.licensing.issue import issue_license  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
 from api.server_credential import store as server_credential  # noqa: E402
 from api.services import Services  # noqa: E402
-from api.settings import Settings  # noqa: E402
-from tests.api.database import create_database, drop_database  # noqa: E402
 from tests.api.vault_support import destroy_transit_keys, remove_tenant_secrets  # noqa: E402
-from benchmarks.support import percentile, start_api  # noqa: E402
+from benchmarks.support import database_env, database_settings, percentile, start_api, throwaway_database  # noqa: E402
 
 PASSWORD = "correct-horse-battery-staple-42"
 MAX_SECONDS = 120
@@ -218,37 +214,30 @@ def main() -> int:
     keys = {"access_signing_key": f"bench-{secrets.token_hex(4)}-access",
             "license_signing_key": f"bench-{secrets.token_hex(4)}-license",
             "audit_signing_key": f"bench-{secrets.token_hex(4)}-audit"}
-    db = create_database("cameleer_bench")
-    api, slugs = None, []
-    try:
-        upgrade(url=db.url(db.owner), app_role=db.app_role, system_role=db.system_role)
-        env = {"CAMELEER_DATABASE_URL": db.url(db.app), "CAMELEER_DATABASE_ADMIN_URL": db.url(db.owner),
-               "CAMELEER_DATABASE_APP_ROLE": db.app_role, "CAMELEER_DATABASE_SYSTEM_URL": db.url(db.system),
-               "CAMELEER_DATABASE_SYSTEM_ROLE": db.system_role,
-               **{f"CAMELEER_{name.upper()}": value for name, value in keys.items()}}
-        settings = Settings(database_url=SecretStr(db.url(db.app)), database_admin_url=SecretStr(db.url(db.owner)),
-                            database_app_role=db.app_role, database_system_url=SecretStr(db.url(db.system)),
-                            database_system_role=db.system_role, **keys)
-        services = Services.build(settings)
-        tenancy = make_tenant(services)
-        slugs.append(tenancy.slug)
-        services.db.dispose()
-        api, base = start_api(env)
-        load = os.getloadavg()
-        print(f"license benchmark: one API process on {base}, {os.cpu_count()} cores, "
-              f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-              f"{args.rate:g} req/s for {args.seconds:g} s per phase, {args.connections} connections, open loop")
-        run_phases(base, api.pid, tenancy, args.rate, args.seconds, args.connections)
-        load = os.getloadavg()
-        print(f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-        return 0
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(timeout=20)
-        remove_tenant_secrets(slugs)
-        destroy_transit_keys(keys.values())
-        drop_database(db)
+    with throwaway_database("cameleer_bench") as db:
+        api, slugs = None, []
+        try:
+            env = {**database_env(db), **{f"CAMELEER_{name.upper()}": value for name, value in keys.items()}}
+            settings = database_settings(db, **keys)
+            services = Services.build(settings)
+            tenancy = make_tenant(services)
+            slugs.append(tenancy.slug)
+            services.db.dispose()
+            api, base = start_api(env)
+            load = os.getloadavg()
+            print(f"license benchmark: one API process on {base}, {os.cpu_count()} cores, "
+                  f"load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+                  f"{args.rate:g} req/s for {args.seconds:g} s per phase, {args.connections} connections, open loop")
+            run_phases(base, api.pid, tenancy, args.rate, args.seconds, args.connections)
+            load = os.getloadavg()
+            print(f"load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+            return 0
+        finally:
+            if api is not None:
+                api.terminate()
+                api.wait(timeout=20)
+            remove_tenant_secrets(slugs)
+            destroy_transit_keys(keys.values())
 
 
 if __name__ == "__main__":
