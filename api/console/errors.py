@@ -16,15 +16,6 @@ class ConsoleError(Exception):
         self.detail = detail
 
 
-def not_found(what: str) -> ConsoleError:
-    """Also the answer for what exists but is not the viewer's (its existence is not revealed)."""
-    return ConsoleError(404, f"{what} not found", f"There is no {what.lower()} here, or it is not yours to see.")
-
-
-def forbidden(detail: str) -> ConsoleError:
-    return ConsoleError(403, "Not allowed", detail)
-
-
 def render_error(request: Request, status: int, title: str, detail: str):
     return render(request, None, "error.html", status_code=status, title=title, detail=detail,
                   csrf_token=csrf_token(request))

@@ -273,3 +273,12 @@ def test_the_stream_follows_a_running_operation_live_until_it_finishes(client: T
     assert kinds[0] == ("progress", False) and ("progress", True) in kinds and kinds[-1][0] == "end"
     states = [e["data"] for e in events if e["event"] == "operation"]
     assert '"RUNNING"' in states[0] and '"SUCCEEDED"' in states[-1]
+
+
+def test_another_tenants_operation_looks_exactly_like_one_that_does_not_exist(client: TestClient, services: Services):
+    mine, theirs = sign_up(client, services), sign_up(client, services)
+    assert console_login(client, mine.email).status_code == 303
+    other = client.get(f"/console/operations/{theirs.operation_id}")
+    missing = client.get(f"/console/operations/{uuid.uuid4()}")
+    assert other.status_code == missing.status_code == 404
+    assert other.text == missing.text

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Path, Request
 
 from api.console.access import tenant_scope
 from api.console.deps import ConsoleViewer
-from api.console.errors import not_found
 from api.console.session import PATH
 from api.console.stack_updates import stack_updates, update_diff
 from api.console.templating import render
 from api.db.models import Tenant
 from api.dependencies import ServicesDep
+from api.problems import not_found
 
 router = APIRouter(prefix=f"{PATH}/tenants/{{tenant_id}}/history")
 

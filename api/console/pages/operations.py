@@ -17,13 +17,14 @@ from api.auth.roles import READERS, TenantRole
 from api.console import progress
 from api.console.access import tenant_scope
 from api.console.deps import ConsoleViewer, CsrfChecked
-from api.console.errors import ConsoleError, forbidden, not_found
+from api.console.errors import ConsoleError
 from api.console.session import PATH, Viewer
 from api.console.templating import render
 from api.db.models import Operation, OperationStatus, Tenant
 from api.db.session import Scope
 from api.dependencies import ServicesDep
 from api.operations.router import get_operation
+from api.problems import forbidden, not_found
 from api.services import Services
 from api.tenants.lifecycle import CANCELLABLE, cancel_operation, cancellation, confirm_operation, retry_operation
 
