@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from api.console import install_console
 from api.drift.router import router as drift_router
 from api.db.schema_state import DatabaseNotMigrated, ensure_migrated, rls_bypassed_by_role
 from api.licensing.router import router as license_router
+from api.licensing.server_route import ServerLicenseRoute
 from api.logs import configure_logging
 from api.middleware import install_middleware
 from api.openapi import install_openapi
@@ -53,8 +55,15 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             log.critical(str(exc))
             raise
         _warn_if_rls_is_bypassed(services)
-        yield
-        services.db.dispose()
+        await services.db.async_system_reads.open()
+        # Everything built so far lives as long as the process: keep it out of the collector's
+        # full passes, whose pauses otherwise show in the hot paths' tail latency.
+        gc.freeze()
+        try:
+            yield
+        finally:
+            await services.db.async_system_reads.close()
+            services.db.dispose()
 
     app = FastAPI(title="Cameleer control plane", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
@@ -65,6 +74,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                    operations_router, license_router, audit_router, billing_router, usage_router,
                    server_credential_router, drift_router, clusters_router):
         app.include_router(router)
+    # First in the router: it takes only the tenant servers' license polls (the server key header).
+    app.router.routes.insert(0, ServerLicenseRoute(services))
     install_console(app)
     install_openapi(app)
     return app

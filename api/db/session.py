@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from api.db.async_reads import AsyncSystemReads
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -95,6 +97,8 @@ class Database:
         self._app = sessionmaker(self.engine, class_=ScopedSession, expire_on_commit=False)
         self._system = sessionmaker(self.system_engine, class_=ScopedSession, expire_on_commit=False)
         self._system_autocommit = self.system_engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Opened by the API's lifespan, in its event loop; workers never open it.
+        self.async_system_reads = AsyncSystemReads(system_url)
 
     @classmethod
     def from_settings(cls, settings, **engine_kwargs) -> Database:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Row, and_, bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from api.auth.keyring import KeyRing
@@ -47,8 +47,12 @@ def current_license(session: Session, tenant_id: uuid.UUID) -> License | None:
     return session.scalars(query).first()
 
 
-# Built once: a statement's construction costs more CPU than its round trip on this path.
-_LICENSE_BY_SERVER_KEY = (
+# A tenant server's license fetch in one statement (api.licensing.server_route): the tenant a
+# server key id belongs to (``owner``), its ``slug`` and its current license (``license_id`` and
+# the columns a license answer shows, all NULL when it has none); no row when no tenant has that
+# key id (unknown or rotated). A system-scope read: the key id is what names the tenant, and the
+# statement reads that tenant's license only.
+LICENSE_BY_SERVER_KEY = (
     select(UsageCredential.tenant_id.label("owner"), Tenant.slug, License.id.label("license_id"),
            License.tenant_id, License.tier, License.status, License.kid, License.token, License.issued_at,
            License.expires_at)
@@ -58,15 +62,6 @@ _LICENSE_BY_SERVER_KEY = (
     .order_by(License.issued_at.desc())
     .limit(1)
 )
-
-
-def license_by_server_key(connection: Connection, key_id: str) -> Row | None:
-    """The tenant a server key id belongs to (``owner``), its ``slug`` and its current license
-    (``license_id`` and the columns a license answer shows, all None when it has none), in one
-    statement: a tenant server's license fetch is one round trip. None when no tenant has that
-    key id (unknown or rotated). A system-scope read: the key id is what names the tenant, and
-    the statement reads that tenant's license only."""
-    return connection.execute(_LICENSE_BY_SERVER_KEY, {"key_id": key_id}).first()
 
 
 def license_for_operation(session: Session, operation_id: uuid.UUID) -> License | None:

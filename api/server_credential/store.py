@@ -125,7 +125,11 @@ def check(signed: SignedRequest, slug: str, message: bytes, now: datetime, vault
           secrets_cache: SecretCache | None = None) -> None:
     """Verify the signature of a request whose key id the database maps to the tenant ``slug``
     (the caller looked it up: a rotated key id is no longer there)."""
-    secret = _secret(signed.key_id, slug, vault, secrets_cache)
+    verify(signed, secret_of(signed.key_id, slug, vault, secrets_cache), message, now)
+
+
+def verify(signed: SignedRequest, secret: str | None, message: bytes, now: datetime) -> None:
+    """Check the signature with the key id's secret (None: OpenBao has none for it)."""
     if secret is None:
         raise CredentialRefused(UNKNOWN_KEY)
     expected = digest(secret, signed.timestamp, message)
@@ -135,7 +139,8 @@ def check(signed: SignedRequest, slug: str, message: bytes, now: datetime, vault
         raise CredentialRefused(f"the signature's timestamp is more than {TOLERANCE_SECONDS} s from now")
 
 
-def _secret(key_id: str, slug: str, vault: TenantSecrets, secrets_cache: SecretCache | None) -> str | None:
+def secret_of(key_id: str, slug: str, vault: TenantSecrets, secrets_cache: SecretCache | None) -> str | None:
+    """The key id's secret, from the cache or else from the tenant's KV path in OpenBao."""
     cached = secrets_cache.get(key_id) if secrets_cache is not None else None
     if cached is not None:
         return cached
