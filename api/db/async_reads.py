@@ -5,18 +5,23 @@ license poll (api.licensing.server_route) is the one read a whole fleet repeats 
 there the thread-pool hop, the checkout's ping and the ORM layers cost more than the query: it
 runs on a small psycopg async pool instead, with the statement prepared on each connection.
 
-The pool belongs to one event loop: the API's lifespan opens it and closes it.
+The pool belongs to the event loop that opened it: the API's lifespan opens it in the server's
+loop and closes it. A read from any other loop (a test client that skipped the lifespan, an ASGI
+client running its own loop) or before the lifespan runs the same statement in a thread, on the
+system engine's pool: slower, never wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Executable
+from starlette.concurrency import run_in_threadpool
+from sqlalchemy import Engine, Executable
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from api.settings import libpq_dsn
@@ -41,33 +46,50 @@ def compile_read(statement: Executable) -> CompiledRead:
 
 
 class AsyncSystemReads:
-    def __init__(self, system_url: str, max_size: int = POOL_SIZE) -> None:
-        self._pool = AsyncConnectionPool(
-            libpq_dsn(system_url), min_size=1, max_size=max_size, open=False,
+    def __init__(self, system_url: str, system_engine: Engine, max_size: int = POOL_SIZE) -> None:
+        self._conninfo = libpq_dsn(system_url)
+        self._max_size = max_size
+        self._system_engine = system_engine  # in autocommit, like the pool's connections
+        self._pool: AsyncConnectionPool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        """Opens the pool in the running loop, unless another loop has it open already (another
+        app on the same Services, as tests build them: that loop keeps it)."""
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self._conninfo, min_size=1, max_size=self._max_size, open=False,
             timeout=CHECKOUT_TIMEOUT_SECONDS, name="system-reads",
             # Autocommit: one statement is atomic on its own, without BEGIN and COMMIT round trips.
             kwargs={"autocommit": True, "row_factory": namedtuple_row, "application_name": APPLICATION_NAME})
-
-    @property
-    def is_open(self) -> bool:
-        return not self._pool.closed
-
-    async def open(self) -> None:
-        await self._pool.open(wait=True)
+        await pool.open(wait=True)
+        self._pool, self._loop = pool, asyncio.get_running_loop()
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Closes the pool if the running loop is the one that opened it."""
+        if self._pool is None or asyncio.get_running_loop() is not self._loop:
+            return
+        pool, self._pool, self._loop = self._pool, None, None
+        await pool.close()
 
     async def first(self, read: CompiledRead, **params: Any) -> NamedTuple | None:
         """The statement's first row. A connection the server dropped (a restart) fails the
         first statement on it: that read is tried once more, on another connection."""
+        if self._pool is None or asyncio.get_running_loop() is not self._loop:
+            return await run_in_threadpool(self._first_in_thread, read, params)
         try:
-            return await self._first(read, params)
+            return await self._first(self._pool, read, params)
         except psycopg.OperationalError as exc:
             log.warning("system read failed on a pooled connection, trying once more: %s", exc)
-            return await self._first(read, params)
+            return await self._first(self._pool, read, params)
 
-    async def _first(self, read: CompiledRead, params: dict[str, Any]) -> NamedTuple | None:
-        async with self._pool.connection() as connection:
+    @staticmethod
+    async def _first(pool: AsyncConnectionPool, read: CompiledRead, params: dict[str, Any]) -> NamedTuple | None:
+        async with pool.connection() as connection:
             cursor = await connection.execute(read.sql, {**read.fixed_params, **params}, prepare=True)
             return await cursor.fetchone()
+
+    def _first_in_thread(self, read: CompiledRead, params: dict[str, Any]) -> NamedTuple | None:
+        with self._system_engine.connect() as connection:
+            return connection.exec_driver_sql(read.sql, {**read.fixed_params, **params}).first()

@@ -98,7 +98,7 @@ class Database:
         self._system = sessionmaker(self.system_engine, class_=ScopedSession, expire_on_commit=False)
         self._system_autocommit = self.system_engine.execution_options(isolation_level="AUTOCOMMIT")
         # Opened by the API's lifespan, in its event loop; workers never open it.
-        self.async_system_reads = AsyncSystemReads(system_url)
+        self.async_system_reads = AsyncSystemReads(system_url, self._system_autocommit)
 
     @classmethod
     def from_settings(cls, settings, **engine_kwargs) -> Database:

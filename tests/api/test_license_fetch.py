@@ -8,9 +8,12 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from api.app import create_app
 from api.db.async_reads import APPLICATION_NAME
+from api.services import Services
 from api.settings import libpq_dsn
 
 from tests.api.conftest import sign_up
@@ -132,3 +135,12 @@ def test_the_servers_fetch_is_counted_under_its_route(client, services):
     path = f"/api/license/{tenant.tenant_id}"
     assert _signed_get(client, path, _credential(tenant.slug)).status_code == 200
     assert 'route="/api/license/{tenant_id}",status="200"' in client.get("/metrics").text
+
+
+def test_without_the_lifespan_the_servers_fetch_reads_in_a_thread(client, services):
+    """The pool opens with the app's lifespan, in the server's event loop (uvicorn always runs
+    it). A client that skips the lifespan calls the app from other loops: the same answer."""
+    tenant = sign_up(client, services)
+    credential, path = _credential(tenant.slug), f"/api/license/{tenant.tenant_id}"
+    no_lifespan = TestClient(create_app(services.settings, services=services))
+    assert _signed_get(no_lifespan, path, credential).json()["token"] == _signed_get(client, path, credential).json()["token"]

@@ -3,6 +3,7 @@ the refusal to start on an unmigrated database."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.app import main as app_main
 from api.db.schema_state import DatabaseNotMigrated
 from api.logs import ContextFilter, configure_logging, redact
 from api.db.schema_state import head_revisions
@@ -140,3 +142,16 @@ def test_migrations_go_down_and_up_again(empty_database):
     upgrade(url=url, app_role=role, system_role=system)
     with TestClient(create_app(settings, services=Services.build(settings, driver=FakeStackDriver()))) as client:
         assert client.get("/readyz").status_code == 200
+
+
+def test_the_served_app_is_kept_out_of_the_collectors_full_passes(settings, monkeypatch):
+    served = []
+    monkeypatch.setattr("api.app.get_settings", lambda: settings)
+    monkeypatch.setattr("api.app.configure_logging", lambda level: None)
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: served.append((app, gc.get_freeze_count())))
+    try:
+        app_main()
+    finally:
+        gc.unfreeze()
+    ((_, frozen),) = served
+    assert frozen > 10_000
