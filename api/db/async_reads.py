@@ -20,15 +20,15 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Engine, Executable
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from starlette.concurrency import run_in_threadpool
 
 from api.settings import libpq_dsn
 
 log = logging.getLogger(__name__)
 POOL_SIZE = 4
-APPLICATION_NAME = "cameleer-api-system-reads"  # pg_stat_activity names the pool's connections so
+APPLICATION_NAME = "cameleer-api-system-reads"  # the pool's connections, as pg_stat_activity lists them
 CHECKOUT_TIMEOUT_SECONDS = 5.0
 
 
@@ -40,7 +40,7 @@ class CompiledRead(NamedTuple):
 
 
 def compile_read(statement: Executable) -> CompiledRead:
-    """Keeps one definition of a statement: the SQLAlchemy one the sync path executes."""
+    """One definition of a statement, SQLAlchemy's, rendered once for psycopg."""
     compiled = statement.compile(dialect=PGDialect_psycopg())
     return CompiledRead(str(compiled), dict(compiled.params))
 
