@@ -135,12 +135,11 @@ class Settings(BaseSettings):
 
     # Local state outside the database; the signed audit checkpoints are exported here.
     data_dir: Path = Path(__file__).resolve().parents[1] / ".cameleer"
-    # The drift job's JSON reports (`cameleer drift --all --json --report FILE`, schema
-    # cameleer.drift/v1), e.g. the CI workflow's artifacts; default: data_dir/drift-reports.
-    drift_reports_dir: Path | None = None
-
-    def drift_reports(self) -> Path:
-        return self.drift_reports_dir or self.data_dir / "drift-reports"
+    # Drift reports kept in the database (api.drift.store): a report is pruned by the next
+    # writer once it is neither among the newest `keep` nor younger than `keep_days` (None: no
+    # age limit); the newest always stays.
+    drift_reports_keep: int = Field(default=50, ge=1)
+    drift_reports_keep_days: float | None = Field(default=30.0, gt=0)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -1,6 +1,7 @@
 """The drift page's report: every stack with open drift, from the watcher's findings and the
-drift job's newest JSON report, each drifted property with expected and live values where a
-report has them (the watcher keeps paths only), and the tenant a correction would be for."""
+newest drift report in the database (api.drift.store), each drifted property with expected and
+live values where a report has them (the watcher keeps paths only), and the tenant a correction
+would be for."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from sqlalchemy import select
 
 from api.db.models import DriftFinding, Tenant
 from api.db.session import ScopedSession
-from api.drift.reports import DriftedProperty, DriftReportFile, StackReport, latest_report
-from api.services import Services
+from api.drift.reports import DriftedProperty, ReportView, StackReport
+from api.drift.store import newest_report
 from automation.errors import OperationError
 from automation.naming import TENANT_KINDS, parse_stack_name
 
@@ -48,11 +49,11 @@ class DriftedStack:
 @dataclass
 class FleetDrift:
     stacks: list[DriftedStack] = field(default_factory=list)
-    report: DriftReportFile | None = None
+    report: ReportView | None = None
 
 
-def fleet_drift(db: ScopedSession, services: Services) -> FleetDrift:
-    report = latest_report(services.settings.drift_reports())
+def fleet_drift(db: ScopedSession) -> FleetDrift:
+    report = newest_report(db)
     findings = list(db.scalars(select(DriftFinding).where(DriftFinding.cleared_at.is_(None)).order_by(DriftFinding.stack)))
     stacks: dict[str, DriftedStack] = {f.stack: DriftedStack(f.stack, None, finding=f) for f in findings}
     for name, stack_report in (report.stacks if report else {}).items():

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     LargeBinary,
     Numeric,
@@ -314,6 +315,26 @@ class DriftFinding(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     correction_operation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("operations.id"))
+
+
+class DriftReportKind(enum.StrEnum):
+    SCHEDULED = "scheduled"  # a `cameleer drift --all --json --report` run, stored by `python -m api.drift.import_report`
+    ON_DEMAND = "on-demand"  # an operator's check, run by a worker (api.drift.on_demand)
+
+
+class DriftReport(Base):
+    """A cameleer.drift/v1 report, secret-looking values masked before it is stored
+    (api.drift.store). Spans tenants: platform data without row-level security, for the
+    system role only."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = _now_column()
+    body: Mapped[dict[str, Any]]
 
 
 class LoginAttemptKind(enum.StrEnum):

@@ -1,21 +1,21 @@
-"""The drift job's JSON reports (`cameleer drift --all --json --report FILE`, schema
-cameleer.drift/v1 in automation/SCHEMA.md), read from the directory operators keep them in
-(``Settings.drift_reports``: the CI workflow's `drift-report.json` artifacts, or a scheduled
-run on a worker writing there).
+"""The drift reports' documents (schema cameleer.drift/v1 in automation/SCHEMA.md: the drift
+job's `cameleer drift --all --json --report FILE`, or a worker's on-demand check): masked
+before they are stored (``redacted``) and read for a page (``view``), masked again.
 
 The engine's drift check reports per property what the state expects (`old`) and what the
 cluster has (`new`); the watcher's findings keep paths only. The automation layer redacts
-secret-looking values when it writes a report; a report is a file anybody may have put
-there, so every value is checked again here and masked before a page sees it.
+secret-looking values when it writes a report, but a stored report may come from anywhere
+(an operator imports a file), so values are checked again when it is stored and when it is
+read: no page sees, and the database keeps, an unmasked secret.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from automation.history import parse_time
@@ -26,6 +26,10 @@ SCHEMA = "cameleer.drift/v1"
 MASK = "[redacted]"
 MAX_REPORT_BYTES = 20 * 1024 * 1024
 ABSENT = object()
+
+
+class NotADriftReport(ValueError):
+    """The document is not a cameleer.drift/v1 report."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,13 @@ class StackReport:
 
 
 @dataclass(frozen=True)
-class DriftReportFile:
-    name: str
+class ReportView:
+    """A stored report as the drift page shows it."""
+
+    id: int
+    kind: str
+    requested_by: str | None
+    created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     mode: str | None
@@ -60,33 +69,61 @@ class DriftReportFile:
     stacks: dict[str, StackReport]  # only the stacks that are not clean
 
 
-def latest_report(directory: Path) -> DriftReportFile | None:
-    """The newest readable report in ``directory`` (by the run's start), or None."""
-    reports = [report for path in _candidates(directory) if (report := _read(path)) is not None]
-    return max(reports, key=lambda r: (r.started_at is not None, r.started_at or datetime.min), default=None)
+def redacted(document: Any) -> dict[str, Any]:
+    """A copy of the report with every secret-looking property value of every resource change
+    (drift, correction, verification) masked; NotADriftReport for anything else."""
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise NotADriftReport(f"not a {SCHEMA} document")
+    masked = copy.deepcopy(document)
+    _mask_changes(masked)
+    return masked
 
 
-def _candidates(directory: Path) -> list[Path]:
+def summary_of(document: dict[str, Any]) -> dict[str, int]:
+    """The report's counts (stacks, clean, drifted, ...), nothing else of what it says."""
+    summary = document.get("summary")
+    return {str(k): v for k, v in summary.items() if isinstance(v, int)} if isinstance(summary, dict) else {}
+
+
+def _mask_changes(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _mask_changes(item)
+    elif isinstance(node, dict):
+        if isinstance(node.get("properties"), list) and ("urn" in node or "type" in node):
+            _mask_properties(node)
+        for value in node.values():
+            _mask_changes(value)
+
+
+def _mask_properties(resource: dict[str, Any]) -> None:
+    from automation.changes import looks_secret
+
+    type_, urn = str(resource.get("type") or ""), str(resource.get("urn") or "")
+    for prop in resource["properties"]:
+        if not isinstance(prop, dict):
+            continue
+        path = str(prop.get("path") or "")
+        present = [k for k in ("old", "new") if k in prop]
+        if any(looks_secret(type_, urn, path, prop[k]) for k in present):
+            prop.update({k: MASK for k in present})
+
+
+def view(*, id: int, kind: str, requested_by: str | None, created_at: datetime, body: Any) -> ReportView | None:
+    """The page's view of a stored report, or None (logged) when its body cannot be read."""
     try:
-        return [p for p in directory.glob("*.json") if p.is_file() and p.stat().st_size <= MAX_REPORT_BYTES]
-    except OSError:
-        return []
-
-
-def _read(path: Path) -> DriftReportFile | None:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            return None
-        stacks = [_stack(item) for item in document.get("stacks") or () if item.get("status") != "clean"]
-        return DriftReportFile(
-            name=path.name, started_at=_time(document.get("started_at")), finished_at=_time(document.get("finished_at")),
-            mode=document.get("mode"), fix=bool(document.get("fix")),
-            summary={k: int(v) for k, v in (document.get("summary") or {}).items() if isinstance(v, int)},
+        if not isinstance(body, dict) or body.get("schema") != SCHEMA:
+            raise NotADriftReport(f"not a {SCHEMA} document")
+        stacks = [_stack(item) for item in body.get("stacks") or () if item.get("status") != "clean"]
+        return ReportView(
+            id=id, kind=kind, requested_by=requested_by, created_at=created_at,
+            started_at=_time(body.get("started_at")), finished_at=_time(body.get("finished_at")),
+            mode=body.get("mode"), fix=bool(body.get("fix")),
+            summary=summary_of(body),
             stacks={s.stack: s for s in stacks},
         )
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        log.warning("drift report %s is not readable: %s", path.name, type(exc).__name__)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        log.warning("drift report %s is not readable: %s", id, type(exc).__name__)
         return None
 
 

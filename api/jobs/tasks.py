@@ -91,8 +91,8 @@ def register_tasks(app: procrastinate.App, settings: Settings, *, periodic: bool
         renew_due_licenses(context.additional_context["services"])
 
     @app.task(name=DRIFT_CHECK_TASK, queue=settings.job_queue, pass_context=True)
-    def drift_check(context: JobContext) -> None:
-        run_drift_check(context.additional_context["services"])
+    def drift_check(context: JobContext, requested_by: str | None = None) -> None:
+        run_drift_check(context.additional_context["services"], context.job.id, requested_by)
 
     register_billing_tasks(app, settings, periodic=periodic)
 

@@ -1,19 +1,21 @@
-"""The console's drift page: the watcher's findings with the drift job's report values (secrets
-masked), roles, and an operator's correction with a reason (idempotent, audited)."""
+"""The console's drift page: the watcher's findings with the newest stored drift report's values
+(secrets masked; reports in the database, api/drift/store.py), roles, and an operator's
+correction with a reason (idempotent, audited)."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.auth.roles import PlatformRole
-from api.db.models import AuditRecord, DriftFinding, Operation
+from api.db.models import AuditRecord, DriftFinding, DriftReport, Operation, User
 from api.db.session import Scope
+from api.drift.import_report import store_scheduled
 from api.services import Services
 from tests.api.conftest import run_queue, sign_up
 from tests.api.console_support import console_login, csrf_of, platform_viewer, post_form
@@ -44,22 +46,25 @@ def report_for(stack: str) -> dict:
 
 
 @pytest.fixture
-def drifted(client: TestClient, services: Services, tmp_path, monkeypatch):
+def drifted(client: TestClient, services: Services):
     """A tenant drifted: the watcher's finding row (as api.drift.recorder writes it, here
-    without its tier's automatic correction) and the drift job's report in the reports directory."""
+    without its tier's automatic correction) and the drift job's reports stored, an older one first."""
     tenant = sign_up(client, services)
     stack = f"tenant-{tenant.slug}"
-    monkeypatch.setattr(services.settings, "drift_reports_dir", tmp_path)
-    (tmp_path / "older.json").write_text(json.dumps({**report_for(stack), "started_at": "2026-11-01T10:00:00Z",
-                                                     "stacks": []}))
-    (tmp_path / "drift-report.json").write_text(json.dumps(report_for(stack)))
-    (tmp_path / "notes.json").write_text("not a report")
+    # "run": each test its own documents (a stored document is stored once, by its digest).
+    store_scheduled(services, {**report_for(stack), "started_at": "2026-11-01T10:00:00Z", "stacks": [],
+                               "run": uuid.uuid4().hex}, "ci:drift")
+    store_scheduled(services, {**report_for(stack), "run": uuid.uuid4().hex}, "ci:drift")
     with services.db.transaction(Scope.system()) as session:
         session.add(DriftFinding(stack=stack, tenant_id=uuid.UUID(tenant.tenant_id), findings=[
             {"resource": "prod-server", "what": "changed", "paths": ["spec.replicas"], "detail": ""},
             {"resource": "prod-netpol", "what": "deleted", "paths": [], "detail": "the object is gone"},
         ]))
     return tenant
+
+
+def stack_section(page: str, stack: str) -> str:
+    return page.split(f'id="stack-{stack}"')[1].split("</section>")[0]
 
 
 def corrections(services: Services, tenant) -> list[Operation]:
@@ -78,7 +83,7 @@ def test_an_auditor_sees_expected_and_live_values_with_secrets_masked_and_no_cor
     assert "data.password" in section and "data.apiToken" in section and section.count("[redacted]") >= 3
     assert not any(value in page.text for value in SECRET_VALUES)
     assert "prod-netpol" in section and "the object is gone" in section  # the watcher's, without values
-    assert "drift-report.json" in page.text
+    assert "the scheduled drift job of ci:drift" in page.text
     assert 'name="reason"' not in page.text and "Correct drift" not in page.text
 
 
@@ -149,12 +154,12 @@ def test_the_api_starts_the_same_correction_for_operators_only(
     assert len(corrections(services, drifted)) == 1
 
 
-def test_an_operator_checks_every_stack_on_demand_and_the_page_shows_the_workers_report(
-        client: TestClient, services: Services, driver, tmp_path, monkeypatch):
+def test_an_operator_checks_every_stack_on_demand_and_another_hosts_console_reads_the_workers_report(
+        client: TestClient, services: Services, driver, settings, app_clients, tmp_path):
     tenant = sign_up(client, services)
-    monkeypatch.setattr(services.settings, "drift_reports_dir", tmp_path / "reports")
-    driver.drift_report = report_for(f"tenant-{tenant.slug}")
-    platform_viewer(client, services, PlatformRole.OPERATOR)
+    stack = f"tenant-{tenant.slug}"
+    driver.drift_report = report_for(stack)
+    operator = platform_viewer(client, services, PlatformRole.OPERATOR)
     asked = post_form(client, "/console/drift", "/console/drift/check")
     assert asked.status_code == 303 and asked.headers["location"] == "/console/drift?check=queued"
     again = post_form(client, "/console/drift", "/console/drift/check")
@@ -162,15 +167,45 @@ def test_an_operator_checks_every_stack_on_demand_and_the_page_shows_the_workers
 
     run_queue(services)
     assert [m for m, *_ in driver.calls].count("check_drift") == 1
-    kept = list((tmp_path / "reports").glob("on-demand-*.json"))
-    assert len(kept) == 1
-    page = client.get("/console/drift")
-    section = page.text.split(f'id="stack-tenant-{tenant.slug}"')[1].split("</section>")[0]
-    assert "spec.replicas" in section and "<code>7</code>" in section
-    assert not any(value in page.text for value in SECRET_VALUES)
     with services.db.transaction(Scope.system()) as session:
-        actions = list(session.scalars(select(AuditRecord.action).where(AuditRecord.action.like("drift.check%"))))
-    assert actions.count("drift.check_requested") == 1 and actions.count("drift.checked") >= 1
+        stored = session.scalar(select(DriftReport).order_by(DriftReport.id.desc()).limit(1))
+        actions = list(session.scalars(select(AuditRecord).where(AuditRecord.action.like("drift.check%"))))
+        operator_id = session.scalar(select(User.id).where(User.email == operator))
+    assert stored.kind == "on-demand" and stored.requested_by == f"user:{operator_id}"
+    assert not any(value in str(stored.body) for value in SECRET_VALUES)  # masked before it was stored
+    assert [a.action for a in actions].count("drift.check_requested") == 1
+    assert any(a.action == "drift.checked" and a.details["report"] == stored.id for a in actions)
+    assert not list(settings.data_dir.rglob("on-demand-*.json"))  # no file another host could not see
+
+    # The API process of another host: its own data directory, its own connections.
+    other_settings = services.settings.model_copy(update={"data_dir": tmp_path / "other-pod"})
+    other = Services.build(other_settings, driver=driver)
+    try:
+        console = app_clients(other_settings, other, "203.0.113.7")
+        platform_viewer(console, other, PlatformRole.AUDITOR)
+        page = console.get("/console/drift")
+    finally:
+        other.db.dispose()
+    assert page.status_code == 200, page.text
+    section = stack_section(page.text, stack)
+    assert "spec.replicas" in section and "<code>7</code>" in section and "[redacted]" in section
+    assert not any(value in page.text for value in SECRET_VALUES)
+    assert f"#{stored.id}" in page.text and "an on-demand check" in page.text
+
+
+def test_a_stored_report_with_unmasked_secrets_is_masked_when_read(client: TestClient, services: Services):
+    """A row another writer put in unmasked (the writer masks, the reader does not trust it)."""
+    tenant = sign_up(client, services)
+    stack = f"tenant-{tenant.slug}"
+    with services.db.transaction(Scope.system()) as session:
+        session.add(DriftReport(kind="scheduled", idempotency_key=uuid.uuid4().hex, body=report_for(stack),
+                                created_at=datetime.now(UTC)))
+    platform_viewer(client, services, PlatformRole.AUDITOR)
+    page = client.get("/console/drift")
+    section = stack_section(page.text, stack)
+    assert "data.password" in section and "data.apiToken" in section and section.count("[redacted]") >= 3
+    assert "<code>7</code>" in section
+    assert not any(value in page.text for value in SECRET_VALUES)
 
 
 def test_an_auditor_gets_no_check_button_and_a_forged_check_is_refused(client: TestClient, services: Services):

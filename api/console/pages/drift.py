@@ -35,11 +35,10 @@ def drift(request: Request, viewer: ConsoleViewer, services: ServicesDep, check:
     if not viewer.sees_every_tenant:
         raise forbidden("The drift report needs the platform role operator or auditor.")
     with services.db.session(Scope.system()) as db, db.begin():
-        fleet = fleet_drift(db, services)
+        fleet = fleet_drift(db)
         # One key per rendered form: posting the same form twice starts one correction.
         keys = {s.stack: uuid.uuid4().hex for s in fleet.stacks if s.tenant is not None}
-        return render(request, viewer, "drift.html", area="drift", fleet=fleet, keys=keys,
-                      reports_dir=services.settings.drift_reports(), max_reason=MAX_REASON,
+        return render(request, viewer, "drift.html", area="drift", fleet=fleet, keys=keys, max_reason=MAX_REASON,
                       check_note=CHECK_NOTES.get(check))
 
 
