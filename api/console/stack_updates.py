@@ -1,18 +1,18 @@
 """A tenant's stack updates as the console shows them, and what is known of one update's diff.
 
 The list is the API's own history (``api.tenants.history.tenant_history``); who and why are
-read back from each update's ``[cameleer]`` message (automation/history.py). The state
+read back from each update's ``[cameleer]`` message (automation/history.py), and the
+operation it was made for is the one the history names (one of the tenant's). The state
 backend keeps, per update, only counts of resource changes, so the per-resource diff of an
 update comes from the engine events its operation recorded (``stack_events``: per resource
-its step and the paths the engine reported as changed, never values). An update is tied to
-its operation by the operation id in its message when that names one of the tenant's
-operations, otherwise by time: the operation whose events were recorded while the update ran.
+its step and the paths the engine reported as changed, never values). An update that names
+no operation is tied to one by time: the operation whose events were recorded while it ran.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -36,9 +36,10 @@ class StackUpdateView:
     actor: str | None
     reason: str | None
     change_kind: str | None
-    operation_ref: str | None  # what the message names as the operation (may be another id)
+    operation_id: uuid.UUID | None  # the tenant's operation the update was made for, as the history names it
     message: str
     resource_changes: dict[str, int]
+    operation_kind: str | None = None
 
     @property
     def changed(self) -> int:
@@ -70,7 +71,17 @@ def stack_updates(ctx: TenantContext) -> tuple[list[StackUpdateView], str | None
     history = tenant_history(ctx)
     entries = [e for e in history.entries if e.source == "stack"]
     views = [_view(entry, len(entries) - index) for index, entry in enumerate(entries)]
-    return views, history.stack_history_error
+    kinds = _operation_kinds(ctx, {v.operation_id for v in views} - {None})
+    return [replace(v, operation_kind=kinds.get(v.operation_id)) for v in views], history.stack_history_error
+
+
+def _operation_kinds(ctx: TenantContext, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    with ctx.db.begin():
+        rows = ctx.db.execute(select(Operation.id, Operation.kind).where(Operation.tenant_id == ctx.tenant_id,
+                                                                        Operation.id.in_(ids)))
+        return {operation_id: kind for operation_id, kind in rows}
 
 
 def _view(entry, position: int) -> StackUpdateView:
@@ -85,7 +96,7 @@ def _view(entry, position: int) -> StackUpdateView:
         actor=meta.actor if meta else None,
         reason=meta.reason if meta else None,
         change_kind=meta.kind if meta else None,
-        operation_ref=meta.operation_id if meta else None,
+        operation_id=uuid.UUID(details["operation_id"]) if details.get("operation_id") else None,
         message=details.get("message") or "",
         resource_changes=dict(details.get("resource_changes") or {}),
     )
@@ -104,11 +115,7 @@ def update_diff(ctx: TenantContext, update: StackUpdateView) -> UpdateDiff:
 
 
 def _named_operation(ctx: TenantContext, update: StackUpdateView) -> Operation | None:
-    try:
-        operation_id = uuid.UUID(update.operation_ref or "")
-    except ValueError:
-        return None
-    operation = ctx.db.get(Operation, operation_id)
+    operation = ctx.db.get(Operation, update.operation_id) if update.operation_id else None
     return operation if operation is not None and operation.tenant_id == ctx.tenant_id else None
 
 

@@ -40,7 +40,7 @@ from api.licensing.issue import current_license, issue_license, license_for_oper
 from api.operations.events import event_sink
 from api.server_credential import store as server_credential
 from api.services import Services
-from api.stacks.driver import MoveSource, TenantRef
+from api.stacks.driver import ChangeOrigin, MoveSource, TenantRef
 from api.tiers import environments_of, tier_named
 
 
@@ -107,6 +107,10 @@ class StepContext:
 
     def events(self):
         return event_sink(self.services.db, self.tenant_id, self.operation_id, self.step)
+
+    def origin(self) -> ChangeOrigin:
+        """This operation, as the stack's history records it with each engine update."""
+        return ChangeOrigin(self.operation_id, reason=self.params.get("reason"))
 
 
 StepFunction = Callable[[StepContext], dict[str, Any]]
@@ -302,6 +306,7 @@ def stack_up(ctx: StepContext) -> dict[str, Any]:
         ctx.kind is OperationKind.SUSPEND,
         ctx.events(),
         moving_from=moving_from,
+        origin=ctx.origin(),
     )
     kept = sorted(moving_from.database_passwords) if moving_from else []
     return {"stack": result.stack, "summary": result.summary, "database_passwords_kept": kept}
@@ -326,7 +331,7 @@ def _move_source(ctx: StepContext, ref: TenantRef, tier: str) -> MoveSource | No
 def drift_correct(ctx: StepContext) -> dict[str, Any]:
     with ctx.tx() as session:
         ref = ctx.target_ref(ctx.tenant(session))
-    result = ctx.services.driver.correct_drift(ref, ctx.events())
+    result = ctx.services.driver.correct_drift(ref, ctx.events(), origin=ctx.origin())
     return {"stack": result.stack, "summary": result.summary}
 
 
@@ -383,7 +388,7 @@ def release_old_placement(ctx: StepContext) -> dict[str, Any]:
         tenant = ctx.tenant(session)
         old = TenantRef(id=tenant.id, slug=tenant.slug, placement=ctx.params["from_placement"])
         new_cluster = placed_cluster(ctx.target_placement(tenant))
-    ctx.services.driver.destroy(old, ctx.events())
+    ctx.services.driver.destroy(old, ctx.events(), origin=ctx.origin())
     role = _revoke_old_role(ctx, old, new_cluster)
     with ctx.tx(Scope.system()) as session:
         assign.release(session, old.slug, old.placement)
@@ -412,7 +417,7 @@ def mark_deleting(ctx: StepContext) -> dict[str, Any]:
 def stack_destroy(ctx: StepContext) -> dict[str, Any]:
     with ctx.tx() as session:
         ref = ctx.target_ref(ctx.tenant(session))
-    key = ctx.services.driver.destroy(ref, ctx.events())
+    key = ctx.services.driver.destroy(ref, ctx.events(), origin=ctx.origin())
     if key is not None:  # crypto-shredding: copies of the stack's state are unreadable from now on
         with ctx.tx() as session:
             append(session, AuditMeta("control-plane", request_id=f"operation:{ctx.operation_id}"),

@@ -17,6 +17,7 @@ from functools import cached_property, wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from api.stacks.driver import (
+    ChangeOrigin,
     ClusterNotReady,
     EventSink,
     MoveSource,
@@ -33,6 +34,7 @@ from api.stacks.driver import (
 if TYPE_CHECKING:
     from automation.errors import OperationError
     from automation.events import OperationEvent
+    from automation.history import UpdateMetadata
     from automation.operations import StackOperations
     from automation.tenants import TenantSpec
 
@@ -96,19 +98,20 @@ class AutomationStackDriver:
         suspended: bool,
         on_event: EventSink,
         moving_from: MoveSource | None = None,
+        *,
+        origin: ChangeOrigin,
     ) -> ProvisionResult:
-        from automation.history import UpdateMetadata
         from automation.tenants import TenantPlatform, stack_config
 
         spec = _spec(tenant, tier, environments, license_jwt, suspended,
                      moving_from.database_passwords if moving_from else None)
         if tenant.placement.startswith("shared"):
-            self._ensure_baseline(tenant.placement, tier, on_event)
+            self._ensure_baseline(tenant.placement, tier, on_event, origin)
         reason = f"{'suspend' if suspended else 'provision'} tenant {tenant.slug} ({tier})"
         # Outputs are not read back: the service needs none, and each costs a CLI process.
         result = self._ops.up(
             spec.stack_name,
-            UpdateMetadata(ACTOR, reason, operation_id=str(tenant.id), kind="control-plane"),
+            _metadata(reason, origin),
             config=self._with_operator_settings(stack_config(spec, TenantPlatform.from_env()), tenant, moving_from),
             create=True,
             on_event=_relay(on_event),
@@ -125,14 +128,14 @@ class AutomationStackDriver:
         old = self._ops.factory.read_stack_config(stack_name_for(tenant.slug, moving_from.placement))
         return {**operator_settings(old, config), **config}
 
-    def _ensure_baseline(self, placement: str, tier: str, on_event: EventSink) -> None:
+    def _ensure_baseline(self, placement: str, tier: str, on_event: EventSink, origin: ChangeOrigin) -> None:
         """The first tenant placed on a newly registered shared cluster brings its baseline up."""
         from automation.tenants import cluster_of
 
         try:
             self._require_baseline(placement, tier)
         except BaselineMissing:
-            self.ensure_cluster_baseline(cluster_of(placement), on_event)
+            self.ensure_cluster_baseline(cluster_of(placement), on_event, origin)
 
     def _require_baseline(self, placement: str, tier: str) -> None:
         """A shared cluster takes tenants once its shared-<cluster> stack is up: without the
@@ -154,16 +157,17 @@ class AutomationStackDriver:
             raise BaselineMissing(f"cluster {cluster} has no baseline yet (PriorityClass {priority_class} is missing)"
                                   ) from None
 
-    def ensure_cluster_baseline(self, cluster: str, on_event: EventSink | None = None) -> ProvisionResult:
+    def ensure_cluster_baseline(self, cluster: str, on_event: EventSink | None = None,
+                                origin: ChangeOrigin | None = None) -> ProvisionResult:
         """Bring up the shared cluster's baseline stack, `shared-<cluster>` (idempotent: a
         no-change update when it is up already). It refreshes first, so a baseline object
-        deleted out of band is put back. Its settings file is the service's."""
-        from automation.history import UpdateMetadata
+        deleted out of band is put back. Its settings file is the service's. `origin` is the
+        operation that needs it, if one does (an operator's setup has none)."""
         from automation.tenants import TenantPlatform, baseline_config
 
         stack = f"shared-{cluster}"
         result = self._ops.up(
-            stack, UpdateMetadata(ACTOR, f"baseline of shared cluster {cluster}", kind="control-plane"),
+            stack, _metadata(f"baseline of shared cluster {cluster}", origin),
             config=baseline_config(TenantPlatform.from_env()), create=True, refresh=True,
             on_event=_relay(on_event) if on_event else None,
         )
@@ -234,20 +238,18 @@ class AutomationStackDriver:
             raise StackUnavailable(str(exc)) from exc
 
     @_permanent_failures_refused
-    def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
-        from automation.history import UpdateMetadata
+    def correct_drift(self, tenant: TenantRef, on_event: EventSink, *, origin: ChangeOrigin) -> ProvisionResult:
         from automation.operations import DRIFT_CORRECTION_REASON
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
-        result = self._ops.correct_drift(stack, UpdateMetadata(
-            ACTOR, DRIFT_CORRECTION_REASON, operation_id=str(tenant.id), kind="drift-correction"),
-            on_event=_relay(on_event))
+        reason = f"{DRIFT_CORRECTION_REASON}: {origin.reason}" if origin.reason else DRIFT_CORRECTION_REASON
+        result = self._ops.correct_drift(stack, _metadata(reason, origin, kind="drift-correction"),
+                                         on_event=_relay(on_event))
         return ProvisionResult(stack=result.stack, summary=dict(result.resource_changes))
 
     @_permanent_failures_refused
-    def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
-        from automation.history import UpdateMetadata
+    def destroy(self, tenant: TenantRef, on_event: EventSink, *, origin: ChangeOrigin) -> str | None:
         from automation.tenants import stack_name_for
 
         stack = stack_name_for(tenant.slug, tenant.placement)
@@ -255,8 +257,7 @@ class AutomationStackDriver:
             # Removed by an earlier attempt, which may have stopped before destroying the key.
             return self._ops.shred(stack)
         return self._ops.destroy(
-            stack, UpdateMetadata(ACTOR, f"delete tenant {tenant.slug}", operation_id=str(tenant.id), kind="control-plane"),
-            on_event=_relay(on_event),
+            stack, _metadata(f"delete tenant {tenant.slug}", origin), on_event=_relay(on_event),
         ).shredded_key
 
     def check_drift(self) -> dict[str, Any]:
@@ -273,10 +274,17 @@ class AutomationStackDriver:
             StackUpdate(
                 stack=stack, kind=entry.kind, result=entry.result, started_at=entry.started_at,
                 ended_at=entry.ended_at, message=entry.message, resource_changes=dict(entry.resource_changes),
-                version=entry.version,
+                version=entry.version, operation_id=entry.operation_id,
             )
             for entry in self._ops.recorded_history(stack)
         ]
+
+
+def _metadata(reason: str, origin: ChangeOrigin | None, kind: str = "control-plane") -> UpdateMetadata:
+    """Who and why, as the update records them: the control plane, for the operation `origin`."""
+    from automation.history import UpdateMetadata
+
+    return UpdateMetadata(ACTOR, reason, operation_id=str(origin.operation_id) if origin else None, kind=kind)
 
 
 def _spec(tenant: TenantRef, tier: str, environments: Sequence[str], license_jwt: str, suspended: bool,

@@ -1,7 +1,9 @@
 """What operations need from the automation layer.
 
 ``automation/`` implements the engine side; ``api.stacks.automation_adapter`` maps this
-Protocol onto it. Every method must be idempotent: a retried step calls it again.
+Protocol onto it. Every method must be idempotent: a retried step calls it again. Every
+method that changes a stack is given the operation it works for (``ChangeOrigin``), which the
+engine records with each update.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ class TenantRef:
     id: uuid.UUID
     slug: str
     placement: str
+
+
+@dataclass(frozen=True)
+class ChangeOrigin:
+    """The operation a stack change is made for. Its id goes into the engine update's history,
+    so that an update leads back to the operation and to who requested it."""
+
+    operation_id: uuid.UUID
+    reason: str | None = None  # the requester's own words, when the operation took some
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,7 @@ class StackUpdate:
     message: str = ""
     resource_changes: dict[str, int] = field(default_factory=dict)
     version: int | None = None  # the stack's update number, 1 = its first
+    operation_id: str | None = None  # the operation the update names (any text: a hand-made one may name anything)
 
 
 class StackUnavailable(Exception):
@@ -100,6 +112,8 @@ class StackDriver(Protocol):
         suspended: bool,
         on_event: EventSink,
         moving_from: MoveSource | None = None,
+        *,
+        origin: ChangeOrigin,
     ) -> ProvisionResult:
         """Create or update the tenant's stack to this desired state (``pulumi up``); on a
         move, taking over from ``moving_from``."""
@@ -113,15 +127,15 @@ class StackDriver(Protocol):
 
     def readiness(self, tenant: TenantRef) -> Readiness: ...
 
-    def destroy(self, tenant: TenantRef, on_event: EventSink) -> str | None:
+    def destroy(self, tenant: TenantRef, on_event: EventSink, *, origin: ChangeOrigin) -> str | None:
         """Destroy the tenant's resources, remove the stack, then destroy the stack's own
         encryption key; a missing stack is success. Returns the name of the key destroyed
         (None when the stack had none, or it was destroyed before)."""
         ...
 
-    def correct_drift(self, tenant: TenantRef, on_event: EventSink) -> ProvisionResult:
+    def correct_drift(self, tenant: TenantRef, on_event: EventSink, *, origin: ChangeOrigin) -> ProvisionResult:
         """Put the cluster back to the tenant's stack (an update with refresh, recorded with
-        the reason "drift correction"); the stack's config is left as it is."""
+        the reason "drift correction" and the origin's reason); the stack's config is left as it is."""
         ...
 
     def database_credentials(self, tenant: TenantRef, environments: Sequence[str]) -> dict[str, dict[str, str]]:

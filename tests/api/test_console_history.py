@@ -37,7 +37,8 @@ def recorded_history(services: Services, driver, tenant) -> list[StackUpdate]:
     updates = [
         StackUpdate(stack=stack, kind="update", result="succeeded", started_at=now - timedelta(minutes=2),
                     ended_at=now + timedelta(minutes=1), version=2, resource_changes={"same": 9, "update": 1},
-                    message=f"[cameleer] who=control-plane op={operation_id} kind=control-plane why=provision tenant {tenant.slug} (low)"),
+                    message=f"[cameleer] who=control-plane op={operation_id} kind=control-plane why=provision tenant {tenant.slug} (low)",
+                    operation_id=str(operation_id)),
         StackUpdate(stack=stack, kind="update", result="failed", started_at=now - timedelta(days=3),
                     ended_at=now - timedelta(days=3, seconds=-20), version=1, message="hand-made hotfix",
                     resource_changes={"create": 4}),
@@ -58,6 +59,18 @@ def test_the_history_lists_updates_with_who_why_when_result_and_changes(client: 
     assert "badge-succeeded" in rows[1] and "update 1" in rows[1] and "<time" in rows[1]
     assert "hand-made hotfix" in rows[2] and "badge-failed" in rows[2] and "create 4" in rows[2]
     assert f'href="/console/tenants/{tenant.tenant_id}/history/2"' in page.text
+
+
+def test_each_update_in_the_list_links_to_the_operation_that_made_it(client: TestClient, services: Services, driver):
+    tenant, other = sign_up(client, services), sign_up(client, services)
+    updates = recorded_history(services, driver, tenant)
+    updates[1] = dataclasses.replace(updates[1], operation_id=other.operation_id)  # not this tenant's
+    platform_viewer(client, services, PlatformRole.AUDITOR)
+    page = client.get(f"/console/tenants/{tenant.tenant_id}/history")
+    assert page.status_code == 200, page.text
+    rows = page.text.split('id="update-')
+    assert f'href="/console/operations/{tenant.operation_id}"' in rows[1] and "signup" in rows[1]
+    assert "/console/operations/" not in rows[2]
 
 
 def test_an_update_page_shows_the_resources_and_properties_its_operation_recorded(
@@ -81,7 +94,7 @@ def test_an_update_without_an_operation_id_is_tied_to_its_operation_by_time(
         client: TestClient, services: Services, driver):
     tenant = sign_up(client, services)
     updates = recorded_history(services, driver, tenant)
-    updates[0] = dataclasses.replace(updates[0], message="[cameleer] who=ci why=routine")
+    updates[0] = dataclasses.replace(updates[0], message="[cameleer] who=ci why=routine", operation_id=None)
     platform_viewer(client, services, PlatformRole.OPERATOR)
     page = client.get(f"/console/tenants/{tenant.tenant_id}/history/2")
     assert f'href="/console/operations/{tenant.operation_id}"' in page.text

@@ -228,11 +228,15 @@ def test_signup_reaches_active_on_the_cluster_and_a_replay_creates_nothing(cp, t
     history = cp.stack_operations().history(tenant_a.stack)
     assert [(h.kind, h.result) for h in history] == [("update", "succeeded")]
     assert history[0].actor == "control-plane" and tenant_a.slug in history[0].reason
+    # The update names the signup operation (not the tenant) in its message and environment.
+    assert history[0].operation_id == tenant_a.operation_id and tenant_a.tenant_id not in history[0].message
+    assert history[0].environment["ci.build.id"] == tenant_a.operation_id
     # The API serves the same updates, read from the backend (its process runs no engine).
     served = get(cp, f"/v1/tenants/{tenant_a.tenant_id}/history", tenant_a.headers)
     assert served["stack_history_error"] is None
-    assert [(e["action"], e["result"], e["details"]["message"]) for e in served["entries"] if e["source"] == "stack"] \
-        == [(f"stack.{h.kind}", h.result, h.message) for h in history]
+    assert [(e["action"], e["result"], e["details"]["message"], e["details"]["operation_id"])
+            for e in served["entries"] if e["source"] == "stack"] \
+        == [(f"stack.{h.kind}", h.result, h.message, tenant_a.operation_id) for h in history]
 
     # Replaying the signup (same Idempotency-Key, same body) is answered alike and creates
     # nothing: no row, no job, no engine run; its link, already followed, creates nothing either.

@@ -11,12 +11,14 @@ import uuid
 import pytest
 
 from api.stacks.automation_adapter import AutomationStackDriver
-from api.stacks.driver import StackChangeRefused, TenantRef
+from api.stacks.driver import ChangeOrigin, StackChangeRefused, TenantRef
 from automation.errors import ErrorKind, OperationError
 from automation.events import PolicyViolation
+from automation.history import UpdateMetadata, parse_history
 from automation.tenants import stack_name_for
 
 TENANT = TenantRef(id=uuid.uuid4(), slug="acme", placement="dedicated:acme")
+OPERATION = ChangeOrigin(operation_id=uuid.uuid4())
 MAX_REPLICAS = PolicyViolation("cameleer", "1.0.0", "max-replicas", "mandatory", "replicas must be at most 5")
 TEAM_LABEL = PolicyViolation("cameleer", "1.0.0", "team-label", "advisory", "namespaces should carry a team label")
 
@@ -49,10 +51,10 @@ def tenant_platform(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 ENGINE_CALLS = {
-    "provision": lambda driver: driver.provision(TENANT, "high", ["prod"], "jwt", False, print),
+    "provision": lambda driver: driver.provision(TENANT, "high", ["prod"], "jwt", False, print, origin=OPERATION),
     "preview": lambda driver: driver.preview(TENANT, "high", ["prod"], "jwt", print),
-    "correct_drift": lambda driver: driver.correct_drift(TENANT, print),
-    "destroy": lambda driver: driver.destroy(TENANT, print),
+    "correct_drift": lambda driver: driver.correct_drift(TENANT, print, origin=OPERATION),
+    "destroy": lambda driver: driver.destroy(TENANT, print, origin=OPERATION),
 }
 
 
@@ -109,5 +111,89 @@ def test_the_first_tenant_on_a_shared_cluster_without_its_baseline_brings_it_up(
 
     monkeypatch.setattr(driver, "_require_baseline", require_baseline)
     shared = TenantRef(id=uuid.uuid4(), slug="acme", placement="shared:eu3")
-    driver.provision(shared, "low", ["prod"], "jwt", False, print)
+    driver.provision(shared, "low", ["prod"], "jwt", False, print, origin=OPERATION)
     assert operations.updated == updated
+
+
+class MetadataRecordingOperations:
+    """`StackOperations` that keep the who/why each engine update would write into the stack's
+    history (`UpdateMetadata`), and succeed; its recorded history is what those updates wrote."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[str, UpdateMetadata]] = []
+
+    def stack_names(self) -> list[str]:
+        return [stack_name_for(TENANT.slug, TENANT.placement)]
+
+    def _record(self, stack: str, metadata: UpdateMetadata | None = None, **kwargs):
+        from types import SimpleNamespace
+
+        self.written.append((stack, metadata))
+        return SimpleNamespace(stack=stack, resource_changes={"same": 1}, shredded_key=None)
+
+    up = correct_drift = destroy = _record
+
+    def recorded_history(self, stack: str):
+        return parse_history([{"kind": "update", "result": "succeeded", "message": metadata.message(),
+                               "environment": {"ci.system": "cameleer"}}
+                              for written_to, metadata in reversed(self.written) if written_to == stack])
+
+
+def recording_driver() -> tuple[AutomationStackDriver, MetadataRecordingOperations]:
+    driver, operations = AutomationStackDriver(), MetadataRecordingOperations()
+    driver.__dict__["_ops"] = operations
+    return driver, operations
+
+
+UPDATES_OF_AN_OPERATION = {
+    "provision": lambda driver, origin: driver.provision(TENANT, "high", ["prod"], "jwt", False, print, origin=origin),
+    "correct_drift": lambda driver, origin: driver.correct_drift(TENANT, print, origin=origin),
+    "destroy": lambda driver, origin: driver.destroy(TENANT, print, origin=origin),
+}
+
+
+@pytest.mark.parametrize("call", UPDATES_OF_AN_OPERATION.values(), ids=UPDATES_OF_AN_OPERATION.keys())
+def test_each_engine_update_of_an_operation_names_that_operation_not_its_tenant(call):
+    driver, operations = recording_driver()
+    call(driver, OPERATION)
+    [(stack, metadata)] = operations.written
+    assert stack == stack_name_for(TENANT.slug, TENANT.placement)
+    assert metadata.operation_id == str(OPERATION.operation_id)
+    assert f"op={OPERATION.operation_id}" in metadata.message() and str(TENANT.id) not in metadata.message()
+    assert metadata.env_vars()["PULUMI_CI_BUILD_ID"] == str(OPERATION.operation_id)
+    assert metadata.actor == "control-plane"
+
+
+def test_a_baseline_brought_up_for_a_tenants_operation_names_the_operation(monkeypatch):
+    from api.stacks.automation_adapter import BaselineMissing
+
+    driver, operations = recording_driver()
+
+    def require_baseline(placement: str, tier: str) -> None:
+        if not any(stack == "shared-eu3" for stack, _ in operations.written):
+            raise BaselineMissing("cluster eu3 has no baseline yet")
+
+    monkeypatch.setattr(driver, "_require_baseline", require_baseline)
+    shared = TenantRef(id=uuid.uuid4(), slug="acme", placement="shared:eu3")
+    driver.provision(shared, "low", ["prod"], "jwt", False, print, origin=OPERATION)
+    assert [(stack, metadata.operation_id) for stack, metadata in operations.written] == [
+        ("shared-eu3", str(OPERATION.operation_id)), ("tenant-acme", str(OPERATION.operation_id))]
+
+
+def test_a_drift_correction_records_the_reason_its_requester_gave():
+    driver, operations = recording_driver()
+    reason = "replicas scaled by hand during incident 42"
+    driver.correct_drift(TENANT, print, origin=ChangeOrigin(uuid.uuid4(), reason=reason))
+    driver.correct_drift(TENANT, print, origin=ChangeOrigin(uuid.uuid4()))  # the watcher's: no words of its own
+    [(_, asked), (_, automatic)] = operations.written
+    assert asked.reason == f"drift correction: {reason}" and asked.message().endswith(f"why=drift correction: {reason}")
+    assert automatic.reason == "drift correction"
+    assert asked.kind == automatic.kind == "drift-correction"
+
+
+def test_the_history_served_names_the_operation_of_each_update():
+    driver, _ = recording_driver()
+    first, second = ChangeOrigin(uuid.uuid4()), ChangeOrigin(uuid.uuid4(), reason="put it back")
+    driver.provision(TENANT, "high", ["prod"], "jwt", False, print, origin=first)
+    driver.correct_drift(TENANT, print, origin=second)
+    assert [u.operation_id for u in driver.history(TENANT)] == [str(second.operation_id), str(first.operation_id)]
