@@ -70,7 +70,7 @@ def state_of(operation: OperationOut) -> dict[str, Any]:
         for s in step_rows(operation.steps)
     ]
     return {"status": operation.status, "current_step": operation.current_step, "error": operation.error,
-            "finished": finished(operation), "steps": steps}
+            "finished": finished(operation), "finished_at": operation.finished_at, "steps": steps}
 
 
 def preview_of(operation: OperationOut) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ and confirm / cancel / retry; and the API's cancel (test client, real DB, fake e
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -271,8 +272,13 @@ def test_the_stream_follows_a_running_operation_live_until_it_finishes(client: T
     assert time.monotonic() - started >= 2  # it waited for the engine
     kinds = [(e["event"], "server-7" in e["data"]) for e in events]
     assert kinds[0] == ("progress", False) and ("progress", True) in kinds and kinds[-1][0] == "end"
-    states = [e["data"] for e in events if e["event"] == "operation"]
-    assert '"RUNNING"' in states[0] and '"SUCCEEDED"' in states[-1]
+    states = [json.loads(e["data"]) for e in events if e["event"] == "operation"]
+    assert states[0]["status"] == "RUNNING" and states[0]["finished_at"] is None
+    assert states[-1]["status"] == "SUCCEEDED"
+    with services.db.transaction(Scope.system()) as session:
+        finished_at = session.get(Operation, uuid.UUID(operation_id)).finished_at
+    # The page's "Finished" cell is filled from the last state, without a reload.
+    assert datetime.fromisoformat(states[-1]["finished_at"]) == finished_at
 
 
 def test_another_tenants_operation_looks_exactly_like_one_that_does_not_exist(client: TestClient, services: Services):

@@ -35,6 +35,15 @@ function cell(row, text, extra) {
   return td;
 }
 
+// A time as the server's `when` filter marks it up; localizeTimes shows it in the viewer's zone.
+function timeElement(iso) {
+  const at = document.createElement("time");
+  at.setAttribute("datetime", iso);
+  at.title = iso;
+  at.textContent = iso;
+  return at;
+}
+
 function appendProgress(tbody, event) {
   if (tbody.querySelector(`tr[data-event="${event.id}"]`)) return;
   const row = document.createElement("tr");
@@ -48,11 +57,7 @@ function appendProgress(tbody, event) {
   cell(row, event.resource, resourceType);
   cell(row, event.op);
   cell(row, event.message);
-  const at = document.createElement("time");
-  at.setAttribute("datetime", event.at);
-  at.title = event.at;
-  at.textContent = event.at;
-  cell(row, "", at);
+  cell(row, "", timeElement(event.at));
   tbody.appendChild(row);
   localizeTimes(row);
   const empty = document.getElementById("events-empty");
@@ -62,6 +67,11 @@ function appendProgress(tbody, event) {
 function showOperation(state) {
   document.getElementById("op-status").replaceChildren(badge(state.status));
   document.getElementById("op-step").textContent = state.current_step || "—";
+  const finishedAt = document.getElementById("op-finished");
+  if (state.finished_at) {
+    finishedAt.replaceChildren(timeElement(state.finished_at));
+    localizeTimes(finishedAt);
+  }
   const error = document.getElementById("op-error");
   error.textContent = state.error || "";
   error.hidden = !state.error;
