@@ -88,7 +88,9 @@ class HistoryEntry(BaseModel):
     action: str
     actor: str | None = None
     result: str
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = Field(default={}, description=(
+        "An audit record's details; for a stack update: stack, version, message, resource_changes, ended_at "
+        "and operation_id, the tenant's operation the update was made for (null for one made outside the service)"))
 
 
 class TenantHistory(BaseModel):

@@ -102,6 +102,8 @@ def test_each_stack_update_names_the_operation_that_made_it(client, services, dr
     stack = [e for e in history["entries"] if e["source"] == "stack"]
     assert [e["details"]["operation_id"] for e in stack] == [suspended.json()["operation"]["id"], tenant.operation_id]
     assert tenant.tenant_id not in str([e["details"]["operation_id"] for e in stack])
+    details = client.get("/openapi.json").json()["components"]["schemas"]["HistoryEntry"]["properties"]["details"]
+    assert "operation_id" in details["description"]
 
 
 def test_a_drift_correction_carries_its_requesters_reason_to_the_engine(client, services, driver, operator_headers):
