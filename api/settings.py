@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = 900
     # A refresh token works once, for this long; each use rotates it (api.auth.sessions).
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    # A used refresh token presented again this soon after its use is a repeat (a lost answer
+    # retried, two tabs renewing together), answered with the same successor; later, a reuse
+    # that ends the session. 0: every second presentation is a reuse.
+    refresh_token_reuse_interval_seconds: int = Field(default=10, ge=0, le=60)
     # Mailed links: an invitation to an organisation, a password reset.
     invitation_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     password_reset_ttl_seconds: int = Field(default=3600, gt=0)

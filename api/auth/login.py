@@ -56,6 +56,20 @@ def password_login(
     return outcome
 
 
+def refresh_session(db: ScopedSession, request: Request, services: Services, refresh_token: str) -> SignedIn:
+    """Use a refresh token (``sessions.rotate``), audited, in the caller's transaction; a reuse
+    ends its session (``revoke_reused``) before it is raised."""
+    try:
+        signed_in = sessions.rotate(db, services, refresh_token)
+    except RefreshReused as reused:
+        revoke_reused(db, request, reused)
+        raise
+    details = {"repeated": True} if signed_in.repeated else {}
+    append(db, audit_meta(request, signed_in.principal.actor), "auth.refresh", f"session:{signed_in.session_id}",
+           details=details)
+    return signed_in
+
+
 def revoke_reused(db: ScopedSession, request: Request, reused: RefreshReused) -> None:
     """A used refresh token came back: someone else has a copy. End the whole session."""
     denied = sessions.revoke_session(db, reused.session_id, RevokedReason.REFRESH_REUSE)

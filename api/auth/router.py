@@ -14,7 +14,7 @@ from api.auth.passwords import ExistingPassword
 from api.auth.roles import PlatformRole
 from api.auth.sessions import RefreshRefused, RefreshReused, RevokedReason, SignedIn
 from api.auth.tokens import Principal
-from api.auth.login import password_login, revoke_reused
+from api.auth.login import password_login, refresh_session
 from api.db.models import KeyPurpose
 from api.dependencies import ServicesDep, SystemDb, audit_meta, mark_audited
 from api.problems import Problem, not_found, problems, too_many_requests
@@ -83,18 +83,16 @@ def login(body: LoginRequest, request: Request, services: ServicesDep, db: Syste
              summary="Exchange a refresh token (once) for a new access and refresh token of the same session",
              responses=problems({
                  401: "`/problems/invalid-refresh-token`: unknown, expired, revoked or used before (a reuse ends "
-                      "the session)",
+                      "the session; within a few seconds of its use, the same successor is answered again instead, "
+                      "or, once that is used too, this refusal without ending the session)",
                  503: SIGNING_UNAVAILABLE,
              }))
 def refresh(body: RefreshRequest, request: Request, services: ServicesDep, db: SystemDb) -> TokenResponse:
     refused = None
     with db.begin():
         try:
-            signed_in = sessions.rotate(db, services, body.refresh_token)
-            append(db, audit_meta(request, signed_in.principal.actor), "auth.refresh",
-                   f"session:{signed_in.session_id}")
+            signed_in = refresh_session(db, request, services, body.refresh_token)
         except RefreshReused as reused:
-            revoke_reused(db, request, reused)
             mark_audited(request)
             refused = reused
         except RefreshRefused as exc:

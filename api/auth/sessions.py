@@ -6,6 +6,19 @@ one in the same session, with a new access token. A used refresh token presented
 that a copy of it exists elsewhere (stolen, or a client that kept it): the whole session is
 revoked, the tokens of whoever holds the newer ones included.
 
+Except within the reuse interval (``refresh_token_reuse_interval_seconds``, 10 s) after its
+use, the grace period of Auth0 and Okta: a client that retries a refresh whose answer it lost,
+or two requests of one browser renewing the same expired access token together (a page and its
+event stream, two tabs), present it twice without any theft. Such a repeat is answered with the
+same successor refresh token (and an access token of its own), not refused: a client whose
+answer was lost has no other way to learn its successor, and a refused console request would
+show its tab the login form although the session lives on. The successor is kept sealed with a
+key derived from the used token (AES-GCM), so only whoever presents that token can open it, and
+only the digests of both stay readable. A repeat can never fork the session: once the
+successor itself is used, a repeat is refused (the session moves on with the newest token), and
+after the interval it is a reuse as before, which ends the session; a stolen token replayed
+later still does. The purge forgets sealed successors once their interval has passed.
+
 Every access token is recorded by its ``jti``, with its session and user. Revoking marks the
 unexpired ones, and ``current_principal`` looks the ``jti`` up on every request (its primary
 key), so a revoked token is refused on the next request, not when it expires.
@@ -27,6 +40,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -50,6 +66,7 @@ class SignedIn:
     access: IssuedToken
     refresh_token: str  # goes to the client only
     refresh_expires_in: int
+    repeated: bool = False  # a repeat within the reuse interval: the successor handed out again
 
 
 class RefreshRefused(Exception):
@@ -95,8 +112,9 @@ def start(db: Session, services: Services, user: User, *, now: datetime | None =
 
 
 def rotate(db: Session, services: Services, refresh_token: str, *, now: datetime | None = None) -> SignedIn:
-    """Use a refresh token once: a new refresh and access token in its session. Raises
-    :class:`RefreshReused` (for the caller to revoke the session) or :class:`RefreshRefused`."""
+    """Use a refresh token once: a new refresh and access token in its session (a repeat within
+    the reuse interval: the same refresh token again). Raises :class:`RefreshReused` (for the
+    caller to revoke the session) or :class:`RefreshRefused`."""
     now = now or _now()
     digest = _digest(refresh_token)
     found = db.execute(select(AuthSession.id, AuthSession.user_id)
@@ -112,11 +130,46 @@ def rotate(db: Session, services: Services, refresh_token: str, *, now: datetime
     if family.revoked_at is not None:
         raise RefreshRefused("revoked")
     if token.used_at is not None:
-        raise RefreshReused(family.id, family.user_id)
+        return _repeat(db, services, user, family, token, refresh_token, now)
     if token.expires_at <= now:
         raise RefreshRefused("expired")
     token.used_at = now
-    return _issue(db, services, user, family, now)
+    signed_in = _issue(db, services, user, family, now)
+    token.successor_sealed = _seal(signed_in.refresh_token, key_from=refresh_token)
+    return signed_in
+
+
+def _repeat(
+    db: Session, services: Services, user: User, family: AuthSession, token: RefreshToken, refresh_token: str,
+    now: datetime,
+) -> SignedIn:
+    """A used token again: within the reuse interval, its unused successor with a new access
+    token; else :class:`RefreshReused`."""
+    interval = timedelta(seconds=services.settings.refresh_token_reuse_interval_seconds)
+    if token.successor_sealed is None or now - token.used_at >= interval:
+        raise RefreshReused(family.id, family.user_id)
+    successor_token = _unseal(token.successor_sealed, key_from=refresh_token)
+    successor = _locked(db, select(RefreshToken).where(RefreshToken.token_sha256 == _digest(successor_token)))
+    if successor is None or successor.used_at is not None:
+        raise RefreshRefused("already used")
+    principal, access = _issue_access(db, services, user, family, now)
+    expires_in = int((successor.expires_at - now).total_seconds())
+    return SignedIn(family.id, principal, access, successor_token, expires_in, repeated=True)
+
+
+def _sealing_key(refresh_token: str) -> AESGCM:
+    # Derived from the token itself, not from its stored digest: the database alone opens nothing.
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"cameleer refresh-token successor")
+    return AESGCM(hkdf.derive(refresh_token.encode()))
+
+
+def _seal(successor: str, *, key_from: str) -> bytes:
+    nonce = secrets.token_bytes(12)
+    return nonce + _sealing_key(key_from).encrypt(nonce, successor.encode(), None)
+
+
+def _unseal(sealed: bytes, *, key_from: str) -> str:
+    return _sealing_key(key_from).decrypt(sealed[:12], sealed[12:], None).decode()
 
 
 def _locked(db: Session, query: Any) -> Any:
@@ -130,12 +183,20 @@ def _issue(db: Session, services: Services, user: User, family: AuthSession, now
     db.add(RefreshToken(token_sha256=_digest(refresh_token), session_id=family.id,
                         issued_at=now, expires_at=now + refresh_ttl))
     family.expires_at = now + refresh_ttl
+    principal, access = _issue_access(db, services, user, family, now)
+    return SignedIn(family.id, principal, access, refresh_token, settings.refresh_token_ttl_seconds)
+
+
+def _issue_access(
+    db: Session, services: Services, user: User, family: AuthSession, now: datetime
+) -> tuple[Principal, IssuedToken]:
+    settings = services.settings
     principal = principal_for(db, user)
     access = issue_access_token(services.keys, principal, family.id, issuer=settings.issuer,
                                 ttl=settings.access_token_ttl_seconds, now=now)
     db.add(AccessToken(jti=access.jti, session_id=family.id, user_id=user.id, expires_at=access.expires_at))
     db.flush()
-    return SignedIn(family.id, principal, access, refresh_token, settings.refresh_token_ttl_seconds)
+    return principal, access
 
 
 def revoke_session(db: Session, session_id: uuid.UUID, reason: RevokedReason, *, now: datetime | None = None) -> int:
@@ -188,6 +249,10 @@ def purge_expired(db: Session, settings: Settings, now: datetime) -> int:
     """Delete what no longer authenticates or denies anything (periodic). A session is kept
     for an access token's lifetime after its end, for its denied tokens' sake."""
     longest_access = timedelta(seconds=settings.access_token_ttl_seconds)
+    reuse_interval = timedelta(seconds=settings.refresh_token_reuse_interval_seconds)
+    db.execute(update(RefreshToken).where(RefreshToken.successor_sealed.is_not(None),
+                                          RefreshToken.used_at <= now - reuse_interval)
+               .values(successor_sealed=None))
     deleted = db.execute(delete(AccessToken).where(AccessToken.expires_at <= now)).rowcount
     deleted += db.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now)).rowcount
     deleted += db.execute(delete(AuthSession).where(or_(AuthSession.expires_at <= now - longest_access,

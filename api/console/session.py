@@ -4,7 +4,8 @@ A console login starts the same session as ``POST /v1/auth/login`` (throttled, a
 and keeps its access and refresh tokens in HttpOnly cookies scoped to ``/console``. A page
 request verifies the access token as the API does (signature, expiry, ``jti`` not revoked); an
 expired one is exchanged once for a new pair through the session's refresh token, and the new
-cookies ride on that page's response.
+cookies ride on that page's response. Requests of one browser that renew together (a page and
+its event stream, two tabs) get the same new refresh token (the reuse interval, api.auth.sessions).
 
 Forms carry a CSRF token that must equal the ``csrf`` cookie (double submit); the cookie is
 random per browser and SameSite=Strict, and a cross-site ``Origin`` is refused before that.
@@ -18,16 +19,13 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
 
-from api.audit.chain import append
-from api.auth import sessions
 from api.auth.jws import TokenInvalid
 from api.auth.roles import OPERATORS, READERS, TenantRole
-from api.auth.login import revoke_reused
+from api.auth.login import refresh_session
 from api.auth.sessions import RefreshRefused, SignedIn, access_token_revoked
 from api.auth.tokens import Principal, principal_from_token
 from api.db.models import User
 from api.db.session import Scope
-from api.dependencies import audit_meta
 from api.services import Services
 
 PATH = "/console"
@@ -123,7 +121,8 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 
 def viewer_of(request: Request, services: Services) -> Viewer:
-    """The signed-in viewer, renewing an expired access token once; else :class:`LoginRequired`."""
+    """The signed-in viewer, renewing an expired access token once; else :class:`LoginRequired`
+    (raised after the transaction, which keeps a reused session's revocation)."""
     next_url = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="/?=&")
     with services.db.session(Scope.system()) as db, db.begin():
         principal = _principal_from_access_cookie(request, services, db)
@@ -131,9 +130,7 @@ def viewer_of(request: Request, services: Services) -> Viewer:
         if principal is None:
             renewed = _renew(request, services, db)
             principal = renewed.principal if renewed else None
-        if principal is None:
-            raise LoginRequired(next_url)
-        email = _email_of(db, principal)
+        email = _email_of(db, principal) if principal else None
     if email is None:
         raise LoginRequired(next_url)
     if renewed is not None:
@@ -160,17 +157,13 @@ def _principal_from_access_cookie(request: Request, services: Services, db) -> P
 
 
 def _renew(request: Request, services: Services, db) -> SignedIn | None:
-    """One use of the session's refresh token. A reused one ends the session, as in the API."""
+    """One use of the session's refresh token, as in the API: a reused one ends the session, and
+    one repeated within the reuse interval (another tab renewing too) gets the same successor."""
     token = request.cookies.get(REFRESH_COOKIE)
     if not token:
         return None
     try:
-        renewed = sessions.rotate(db, services, token)
-        append(db, audit_meta(request, renewed.principal.actor), "auth.refresh", f"session:{renewed.session_id}")
-        return renewed
-    except sessions.RefreshReused as reused:
-        revoke_reused(db, request, reused)
-        return None
+        return refresh_session(db, request, services, token)
     except RefreshRefused:
         return None
 

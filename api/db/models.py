@@ -421,7 +421,8 @@ class AuthSession(Base):
 
 
 class RefreshToken(Base):
-    """One refresh token of a session: only its SHA-256 is kept; ``used_at`` once rotated."""
+    """One refresh token of a session: only its SHA-256 is kept; ``used_at`` once rotated, and
+    then its successor sealed with a key only the token itself gives (api.auth.sessions)."""
 
     __tablename__ = "refresh_tokens"
 
@@ -430,6 +431,7 @@ class RefreshToken(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    successor_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AccessToken(Base):

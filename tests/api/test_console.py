@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.auth.roles import PlatformRole
+from api.console.session import ACCESS_COOKIE, REFRESH_COOKIE
 from api.db.models import AuditRecord
 from api.db.session import Scope
 from api.services import Services
+from api.settings import libpq_dsn
 from sqlalchemy import select
 from tests.api.conftest import sign_up
 from tests.api.console_support import console_login, csrf_of, platform_viewer
@@ -143,3 +149,52 @@ def test_a_session_renewed_on_an_error_page_keeps_working(client: TestClient, se
     renewed = [v for k, v in missing.headers.multi_items() if k == "set-cookie"]
     assert any(c.startswith("cameleer_console_refresh=") for c in renewed)
     assert client.get("/console/tenants").status_code == 200
+
+
+def browser_like(services: Services, cookies) -> TestClient:
+    """Another client with the same cookies: another tab of the same browser."""
+    twin = fresh_client(services)
+    for cookie in cookies.jar:
+        twin.cookies.set(cookie.name, cookie.value, domain=cookie.domain, path=cookie.path)
+    return twin
+
+
+def test_two_requests_renewing_one_expired_session_at_once_both_keep_it(client: TestClient, services: Services):
+    """A page and its event stream, or two tabs, present the same expired access token and the
+    same refresh token together: the second renewal is not a reuse that ends the session."""
+    platform_viewer(client, services, PlatformRole.OPERATOR)
+    client.cookies.set(ACCESS_COOKIE, "expired-or-garbage", path="/console")
+    tabs = [client, browser_like(services, client.cookies)]
+    start = threading.Barrier(len(tabs))
+
+    def open_page(tab: TestClient):
+        start.wait()
+        return tab.get("/console/tenants", follow_redirects=False)
+
+    with ThreadPoolExecutor(max_workers=len(tabs)) as pool:
+        pages = list(pool.map(open_page, tabs))
+    assert [page.status_code for page in pages] == [200, 200]
+    for tab in tabs:
+        assert tab.get("/console/tenants", follow_redirects=False).status_code == 200
+        tab.cookies.set(ACCESS_COOKIE, "expired-or-garbage", path="/console")  # renews once more, each
+    assert [tab.get("/console/tenants", follow_redirects=False).status_code for tab in tabs] == [200, 200]
+
+
+def test_a_refresh_cookie_replayed_after_the_reuse_interval_ends_the_session(
+    client: TestClient, services: Services, database
+):
+    platform_viewer(client, services, PlatformRole.OPERATOR)
+    copied = browser_like(services, client.cookies)  # a copy of the cookies, replayed later
+    client.cookies.set(ACCESS_COOKIE, "expired-or-garbage", path="/console")
+    assert client.get("/console/tenants", follow_redirects=False).status_code == 200  # renewed
+    used = hashlib.sha256(copied.cookies.get(REFRESH_COOKIE, path="/console").encode()).digest()
+    interval = services.settings.refresh_token_reuse_interval_seconds
+    with psycopg.connect(libpq_dsn(database.url(database.owner)), autocommit=True) as connection:
+        connection.execute("UPDATE refresh_tokens SET used_at = used_at - make_interval(secs => %s)"
+                           " WHERE token_sha256 = %s", (interval + 1, used))
+    copied.cookies.set(ACCESS_COOKIE, "expired-or-garbage", path="/console")
+    assert copied.get("/console/tenants", follow_redirects=False).status_code == 303
+    assert client.get("/console/tenants", follow_redirects=False).status_code == 303  # the whole session ended
+    with services.db.transaction(Scope.system()) as session:
+        assert session.scalars(select(AuditRecord).where(AuditRecord.action == "auth.refresh_reuse")
+                               .order_by(AuditRecord.id.desc()).limit(1)).one().result == "denied"

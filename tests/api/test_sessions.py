@@ -4,7 +4,9 @@ on the very next request, password change and reset, against the real PostgreSQL
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -20,7 +22,7 @@ from api.db.models import (
 from api.db.session import Scope
 from api.mail import read_maildir
 from api.settings import libpq_dsn
-from tests.api.conftest import STRONG_PASSWORD, SignedUp, login, unique_slug
+from tests.api.conftest import STRONG_PASSWORD, SignedUp, login, new_address, unique_slug
 
 NEW_PASSWORD = "another-long-passphrase-97"
 
@@ -108,11 +110,18 @@ def test_refresh_rotates_within_the_session_and_each_token_works_once(client, se
     assert audit(services, "auth.refresh", f"session:{claims(first)['sid']}")
 
 
-def test_a_reused_refresh_token_revokes_the_whole_session_at_once(client, services):
+def rewind_use(database, pair: dict, seconds: float) -> None:
+    """As if ``seconds`` had passed since the pair's refresh token was used."""
+    owner_sql(database, "UPDATE refresh_tokens SET used_at = used_at - make_interval(secs => %s)"
+                        " WHERE session_id = %s AND used_at IS NOT NULL", seconds, claims(pair)["sid"])
+
+
+def test_a_reused_refresh_token_revokes_the_whole_session_at_once(client, services, settings, database):
     tenant = new_organisation(client, services)
     stolen = login_pair(client, tenant.email)
     elsewhere = login_pair(client, tenant.email)  # another session of the same user
-    legit = refresh(client, stolen).json()  # the token is used; a copy of it is replayed:
+    legit = refresh(client, stolen).json()  # the token is used; a copy of it is replayed later:
+    rewind_use(database, stolen, settings.refresh_token_reuse_interval_seconds + 1)
     replay = refresh(client, stolen)
     assert replay.status_code == 401 and replay.json()["type"] == "/problems/invalid-refresh-token"
     assert me(client, legit) == 401 and me(client, stolen) == 401  # every access token of the family
@@ -124,6 +133,47 @@ def test_a_reused_refresh_token_revokes_the_whole_session_at_once(client, servic
     assert stolen["refresh_token"] not in str(record.details)
     with services.db.transaction(Scope.system()) as session:
         assert session.get(AuthSession, uuid.UUID(sid)).revoked_reason == "refresh_reuse"
+
+
+def test_concurrent_refreshes_with_one_token_get_the_same_successor_and_keep_the_session(
+    services, app_clients
+):
+    """A client retrying a refresh whose answer it lost, or two requests renewing at once: the
+    second presentation within the reuse interval is not a theft."""
+    clients = [app_clients(services.settings, services, new_address()) for _ in range(2)]
+    tenant = new_organisation(clients[0], services)
+    pair = login_pair(clients[0], tenant.email)
+    start = threading.Barrier(len(clients))
+
+    def renew(client):
+        start.wait()
+        return refresh(client, pair)
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        answers = list(pool.map(renew, clients))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    first, second = (a.json() for a in answers)
+    assert first["refresh_token"] == second["refresh_token"] != pair["refresh_token"]
+    assert claims(first)["jti"] != claims(second)["jti"] and claims(first)["sid"] == claims(second)["sid"]
+    assert me(clients[0], first) == 200 and me(clients[0], second) == 200
+    assert refresh(clients[0], first).status_code == 200  # the successor works, once
+    sid = claims(pair)["sid"]
+    assert audit(services, "auth.refresh_reuse", f"session:{sid}") == []
+    details = sorted(str(r.details) for r in audit(services, "auth.refresh", f"session:{sid}"))
+    assert details == ["{'repeated': True}", "{}", "{}"]
+    with services.db.transaction(Scope.system()) as session:
+        assert session.get(AuthSession, uuid.UUID(sid)).revoked_at is None
+
+
+def test_a_repeat_within_the_interval_after_the_successor_was_used_is_refused_and_ends_nothing(client, services):
+    tenant = new_organisation(client, services)
+    first = login_pair(client, tenant.email)
+    second = refresh(client, first).json()
+    third = refresh(client, second).json()
+    late = refresh(client, first)  # its successor has moved on: nothing to hand out again
+    assert late.status_code == 401 and "already used" in late.json()["detail"]
+    assert me(client, third) == 200 and refresh(client, third).status_code == 200
+    assert audit(services, "auth.refresh_reuse", f"session:{claims(first)['sid']}") == []
 
 
 def test_logout_ends_the_callers_session_only(client, services):
