@@ -2,6 +2,13 @@
 
 Throttled per account and per client address, audited whatever the outcome (never the
 password), and on success the start of a session (``api.auth.sessions``).
+
+A login is two transactions, not one, on purpose: its attempt must be counted and committed
+before the password is checked, so that concurrent logins see each other's attempts, and the
+counters' row locks must not be held across the password hash, or every login from one
+address would wait behind the others' hashes. One transaction cannot do both. The second
+transaction takes the attempt back with the session it starts, and a separate one does if
+that fails (``LoginThrottle.right_password``).
 """
 
 from __future__ import annotations
@@ -40,20 +47,19 @@ def password_login(
     if attempt.retry_after:
         mark_audited(request)
         return LoginOutcome(retry_after=attempt.retry_after)
-    correct = verify_password(user.password_hash if user else None, password)
-    with db.begin():
-        if not correct:
+    if not verify_password(user.password_hash if user else None, password):
+        with db.begin():
             throttle.audit_lockouts(db, audit_meta(request), attempt.lockouts)
-            append(db, audit_meta(request), "auth.login", "user", result="denied", details={"reason": "bad credentials"})
-            outcome = LoginOutcome()
-        else:
-            throttle.take_back(db, attempt)
-            signed_in = sessions.start(db, services, user)
-            details = {"session_id": str(signed_in.session_id)} | ({"via": via} if via != "api" else {})
-            append(db, audit_meta(request, signed_in.principal.actor), "auth.login", f"user:{user.id}", details=details)
-            outcome = LoginOutcome(signed_in=signed_in)
+            append(db, audit_meta(request), "auth.login", "user", result="denied",
+                   details={"reason": "bad credentials"})
+        mark_audited(request)
+        return LoginOutcome()
+    with throttle.right_password(db, attempt):
+        signed_in = sessions.start(db, services, user)
+        details = {"session_id": str(signed_in.session_id)} | ({"via": via} if via != "api" else {})
+        append(db, audit_meta(request, signed_in.principal.actor), "auth.login", f"user:{user.id}", details=details)
     mark_audited(request)
-    return outcome
+    return LoginOutcome(signed_in=signed_in)
 
 
 def refresh_session(db: ScopedSession, request: Request, services: Services, refresh_token: str) -> SignedIn:

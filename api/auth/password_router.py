@@ -67,29 +67,33 @@ def change_password(
     body: PasswordChangeRequest, request: Request, services: ServicesDep, db: SystemDb,
     principal: Annotated[Principal, authenticated()],
 ) -> Response:
+    """The current password is checked as a login's is (``api.auth.login``): the attempt counted
+    first, in a short transaction of its own, so concurrent wrong ones get at most the lockout's
+    maximum of checks; taken back when right. A weak new password is refused before any of it."""
     meta = audit_meta(request, principal.actor)
     with db.begin():
         user = db.scalar(select(User).where(User.id == principal.user_id, User.scrubbed_at.is_(None)))
         if user is None:
             raise unauthorized("The account no longer exists.")
+        require_strong_password(body.new_password, email=user.email)
         throttle = LoginThrottle.of(services.settings, user.email, client_address(request), datetime.now(UTC))
-        retry_after = throttle.retry_after(db)
-        correct = not retry_after and verify_password(user.password_hash, body.current_password)
-        if correct:
-            require_strong_password(body.new_password, email=user.email)
-            set_password(user, body.new_password)
-            ended = sessions.revoke_sessions_of(db, user.id, RevokedReason.PASSWORD_CHANGE, keep=principal.session_id)
-            links.revoke(db, LinkPurpose.RESET_PASSWORD, str(user.id))
-            append(db, meta, "auth.password_change", f"user:{user.id}", details={"sessions_revoked": ended})
-        elif not retry_after:
-            throttle.record_failure_audited(db, meta)
+        attempt = throttle.count_attempt(db)
+    if attempt.retry_after:
+        raise too_many_requests("too-many-login-attempts", "Too many wrong passwords; try again later.",
+                                attempt.retry_after)
+    if not verify_password(user.password_hash, body.current_password):
+        with db.begin():
+            throttle.audit_lockouts(db, meta, attempt.lockouts)
             append(db, meta, "auth.password_change", f"user:{user.id}", result="denied",
                    details={"reason": "wrong current password"})
-    if retry_after:
-        raise too_many_requests("too-many-login-attempts", "Too many wrong passwords; try again later.", retry_after)
-    mark_audited(request)
-    if not correct:
+        mark_audited(request)
         raise Problem(403, "wrong-password", "The current password is wrong.")
+    with throttle.right_password(db, attempt):
+        set_password(user, body.new_password)
+        ended = sessions.revoke_sessions_of(db, user.id, RevokedReason.PASSWORD_CHANGE, keep=principal.session_id)
+        links.revoke(db, LinkPurpose.RESET_PASSWORD, str(user.id))
+        append(db, meta, "auth.password_change", f"user:{user.id}", details={"sessions_revoked": ended})
+    mark_audited(request)
     return Response(status_code=204)
 
 

@@ -10,7 +10,9 @@ A login counts its attempt before its password is checked (``count_attempt``, a 
 transaction of its own), so concurrent logins see each other's attempts and one key gets at
 most its maximum of password checks per window; the check itself runs outside the rows'
 locks (logins from one address are not serialized behind a password hash). A successful
-login takes its attempt back (``take_back``): only failures count.
+login takes its attempt back (``take_back``) in the transaction of what the right password
+does (``right_password``), and in one of its own should that transaction fail: only failures
+count.
 
 The counting (``locked_row``, ``count_failure``, ``purge_counters``) is not specific to
 logins: the signup limits (api.tenants.signup_limits) count their keys in the same table.
@@ -23,20 +25,25 @@ trusted proxies (the header is never trusted on its own), which this service doe
 from __future__ import annotations
 
 import enum
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import Request
-from sqlalchemy import delete, or_, select, tuple_
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.audit.chain import AuditMeta, append
 from api.auth.users import normalize_email
 from api.db.models import LoginAttempt, LoginAttemptKind
 from api.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,15 +119,6 @@ class LoginThrottle:
         keys = {LoginAttemptKind.ACCOUNT: normalize_email(email), LoginAttemptKind.ADDRESS: address}
         return cls(limits(settings), keys, now)
 
-    def retry_after(self, session: Session) -> int | None:
-        """Seconds until every lock on this attempt's keys has ended; None when none holds."""
-        wanted = [(kind.value, key) for kind, key in self.keys.items()]
-        ends = session.scalars(select(LoginAttempt.locked_until).where(
-            tuple_(LoginAttempt.kind, LoginAttempt.key).in_(wanted), LoginAttempt.locked_until > self.now)).all()
-        if not ends:
-            return None
-        return max(1, math.ceil((max(ends) - self.now).total_seconds()))
-
     def count_attempt(self, session: Session) -> Attempt:
         """Count a login attempt on both keys before its password is checked, under the rows'
         locks (account first); refused, counting nothing, while either key is locked. The
@@ -160,6 +158,28 @@ class LoginThrottle:
                 row.failures -= 1
         session.flush()
 
+    @contextmanager
+    def right_password(self, session: Session, attempt: Attempt) -> Iterator[None]:
+        """The transaction of what a right password does (a session, a new password), which
+        takes the attempt back. Should it fail (the secrets server cannot sign, the database
+        drops the connection), the attempt is taken back in a transaction of its own: a right
+        password never counts as a failure. Only a process that dies in between leaves it
+        counted, one failure more that its window forgets."""
+        try:
+            with session.begin():
+                self.take_back(session, attempt)
+                yield
+        except Exception:
+            self._take_back_alone(session, attempt)
+            raise
+
+    def _take_back_alone(self, session: Session, attempt: Attempt) -> None:
+        try:
+            with session.begin():
+                self.take_back(session, attempt)
+        except SQLAlchemyError as exc:  # the database itself failed: the first error is the one to raise
+            log.warning("a right password's login attempt stays counted: %s", type(exc).__name__)
+
     @staticmethod
     def audit_lockouts(session: Session, meta: AuditMeta, lockouts: list[Lockout]) -> None:
         """Audit each lockout a failure caused (never the password)."""
@@ -176,10 +196,6 @@ class LoginThrottle:
                 locked.append(Lockout(kind, key, row.locked_until))
         session.flush()
         return locked
-
-    def record_failure_audited(self, session: Session, meta: AuditMeta) -> None:
-        """Count a failure and audit each lockout it causes (never the password)."""
-        self.audit_lockouts(session, meta, self.record_failure(session))
 
 
 def locked_row(session: Session, kind: enum.StrEnum, key: str, now: datetime) -> LoginAttempt:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from api.auth import passwords
+from api.auth.signing import SigningUnavailable
 from api.auth.throttle import Limit, LoginThrottle, purge_expired
 from api.db.models import LoginAttempt, LoginAttemptKind
 from api.db.session import Scope
@@ -28,6 +29,7 @@ from api.settings import libpq_dsn
 from tests.api.conftest import STRONG_PASSWORD, new_address, sign_up
 
 WRONG = "not-the-password-1"
+NEW_PASSWORD = "another-long-passphrase-97"
 
 
 @pytest.fixture
@@ -239,3 +241,60 @@ def test_openapi_declares_the_429_problem_with_retry_after(client):
     responses = client.get("/openapi.json").json()["paths"]["/v1/auth/login"]["post"]["responses"]
     assert "application/problem+json" in responses["429"]["content"]
     assert "Retry-After" in responses["429"]["headers"]
+
+
+def test_concurrent_wrong_current_passwords_get_at_most_the_maximum_of_password_checks(
+    services, settings, from_address, monkeypatch
+):
+    client = from_address()
+    tenant = sign_up(client, services)
+    spy = VerifySpy(passwords._hasher)
+    monkeypatch.setattr(passwords, "_hasher", spy)
+    at_once = 12
+    start = threading.Barrier(at_once)
+
+    def change(_: int) -> int:
+        start.wait()
+        return client.post("/v1/auth/password", headers=tenant.headers,
+                           json={"current_password": WRONG, "new_password": NEW_PASSWORD}).status_code
+
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        statuses = sorted(pool.map(change, range(at_once)))
+    limit = settings.login_account_max_failures
+    assert statuses == [403] * limit + [429] * (at_once - limit)
+    assert len(spy.hashes) == limit
+    assert len(_audited(services, "auth.lockout", f"account:{tenant.email}")) == 1
+
+
+def test_a_right_current_password_with_a_weak_new_one_counts_nothing(services, settings, from_address):
+    client = from_address()
+    tenant = sign_up(client, services)
+    for _ in range(settings.login_account_max_failures):
+        weak = client.post("/v1/auth/password", headers=tenant.headers,
+                           json={"current_password": STRONG_PASSWORD, "new_password": "short"})
+        assert weak.status_code == 422
+    assert _login(client, tenant.email, STRONG_PASSWORD).status_code == 200
+
+
+def test_a_right_password_whose_sign_in_then_fails_never_counts_toward_the_lockout(
+    services, settings, from_address, monkeypatch
+):
+    """The attempt is counted in a transaction of its own before the password check; the
+    session that a right password starts cannot be signed (the secrets server is down): the
+    attempt is taken back all the same."""
+    address = new_address()
+    client = from_address(address)
+    tenant = sign_up(client, services)
+
+    def unavailable(*args, **kwargs):
+        raise SigningUnavailable("the secrets server is down (test)")
+
+    monkeypatch.setattr(services.keys, "sign", unavailable)
+    tries = settings.login_account_max_failures
+    assert [_login(client, tenant.email, STRONG_PASSWORD).status_code for _ in range(tries)] == [503] * tries
+    monkeypatch.undo()
+    assert _login(client, tenant.email, STRONG_PASSWORD).status_code == 200
+    with services.db.transaction(Scope.system()) as session:
+        assert session.get(LoginAttempt, ("account", tenant.email)) is None
+        assert session.get(LoginAttempt, ("address", address)).failures == 0
+    assert _audited(services, "auth.lockout", f"account:{tenant.email}") == []
