@@ -176,6 +176,24 @@ def test_a_repeat_within_the_interval_after_the_successor_was_used_is_refused_an
     assert audit(services, "auth.refresh_reuse", f"session:{claims(first)['sid']}") == []
 
 
+def test_the_successor_is_kept_sealed_and_forgotten_after_the_reuse_interval(client, services, settings):
+    tenant = new_organisation(client, services)
+    first = login_pair(client, tenant.email)
+    second = refresh(client, first).json()
+    sid = uuid.UUID(claims(first)["sid"])
+    with services.db.transaction(Scope.system()) as session:
+        used = session.scalars(select(RefreshToken).where(RefreshToken.session_id == sid,
+                                                          RefreshToken.used_at.is_not(None))).one()
+        assert used.successor_sealed and second["refresh_token"].encode() not in used.successor_sealed
+        purge_expired(session, settings, used.used_at + timedelta(seconds=1))
+    with services.db.transaction(Scope.system()) as session:
+        assert session.get(RefreshToken, used.token_sha256).successor_sealed is not None  # still within
+        later = used.used_at + timedelta(seconds=settings.refresh_token_reuse_interval_seconds)
+        purge_expired(session, settings, later)
+    with services.db.transaction(Scope.system()) as session:
+        assert session.get(RefreshToken, used.token_sha256).successor_sealed is None
+
+
 def test_logout_ends_the_callers_session_only(client, services):
     tenant = new_organisation(client, services)
     leaving, staying = login_pair(client, tenant.email), login_pair(client, tenant.email)
