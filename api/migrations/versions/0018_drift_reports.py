@@ -7,7 +7,7 @@ row-level security applies. Only the system role (the workers, the console's pla
 the operator CLI) reads and writes it; the app role gets no privilege at all.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
