@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from api.audit.chain import AuditMeta, append
 from api.billing.catalog import UNITS_PER, meter_event_name
 from api.billing.stripe_api import StripeBilling
+from api.clusters.assign import placed_cluster
 from api.db.models import Tenant, TenantStatus, UsageHour, UsageSample
 from api.db.session import Scope, ScopedSession
 from api.metrics import METER_EVENTS_SENT, METERING_LAST_SAMPLE, METERING_SILENT, USAGE_OVERAGE
@@ -113,8 +114,6 @@ def record_reservations(
 
 def collect(services: Services, client_for_cluster: Callable[[str], object], now: datetime | None = None) -> int:
     """Sample every running tenant's reservations on every cluster it runs on."""
-    from automation.tenants import cluster_of
-
     now = now or datetime.now(UTC)
     with services.db.transaction(Scope.system()) as session:
         tenants = session.execute(
@@ -124,7 +123,8 @@ def collect(services: Services, client_for_cluster: Callable[[str], object], now
         ).all()
     by_cluster: dict[str, dict[str, uuid.UUID]] = defaultdict(dict)
     for tenant_id, slug, placement in tenants:
-        by_cluster[cluster_of(placement)][slug] = tenant_id
+        if cluster := placed_cluster(placement):
+            by_cluster[cluster][slug] = tenant_id
     written = 0
     for cluster, ids_by_slug in by_cluster.items():
         reserved = read_reservations(client_for_cluster(cluster))
