@@ -16,7 +16,7 @@ from typing import Any
 from components.catalog import get_tier
 from components.naming import SECRETS_AUTH_MOUNT, secrets_auth_mount
 from stacks.clusters import DEFAULT_LOCAL_CLUSTER
-from stacks.config import database_password_key
+from stacks.config import base_url, database_password_key
 
 from .kv import read_field
 from .naming import StackKind, stack_name
@@ -27,6 +27,9 @@ DEFAULT_TENANT_IMAGE = (
     "ghcr.io/cameleer/server@sha256:4f5e1c3b2a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f"
 )
 _PLACEMENT_KINDS = {"shared": StackKind.TENANT, "dedicated": StackKind.DEDICATED}
+# Where tenant servers reach OpenBao and the control plane (see TenantPlatform).
+SECRETS_ADDRESS_ENV = "CAMELEER_TENANT_SECRETS_ADDRESS"
+CONTROL_PLANE_URL_ENV = "CAMELEER_TENANT_CONTROL_PLANE_URL"
 
 
 class TenantSpecError(ValueError):
@@ -80,6 +83,11 @@ class TenantPlatform:
     # control plane reads them: CAMELEER_VAULT_KUBERNETES_MOUNT, CAMELEER_CLUSTER.
     secrets_auth_mount: str = SECRETS_AUTH_MOUNT
     platform_cluster: str = DEFAULT_LOCAL_CLUSTER
+    # Base URLs as tenant clusters reach them, which need not be the control plane's own
+    # (VAULT_ADDR, CAMELEER_PUBLIC_BASE_URL): OpenBao, and the control plane's API. None: unset,
+    # and a tenant stack is refused (stack_config); a shared cluster's baseline needs neither.
+    secrets_address: str | None = None
+    control_plane_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TenantPlatform:
@@ -101,7 +109,19 @@ class TenantPlatform:
             rollout_timeout=env.get("CAMELEER_TENANT_ROLLOUT_TIMEOUT") or None,
             secrets_auth_mount=env.get("CAMELEER_VAULT_KUBERNETES_MOUNT") or SECRETS_AUTH_MOUNT,
             platform_cluster=env.get("CAMELEER_CLUSTER") or DEFAULT_LOCAL_CLUSTER,
+            secrets_address=_platform_url(env, SECRETS_ADDRESS_ENV),
+            control_plane_url=_platform_url(env, CONTROL_PLANE_URL_ENV),
         )
+
+
+def _platform_url(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if not value:
+        return None
+    try:
+        return base_url(value)
+    except ValueError as error:
+        raise TenantSpecError(f"{name}: {error}") from None
 
 
 def tenant_database_admin_url(environ: Mapping[str, str] | None = None) -> str | None:
@@ -128,8 +148,12 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
 
     It names the cluster, never how to reach it: the kubeconfig is found at run time. The
     server is told its Kubernetes auth mount when it is not the default one, so a tenant of
-    the platform's own cluster keeps the config it had before clusters had mounts of their own."""
+    the platform's own cluster keeps the config it had before clusters had mounts of their own.
+    The server is always told where OpenBao and the control plane are: without them it could
+    neither read its secrets nor fetch its license, so a platform that has not set them gets
+    a TenantSpecError, not a server that cannot work."""
     cluster = cluster_of(spec.placement)
+    addresses = _server_addresses(platform)
     config: dict[str, Any] = {
         "slug": spec.slug,
         "tier": spec.tier,
@@ -140,6 +164,7 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
         "databaseAdminUrl": Secret(platform.database_admin_url),
         "license": Secret(spec.license_jwt),
         "suspended": spec.suspended,
+        **addresses,
     }
     if platform.cluster_cidrs:
         config["clusterCidrs"] = list(platform.cluster_cidrs)
@@ -155,6 +180,17 @@ def stack_config(spec: TenantSpec, platform: TenantPlatform) -> dict[str, Any]:
         minimum = tier.billing.minimum
         config["committed"] = {"cpu": f"{minimum.cpu_m}m", "memory": f"{minimum.memory_mi}Mi"}
     return config
+
+
+def _server_addresses(platform: TenantPlatform) -> dict[str, str]:
+    addresses = {(SECRETS_ADDRESS_ENV, "secretsAddress"): platform.secrets_address,
+                 (CONTROL_PLANE_URL_ENV, "controlPlaneUrl"): platform.control_plane_url}
+    missing = [env for (env, _), value in addresses.items() if not value]
+    if missing:
+        raise TenantSpecError(
+            f"{' and '.join(missing)} must be set: where tenant servers reach OpenBao and the control plane, "
+            "as base URLs (scripts/services.sh writes the local ones into .cameleer/services.env)")
+    return {key: value for (_, key), value in addresses.items()}
 
 
 def operator_settings(old_config: Mapping[str, Any], new_config: Mapping[str, Any]) -> dict[str, Any]:

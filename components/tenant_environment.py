@@ -39,6 +39,10 @@ class TenantEnvironmentArgs:
     database_password: pulumi.Input[str] | None = None
     # The Kubernetes auth mount of the cluster's service accounts; None: the default one.
     secrets_auth_mount: str | None = None
+    # Where the server reaches OpenBao and the control plane (its license, its usage reports),
+    # as base URLs; None: not told (a stack configured before servers were told).
+    secrets_address: str | None = None
+    control_plane_url: str | None = None
 
     def __post_init__(self) -> None:
         naming.namespace_name(self.slug, self.environment)
@@ -108,6 +112,10 @@ def server_settings(args: TenantEnvironmentArgs) -> dict[str, str]:
     }
     if args.secrets_auth_mount is not None:  # unset, the server uses naming.SECRETS_AUTH_MOUNT
         settings["CAMELEER_SECRETS_AUTH_MOUNT"] = args.secrets_auth_mount
+    if args.secrets_address is not None:
+        settings["CAMELEER_SECRETS_ADDRESS"] = args.secrets_address
+    if args.control_plane_url is not None:
+        settings["CAMELEER_CONTROL_PLANE_URL"] = args.control_plane_url
     return settings
 
 

@@ -598,6 +598,9 @@ export CAMELEER_DATABASE_SYSTEM_URL="postgresql+psycopg://cameleer_system@$pg/ca
 export CAMELEER_TEST_DATABASE_URL="postgresql+psycopg://postgres@$pg/postgres"
 export CAMELEER_TENANT_DATABASE_ENDPOINT="$pg"
 export CAMELEER_TENANT_DATABASE_ADMIN_SECRET="platform/tenant-database"
+# Where tenant servers reach OpenBao and the control plane (the local clusters reach loopback).
+export CAMELEER_TENANT_SECRETS_ADDRESS="http://127.0.0.1:$OPENBAO_PORT"
+export CAMELEER_TENANT_CONTROL_PLANE_URL="\${CAMELEER_PUBLIC_BASE_URL:-http://127.0.0.1:8080}"
 export CAMELEER_POSTGRES_ADMIN_DSN="postgresql://postgres@$pg/postgres"
 export CAMELEER_STATE_POSTGRES_URL="postgres://postgres@$pg/pulumi_state?sslmode=disable"
 export PULUMI_BACKEND_URL="file://$DATA/state"

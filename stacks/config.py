@@ -22,6 +22,10 @@ Keys (namespace `cameleer:`):
     secretsAuthMount  the Kubernetes auth mount the server logs in to OpenBao with (default: not
                       told, the method's default path; the control plane sets it for every
                       cluster but its own, see components.naming.secrets_auth_mount)
+    secretsAddress    OpenBao's address as the tenant's cluster reaches it, an http(s) URL
+                      (default: not told; stacks from before servers were told keep updating)
+    controlPlaneUrl   the control plane's base URL as tenant servers reach it, where they fetch
+                      their license and post usage reports (default: not told, likewise)
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -97,6 +102,8 @@ class TenantSettings:
     cluster: str = DEFAULT_CLUSTER
     rollout_timeout: str = DEFAULT_ROLLOUT_TIMEOUT
     secrets_auth_mount: str | None = None
+    secrets_address: str | None = None
+    control_plane_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,13 +156,16 @@ def tenant_settings(stack: StackName, raw: Mapping[str, Any], secrets_present: M
     cluster = problems.check("cluster", lambda: validate_slug(raw.get("cluster") or DEFAULT_CLUSTER))
     rollout_timeout = problems.check("rolloutTimeout", lambda: _duration(raw.get("rolloutTimeout")))
     auth_mount = problems.check("secretsAuthMount", lambda: _mount_path(raw.get("secretsAuthMount")))
+    secrets_address = problems.check("secretsAddress", lambda: _optional_base_url(raw.get("secretsAddress")))
+    control_plane_url = problems.check("controlPlaneUrl", lambda: _optional_base_url(raw.get("controlPlaneUrl")))
     for key in ("databaseAdminUrl", "license"):
         if not secrets_present.get(key):
             problems.add(key, f"missing; set it with `pulumi config set --secret {NAMESPACE}:{key} ...`")
     problems.raise_if_any()
     return TenantSettings(slug=slug, tier=tier, environments=environments, image=image, database=database,
                           suspended=suspended, committed=committed, cluster_cidrs=cidrs,
-                          cluster=cluster, rollout_timeout=rollout_timeout, secrets_auth_mount=auth_mount)
+                          cluster=cluster, rollout_timeout=rollout_timeout, secrets_auth_mount=auth_mount,
+                          secrets_address=secrets_address, control_plane_url=control_plane_url)
 
 
 def shared_cluster_settings(stack: StackName, raw: Mapping[str, Any]) -> SharedClusterSettings:
@@ -179,6 +189,29 @@ def _mount_path(value: Any) -> str | None:
     if not _MOUNT_PATH.match(str(value)):
         raise ValueError(f"expected an OpenBao mount path such as kubernetes-eu2, got {value!r}")
     return str(value)
+
+
+def _optional_base_url(value: Any) -> str | None:
+    return None if value in (None, "") else base_url(value)
+
+
+def base_url(value: Any) -> str:
+    """An http(s) URL a tenant server joins its paths to, without a trailing slash. A URL
+    carrying credentials is refused without being quoted: the server gets its own."""
+    text = str(value)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise ValueError("expected an http(s) URL such as https://host.example.com:8200") from None
+    if "@" in text:  # user:password@host, or anything like it, is never quoted back
+        raise ValueError("the URL must not contain '@' (credentials, user:password@); the server logs in "
+                         "with its own")
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in text):
+        raise ValueError(f"expected an http(s) URL such as https://host.example.com:8200, got {text!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"expected a base URL without query or fragment, got {text!r}")
+    return text.rstrip("/")
 
 
 def _required(raw: Mapping[str, Any], key: str) -> Any:
@@ -257,7 +290,7 @@ def _bool(value: Any) -> bool:
 
 PLAIN_KEYS = ("slug", "tier", "environments", "image", "databaseEndpoint", "databaseCidr",
               "suspended", "committed", "clusterCidrs", "cluster", "rolloutTimeout",
-              "secretsAuthMount")
+              "secretsAuthMount", "secretsAddress", "controlPlaneUrl")
 SECRET_KEYS = ("databaseAdminUrl", "license")
 
 

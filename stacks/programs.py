@@ -64,6 +64,7 @@ def _tenant_environments(settings: TenantSettings, target: ExistingCluster, conf
             image=settings.image, database=settings.database, database_admin_url=admin_url,
             license=license_jwt, suspended=settings.suspended, committed=settings.committed,
             rollout_timeout=settings.rollout_timeout, secrets_auth_mount=settings.secrets_auth_mount,
+            secrets_address=settings.secrets_address, control_plane_url=settings.control_plane_url,
             database_password=config.get_secret(database_password_key(environment)),
         ), pulumi.ResourceOptions(depends_on=depends_on or []))
         for environment in settings.environments

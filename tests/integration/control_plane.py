@@ -196,6 +196,9 @@ class ControlPlane:
             "KUBECONFIG": kubeconfig,
             "CAMELEER_TENANT_DATABASE_ADMIN_URL": self.tenant_database_url,
             "CAMELEER_TENANT_DATABASE_ENDPOINT": require_env("CAMELEER_TENANT_DATABASE_ENDPOINT"),
+            # Where the tenant servers are told to reach OpenBao and this control plane.
+            "CAMELEER_TENANT_SECRETS_ADDRESS": require_env("VAULT_ADDR"),
+            "CAMELEER_TENANT_CONTROL_PLANE_URL": f"http://127.0.0.1:{port}",
             "PYTHONUNBUFFERED": "1",
             # Every signup comes from this loopback address: the address limit is not under test here.
             "CAMELEER_SIGNUP_ADDRESS_MAX": "1000000",

@@ -28,6 +28,8 @@ pytestmark = pytest.mark.engine
 
 SLUG_PREFIX = "drift"
 SERVER_SELECTOR = "app.kubernetes.io/name=" + SERVER_NAME
+SECRETS_ADDRESS = "http://openbao.cameleer-platform.svc:8200"
+CONTROL_PLANE_URL = "https://cameleer.example.com"
 
 
 class Cli:
@@ -80,6 +82,7 @@ class Cli:
             "up", f"tenant-{slug}", "--create", "--reason", reason,
             "--set", f"slug={slug}", "--set", "tier=low", "--set", 'environments=["prod"]',
             "--set", f"image={PINNED_IMAGE}", "--set", "rolloutTimeout=60s",
+            "--set", f"secretsAddress={SECRETS_ADDRESS}", "--set", f"controlPlaneUrl={CONTROL_PLANE_URL}",
             "--set", f"databaseEndpoint={database.get('host', '127.0.0.1')}:{database.get('port', 5432)}",
             "--set-secret", f"databaseAdminUrl={tenant_database_url}",
             "--set-secret", f"license={license_jwt(slug, 'low')}",
@@ -177,6 +180,9 @@ def test_kubectl_edits_are_reported_exactly_and_corrected(tenant_stack):
     _check_and_fix(cli, stack, "prod-server-settings", {"data.CAMELEER_RETENTION_DAYS"})
     settings = cli.get(namespace, "configmap", SETTINGS_CONFIG_MAP)
     assert settings["data"]["CAMELEER_RETENTION_DAYS"] == "7"
+    # The server is told where to log in to OpenBao and where the control plane is.
+    assert (settings["data"]["CAMELEER_SECRETS_ADDRESS"], settings["data"]["CAMELEER_CONTROL_PLANE_URL"]) == (
+        SECRETS_ADDRESS, CONTROL_PLANE_URL)
     assert settings["metadata"]["uid"] == uid  # corrected in place, never deleted
 
     # 3. kubectl label --overwrite of the Pod Security label.

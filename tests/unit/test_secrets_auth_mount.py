@@ -10,7 +10,9 @@ from automation.tenants import TenantPlatform, TenantSpec, stack_config
 from components.naming import secrets_auth_mount
 
 PLATFORM = {"CAMELEER_TENANT_DATABASE_ENDPOINT": "db.example:5432",
-            "CAMELEER_TENANT_DATABASE_ADMIN_URL": "postgresql://admin:pw@db.example:5432/postgres"}
+            "CAMELEER_TENANT_DATABASE_ADMIN_URL": "postgresql://admin:pw@db.example:5432/postgres",
+            "CAMELEER_TENANT_SECRETS_ADDRESS": "http://openbao.example:8200",
+            "CAMELEER_TENANT_CONTROL_PLANE_URL": "https://cp.example.com"}
 
 
 def test_the_platforms_own_cluster_has_the_configured_mount_every_other_one_its_own():

@@ -148,6 +148,30 @@ def test_the_auth_mount_from_config_reaches_every_server(kubeconfig):
     assert len(settings) == 2 and all(m["data"]["CAMELEER_SECRETS_AUTH_MOUNT"] == "kubernetes-eu2" for m in settings)
 
 
+def test_the_addresses_from_config_reach_every_server(kubeconfig):
+    mocks = run_stack("tenant-demo", tenant_config(secretsAddress="http://127.0.0.1:58200/",
+                                                   controlPlaneUrl="https://cp.example.com/cameleer"))
+    settings = [m["data"] for m in mocks.manifests("ConfigMap")]
+    assert len(settings) == 2
+    assert {(d["CAMELEER_SECRETS_ADDRESS"], d["CAMELEER_CONTROL_PLANE_URL"]) for d in settings} == {
+        ("http://127.0.0.1:58200", "https://cp.example.com/cameleer")}  # joined to paths: no trailing slash
+
+
+def test_a_stack_configured_without_addresses_keeps_updating(kubeconfig):
+    mocks = run_stack("tenant-demo", tenant_config())
+    settings = [m["data"] for m in mocks.manifests("ConfigMap")]
+    assert len(settings) == 2
+    assert not any({"CAMELEER_SECRETS_ADDRESS", "CAMELEER_CONTROL_PLANE_URL"} & set(d) for d in settings)
+
+
+def test_an_address_with_credentials_is_refused_without_showing_them(kubeconfig):
+    mocks = prepare("tenant-demo", tenant_config(controlPlaneUrl="https://admin:hunter2@cp.example.com"))
+    with pytest.raises(StackConfigError, match="cameleer:controlPlaneUrl: the URL must not contain '@'") as raised:
+        run_main()
+    assert "hunter2" not in str(raised.value)
+    assert mocks.registered == []
+
+
 def test_suspended_tenant_has_no_running_servers(kubeconfig):
     mocks = run_stack("tenant-demo", tenant_config(suspended="true"))
     assert [d["spec"]["replicas"] for d in mocks.manifests("Deployment")] == [0, 0]
@@ -183,6 +207,11 @@ def test_shared_cluster_stack_is_the_baseline_only(kubeconfig):
     ("tenant-demo", {"rolloutTimeout": "5 minutes"}, "cameleer:rolloutTimeout: expected a duration"),
     ("tenant-demo", {"cluster": "EU1"}, "cameleer:cluster: .*DNS-1123"),
     ("tenant-demo", {"secretsAuthMount": "kubernetes eu2"}, "cameleer:secretsAuthMount: expected an OpenBao mount"),
+    ("tenant-demo", {"secretsAddress": "127.0.0.1:8200"}, "cameleer:secretsAddress: expected an http.s. URL"),
+    ("tenant-demo", {"secretsAddress": "http://openbao:99999"}, "cameleer:secretsAddress: expected an http.s. URL"),
+    ("tenant-demo", {"controlPlaneUrl": "ftp://cp.example.com"}, "cameleer:controlPlaneUrl: expected an http.s. URL"),
+    ("tenant-demo", {"controlPlaneUrl": "https://cp.example.com/?x=1"},
+     "cameleer:controlPlaneUrl: expected a base URL without query"),
     ("customer-demo", {}, "is not one of tenant-<name>"),
 ])
 def test_invalid_config_fails_before_any_resource_is_registered(kubeconfig, stack, overrides, message):

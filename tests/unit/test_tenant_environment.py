@@ -126,7 +126,24 @@ def test_the_server_is_told_its_clusters_auth_mount():
     assert mocks.one("ConfigMap")["data"]["CAMELEER_SECRETS_AUTH_MOUNT"] == "kubernetes-eu2"
 
 
-def test_a_server_on_the_default_auth_mount_keeps_its_settings_as_they_were():
+def test_the_server_is_told_where_openbao_and_the_control_plane_are():
+    mocks, _ = build(secrets_address="http://openbao.platform.svc:8200", control_plane_url="https://cp.example.com")
+    data = mocks.one("ConfigMap")["data"]
+    assert data["CAMELEER_SECRETS_ADDRESS"] == "http://openbao.platform.svc:8200"
+    assert data["CAMELEER_CONTROL_PLANE_URL"] == "https://cp.example.com"
+
+
+def test_a_server_told_everything_has_exactly_these_settings():
+    mocks, _ = build(secrets_auth_mount="kubernetes-eu2", secrets_address="http://openbao:8200",
+                     control_plane_url="https://cp.example.com")
+    assert set(mocks.one("ConfigMap")["data"]) == {
+        "CAMELEER_TENANT", "CAMELEER_ENVIRONMENT", "CAMELEER_TIER", "CAMELEER_RETENTION_DAYS",
+        "CAMELEER_SECRETS_ROLE", "CAMELEER_SECRETS_PATH", "CAMELEER_SECRETS_TOKEN_FILE",
+        "CAMELEER_SECRETS_AUTH_MOUNT", "CAMELEER_SECRETS_ADDRESS", "CAMELEER_CONTROL_PLANE_URL"}
+
+
+def test_a_stack_configured_before_servers_were_told_addresses_keeps_its_settings_as_they_were():
+    """No auth mount, no addresses in the stack's config: the ConfigMap is what it was."""
     mocks, _ = build()
     assert set(mocks.one("ConfigMap")["data"]) == {
         "CAMELEER_TENANT", "CAMELEER_ENVIRONMENT", "CAMELEER_TIER", "CAMELEER_RETENTION_DAYS",
