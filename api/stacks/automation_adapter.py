@@ -45,7 +45,9 @@ R = TypeVar("R")
 
 def _permanent_failures_refused(method: Callable[P, R]) -> Callable[P, R]:
     """An engine failure that no retry can fix (policy, config or validation, a rollout that
-    cannot finish, a missing stack) ends the step at once as `StackChangeRefused`, saying why.
+    cannot finish, a missing stack) ends the step at once as `StackChangeRefused`, saying why;
+    so does a tenant the platform's settings cannot make a stack of (`TenantSpecError`, e.g.
+    CAMELEER_TENANT_SECRETS_ADDRESS unset: the worker's environment does not change by itself).
     Everything else goes on to the job queue, which retries it with backoff: conflicts and
     transient failures, and a failure nobody classified (it may be a transient one whose
     wording no rule knows; the queue's attempts bound it)."""
@@ -53,9 +55,12 @@ def _permanent_failures_refused(method: Callable[P, R]) -> Callable[P, R]:
     @wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
         from automation.errors import ErrorKind, OperationError
+        from automation.tenants import TenantSpecError
 
         try:
             return method(*args, **kwargs)
+        except TenantSpecError as error:
+            raise StackChangeRefused(str(error)) from error
         except OperationError as error:
             if error.kind in (ErrorKind.POLICY, ErrorKind.CONFIG, ErrorKind.ROLLOUT, ErrorKind.NOT_FOUND):
                 raise StackChangeRefused(_refusal(error)) from error

@@ -48,6 +48,8 @@ def driver_failing_with(error: OperationError) -> AutomationStackDriver:
 def tenant_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAMELEER_TENANT_DATABASE_ENDPOINT", "db.example:5432")
     monkeypatch.setenv("CAMELEER_TENANT_DATABASE_ADMIN_URL", "postgresql://admin:pw@db.example:5432/postgres")
+    monkeypatch.setenv("CAMELEER_TENANT_SECRETS_ADDRESS", "http://openbao.example:8200")
+    monkeypatch.setenv("CAMELEER_TENANT_CONTROL_PLANE_URL", "https://cp.example.com")
 
 
 ENGINE_CALLS = {
@@ -82,6 +84,15 @@ def test_a_policy_refusal_says_what_each_mandatory_policy_says():
         ENGINE_CALLS["provision"](driver_failing_with(error))
     assert str(raised.value) == ("[policy] update dedicated-acme: 1 mandatory policy violation(s): max-replicas; "
                                  "max-replicas: replicas must be at most 5")
+
+
+@pytest.mark.parametrize("call", [ENGINE_CALLS["provision"], ENGINE_CALLS["preview"]], ids=["provision", "preview"])
+def test_a_platform_that_has_not_said_where_openbao_is_gets_a_refusal_saying_so_and_no_update(monkeypatch, call):
+    monkeypatch.delenv("CAMELEER_TENANT_SECRETS_ADDRESS")
+    # The engine, if it were asked, would fail with an error passed on as it is.
+    not_to_be_called = driver_failing_with(OperationError(ErrorKind.UNKNOWN, "the engine was asked"))
+    with pytest.raises(StackChangeRefused, match="CAMELEER_TENANT_SECRETS_ADDRESS must be set"):
+        call(not_to_be_called)
 
 
 class RecordingOperations:
