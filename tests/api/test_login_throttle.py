@@ -9,9 +9,9 @@ the stored window and lock back, as the throttle compares them with the request'
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +30,7 @@ from tests.api.conftest import STRONG_PASSWORD, new_address, sign_up
 
 WRONG = "not-the-password-1"
 NEW_PASSWORD = "another-long-passphrase-97"
+AT_ONCE = 12  # requests released together, more than any maximum of failures
 
 
 @pytest.fixture
@@ -192,19 +193,23 @@ def test_concurrent_logins_get_at_most_the_maximum_of_password_checks(services, 
     tenant = sign_up(client, services)
     spy = VerifySpy(passwords._hasher)
     monkeypatch.setattr(passwords, "_hasher", spy)
-    at_once = 12
-    start = threading.Barrier(at_once)
-
-    def attempt(_: int) -> int:
-        start.wait()
-        return _login(client, tenant.email, WRONG).status_code
-
-    with ThreadPoolExecutor(max_workers=at_once) as pool:
-        statuses = sorted(pool.map(attempt, range(at_once)))
+    statuses = _all_at_once(AT_ONCE, lambda: _login(client, tenant.email, WRONG).status_code)
     limit = settings.login_account_max_failures
-    assert statuses == [401] * limit + [429] * (at_once - limit)
+    assert statuses == [401] * limit + [429] * (AT_ONCE - limit)
     assert len(spy.hashes) == limit
     assert len(_audited(services, "auth.lockout", f"account:{tenant.email}")) == 1
+
+
+def _all_at_once(count: int, request: Callable[[], int]) -> list[int]:
+    """``count`` requests released together from as many threads; their statuses, sorted."""
+    start = threading.Barrier(count)
+
+    def one(_: int) -> int:
+        start.wait()
+        return request()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return sorted(pool.map(one, range(count)))
 
 
 def test_a_successful_login_takes_back_its_attempt_on_the_address(services, from_address, monkeypatch):
@@ -250,18 +255,11 @@ def test_concurrent_wrong_current_passwords_get_at_most_the_maximum_of_password_
     tenant = sign_up(client, services)
     spy = VerifySpy(passwords._hasher)
     monkeypatch.setattr(passwords, "_hasher", spy)
-    at_once = 12
-    start = threading.Barrier(at_once)
-
-    def change(_: int) -> int:
-        start.wait()
-        return client.post("/v1/auth/password", headers=tenant.headers,
-                           json={"current_password": WRONG, "new_password": NEW_PASSWORD}).status_code
-
-    with ThreadPoolExecutor(max_workers=at_once) as pool:
-        statuses = sorted(pool.map(change, range(at_once)))
+    statuses = _all_at_once(AT_ONCE, lambda: client.post(
+        "/v1/auth/password", headers=tenant.headers,
+        json={"current_password": WRONG, "new_password": NEW_PASSWORD}).status_code)
     limit = settings.login_account_max_failures
-    assert statuses == [403] * limit + [429] * (at_once - limit)
+    assert statuses == [403] * limit + [429] * (AT_ONCE - limit)
     assert len(spy.hashes) == limit
     assert len(_audited(services, "auth.lockout", f"account:{tenant.email}")) == 1
 
