@@ -76,20 +76,21 @@ class AsyncSystemReads:
     async def first(self, read: CompiledRead, **params: Any) -> NamedTuple | None:
         """The statement's first row. A connection the server dropped (a restart) fails the
         first statement on it: that read is tried once more, on another connection."""
+        params = {**read.fixed_params, **params}
         if self._pool is None or asyncio.get_running_loop() is not self._loop:
-            return await run_in_threadpool(self._first_in_thread, read, params)
+            return await run_in_threadpool(self._first_in_thread, read.sql, params)
         try:
-            return await self._first(self._pool, read, params)
+            return await self._first(self._pool, read.sql, params)
         except psycopg.OperationalError as exc:
             log.warning("system read failed on a pooled connection, trying once more: %s", exc)
-            return await self._first(self._pool, read, params)
+            return await self._first(self._pool, read.sql, params)
 
     @staticmethod
-    async def _first(pool: AsyncConnectionPool, read: CompiledRead, params: dict[str, Any]) -> NamedTuple | None:
+    async def _first(pool: AsyncConnectionPool, sql: str, params: dict[str, Any]) -> NamedTuple | None:
         async with pool.connection() as connection:
-            cursor = await connection.execute(read.sql, {**read.fixed_params, **params}, prepare=True)
+            cursor = await connection.execute(sql, params, prepare=True)
             return await cursor.fetchone()
 
-    def _first_in_thread(self, read: CompiledRead, params: dict[str, Any]) -> NamedTuple | None:
+    def _first_in_thread(self, sql: str, params: dict[str, Any]) -> NamedTuple | None:
         with self._system_engine.connect() as connection:
-            return connection.exec_driver_sql(read.sql, {**read.fixed_params, **params}).first()
+            return connection.exec_driver_sql(sql, params).first()

@@ -96,9 +96,10 @@ class Database:
         self._signer = ScopeSigner(self.system_engine)
         self._app = sessionmaker(self.engine, class_=ScopedSession, expire_on_commit=False)
         self._system = sessionmaker(self.system_engine, class_=ScopedSession, expire_on_commit=False)
-        self._system_autocommit = self.system_engine.execution_options(isolation_level="AUTOCOMMIT")
-        # Opened by the API's lifespan, in its event loop; workers never open it.
-        self.async_system_reads = AsyncSystemReads(system_url, self._system_autocommit)
+        # Opened by the API's lifespan, in its event loop; workers never open it. Its reads from
+        # another loop use the system engine in autocommit, as its own connections are.
+        self.async_system_reads = AsyncSystemReads(
+            system_url, self.system_engine.execution_options(isolation_level="AUTOCOMMIT"))
 
     @classmethod
     def from_settings(cls, settings, **engine_kwargs) -> Database:
@@ -117,13 +118,6 @@ class Database:
         """One unit of work: commits on success, rolls back on error."""
         with self.session(scope) as session, session.begin():
             yield session
-
-    @contextmanager
-    def system_read(self) -> Iterator[Connection]:
-        """A Core connection of the system role for a read of one statement, which is atomic
-        on its own: no BEGIN and COMMIT round trips, no ORM session (hot read paths)."""
-        with self._system_autocommit.connect() as connection:
-            yield connection
 
     def dispose(self) -> None:
         self.engine.dispose()
