@@ -140,8 +140,8 @@ class Settings(BaseSettings):
     # Local state outside the database; the signed audit checkpoints are exported here.
     data_dir: Path = Path(__file__).resolve().parents[1] / ".cameleer"
     # Drift reports kept in the database (api.drift.store): a report is pruned by the next
-    # writer once it is neither among the newest `keep` nor younger than `keep_days` (None: no
-    # age limit); the newest always stays.
+    # writer once it is not among the newest `keep`, or once it is older than `keep_days` (None:
+    # no age limit); the newest always stays.
     drift_reports_keep: int = Field(default=50, ge=1)
     drift_reports_keep_days: float | None = Field(default=30.0, gt=0)
 

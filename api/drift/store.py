@@ -2,8 +2,8 @@
 system scope): every API process and worker sees the same reports whatever host wrote them.
 
 A report is masked before it is stored (api.drift.reports.redacted), written at most once per
-idempotency key, and the writer prunes in the same transaction: a report goes once it is
-neither among the newest ``keep`` nor younger than ``keep_days``; the newest always stays.
+idempotency key, and the writer prunes in the same transaction: a report goes once it is not
+among the newest ``keep``, or once it is older than ``keep_days``; the newest always stays.
 """
 
 from __future__ import annotations
